@@ -1,0 +1,106 @@
+"""Build the Microvium engine for mvactors.
+
+Fetches the pinned `microvium` npm package (engine source and compiler), then
+compiles `dist-c/microvium.c` with our port header and glue:
+
+* to WebAssembly with the pinned `ziglang` wheel's clang -> mvactors/_engine/mvx.wasm
+* natively with the machine's gcc -O2 -> mvactors/_engine/libmvx_native.so
+  (the speed and fidelity reference; skipped with --wasm-only)
+
+Run: python engine/build.py [--wasm-only] [--force]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ENGINE_DIR = Path(__file__).resolve().parent
+SRC = ENGINE_DIR / "src"
+DIST_C = ENGINE_DIR / "node_modules" / "microvium" / "dist-c"
+OUT = ENGINE_DIR.parent / "mvactors" / "_engine"
+
+WASM_MEMORY_BYTES = 6 * 65536  # fixed: the module never grows, so the host's base pointer stays valid
+COMMON_FLAGS = ["-O2", "-std=c11", f"-I{SRC}", f"-I{DIST_C}", "-Wno-unused-function"]
+
+
+def run(cmd: list[str], cwd: Path | None = None) -> None:
+    print("+", " ".join(cmd), flush=True)
+    subprocess.run(cmd, cwd=cwd, check=True)
+
+
+def ensure_microvium() -> None:
+    if (DIST_C / "microvium.c").exists() and (ENGINE_DIR / "node_modules" / ".bin" / "microvium").exists():
+        return
+    npm = shutil.which("npm")
+    if npm is None:
+        sys.exit("engine/build.py: npm is required to fetch the pinned microvium package")
+    # --ignore-scripts: the package's native addon is not needed; the CLI compiler runs without it.
+    run([npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund"], cwd=ENGINE_DIR)
+
+
+def sources_digest() -> str:
+    h = hashlib.sha256()
+    for path in sorted(SRC.rglob("*")) + [DIST_C / "microvium.c", DIST_C / "microvium.h", Path(__file__)]:
+        if path.is_file():
+            h.update(path.name.encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def build_wasm(tmp: Path) -> None:
+    zig = [sys.executable, "-m", "ziglang", "cc", "--target=wasm32-freestanding"]
+    flags = COMMON_FLAGS + ["-mbulk-memory", "-nostdlib", f"-I{SRC / 'libc'}"]
+    run(zig + flags + ["-c", str(SRC / "glue.c"), "-o", str(tmp / "glue.o")])
+    run(zig + flags + ["-c", str(SRC / "libc.c"), "-o", str(tmp / "libc.o")])
+    run(
+        zig
+        + ["-O2", "-nostdlib", "-o", str(OUT / "mvx.wasm"), str(tmp / "glue.o"), str(tmp / "libc.o")]
+        + [
+            "-Wl,--no-entry",
+            "-Wl,--strip-all",
+            "-Wl,-z,stack-size=16384",
+            f"-Wl,--initial-memory={WASM_MEMORY_BYTES}",
+            f"-Wl,--max-memory={WASM_MEMORY_BYTES}",
+        ]
+    )
+
+
+def build_native() -> None:
+    cc = os.environ.get("CC", "gcc")
+    run(
+        [cc, *COMMON_FLAGS, "-DMVX_NATIVE", "-fPIC", "-shared", "-fvisibility=hidden"]
+        + ["-o", str(OUT / "libmvx_native.so"), str(SRC / "glue.c"), "-lm"]
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--wasm-only", action="store_true", help="skip the native reference build")
+    parser.add_argument("--force", action="store_true", help="rebuild even if sources are unchanged")
+    args = parser.parse_args()
+
+    ensure_microvium()
+    OUT.mkdir(parents=True, exist_ok=True)
+    stamp = OUT / "build.stamp"
+    digest = sources_digest() + (":wasm" if args.wasm_only else ":all")
+    if not args.force and stamp.exists() and stamp.read_text() == digest:
+        print("engine is up to date:", OUT)
+        return
+    tmp = OUT / "obj"
+    tmp.mkdir(exist_ok=True)
+    build_wasm(tmp)
+    if not args.wasm_only:
+        build_native()
+    shutil.rmtree(tmp)
+    stamp.write_text(digest)
+    print("built engine into", OUT)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,366 @@
+/*
+ * mvactors' glue around the Microvium engine.
+ *
+ * The engine source is included into this translation unit so the glue can
+ * reach internals (property access, object keys, promise state) that
+ * microvium.h does not declare.  One VM per module instance: the glue keeps it
+ * in a static, and the host addresses values through handles whose addresses
+ * are fixed, so the host can read and write them directly in linear memory.
+ */
+#include "host.h"
+#include "microvium.c"
+
+#ifdef MVX_NATIVE
+#include <stdarg.h>
+#include <stdio.h>
+#define MVX_API(name) __attribute__((visibility("default")))
+mvh_call_t mvh_call;
+mvh_breakpoint_t mvh_breakpoint;
+int mvx_snprintf(char* buf, size_t size, const char* format, ...) {
+  va_list ap;
+  va_start(ap, format);
+  int n = vsnprintf(buf, size, format, ap);
+  va_end(ap);
+  return n;
+}
+MVX_API(mvx_set_host) void mvx_set_host(mvh_call_t call, mvh_breakpoint_t breakpoint) {
+  mvh_call = call;
+  mvh_breakpoint = breakpoint;
+}
+#else
+#define MVX_API(name) __attribute__((export_name(#name)))
+#endif
+
+enum {
+  MVX_MAX_ARGS = 32,
+  MVX_MAX_HANDLES = 4096,
+  MVX_MAX_IMPORTS = 1024,
+  MVX_SCRATCH_SIZE = 65536,
+  MVX_ROM_SIZE = 65536,
+  MVX_IMPORT_ASYNC = 0x10000,
+};
+
+uint8_t mvx_ram_page[65536] __attribute__((aligned(65536)));
+
+/*
+ * Static state the host reads and writes in place.  Its layout is part of the
+ * host ABI: mvactors/engine.py reads offsets with mvx_layout().
+ */
+static struct {
+  mvm_Handle args[MVX_MAX_ARGS];   /* call arguments */
+  mvm_Handle this_value;           /* `this` for method calls */
+  mvm_Handle result;               /* result of the last call or accessor */
+  mvm_Handle callback;             /* async continuation from mvm_asyncStart */
+  uint32_t out_size;               /* byte length returned by string/bytes reads */
+  int32_t fatal_code;              /* set before trapping on a fatal error */
+  uint32_t import_count;
+  int32_t missing_import;          /* first import the host could not satisfy */
+  uint32_t imports[MVX_MAX_IMPORTS]; /* sorted: id | MVX_IMPORT_ASYNC flag */
+  mvm_TsMemoryStats stats;
+  uint32_t cookie;                 /* identifies this instance in host calls */
+} mvx;
+
+static mvm_Handle mvx_handles[MVX_MAX_HANDLES];
+static uint32_t mvx_handles_linked;
+static uint8_t mvx_rom[MVX_ROM_SIZE] __attribute__((aligned(8)));
+static uint8_t mvx_scratch[MVX_SCRATCH_SIZE] __attribute__((aligned(8)));
+static mvm_VM* vm;
+
+/* ---- allocator: first fit over the RAM page, coalescing while it walks ---- */
+
+/* Block header: size in bytes including the header, low bit set when in use. */
+typedef uint32_t mvx_block;
+#define BLOCK_SIZE(h) ((h) & ~(uint32_t)3)
+#define BLOCK_USED 1u
+static int mvx_heap_ready;
+
+static void mvx_heap_reset(void) {
+  /* The first block starts at offset 4 so no payload sits at short-pointer 0. */
+  *(mvx_block*)&mvx_ram_page[4] = (65536 - 4);
+  mvx_heap_ready = 1;
+}
+
+void* mvx_malloc(size_t size) {
+  if (!mvx_heap_ready) mvx_heap_reset();
+  uint32_t need = ((uint32_t)size + sizeof(mvx_block) + 3) & ~(uint32_t)3;
+  uint32_t offset = 4;
+  while (offset < 65536) {
+    mvx_block* block = (mvx_block*)&mvx_ram_page[offset];
+    uint32_t blockSize = BLOCK_SIZE(*block);
+    if (!(*block & BLOCK_USED)) {
+      /* Merge following free blocks into this one. */
+      uint32_t next = offset + blockSize;
+      while (next < 65536 && !(*(mvx_block*)&mvx_ram_page[next] & BLOCK_USED)) {
+        uint32_t nextSize = BLOCK_SIZE(*(mvx_block*)&mvx_ram_page[next]);
+        blockSize += nextSize;
+        next += nextSize;
+      }
+      *block = blockSize;
+      if (blockSize >= need) {
+        if (blockSize - need >= 16) {
+          *(mvx_block*)&mvx_ram_page[offset + need] = blockSize - need;
+          blockSize = need;
+        }
+        *block = blockSize | BLOCK_USED;
+        return block + 1;
+      }
+    }
+    offset += blockSize;
+  }
+  return NULL;
+}
+
+void mvx_free(void* ptr) {
+  if (!ptr) return;
+  mvx_block* block = (mvx_block*)ptr - 1;
+  *block &= ~BLOCK_USED;
+}
+
+/* ---- fatal errors, CRC ---- */
+
+void mvx_fatal(int code) {
+  mvx.fatal_code = code;
+#ifdef MVX_NATIVE
+  fprintf(stderr, "microvium fatal error %d\n", code);
+  abort();
+#else
+  __builtin_trap();
+#endif
+}
+
+uint16_t mvx_crc16(void* data, uint16_t size) {
+  const uint8_t* p = data;
+  uint16_t crc = 0xFFFF;
+  while (size--) {
+    uint8_t x = (uint8_t)(crc >> 8) ^ *p++;
+    x ^= x >> 4;
+    crc = (uint16_t)((crc << 8) ^ ((uint16_t)x << 12) ^ ((uint16_t)x << 5) ^ (uint16_t)x);
+  }
+  return crc;
+}
+
+/* ---- host functions ---- */
+
+static uint32_t mvx_find_import(mvm_HostFunctionID id) {
+  uint32_t lo = 0, hi = mvx.import_count;
+  while (lo < hi) {
+    uint32_t mid = (lo + hi) / 2;
+    uint32_t entryId = mvx.imports[mid] & 0xFFFF;
+    if (entryId == id) return mvx.imports[mid] | 0x80000000u;
+    if (entryId < id) lo = mid + 1; else hi = mid;
+  }
+  return 0;
+}
+
+static mvm_TeError mvx_dispatch(mvm_VM* v, mvm_HostFunctionID id, mvm_Value* result, mvm_Value* args, uint8_t argCount) {
+  uint32_t entry = mvx_find_import(id);
+  if (entry & MVX_IMPORT_ASYNC) {
+    /* Must run before anything else touches the VM: it reads a register. */
+    mvm_handleSet(&mvx.callback, mvm_asyncStart(v, result));
+    return (mvm_TeError)mvh_call(mvx.cookie, id, (uintptr_t)args, argCount, (uintptr_t)result, 1);
+  }
+  return (mvm_TeError)mvh_call(mvx.cookie, id, (uintptr_t)args, argCount, (uintptr_t)result, 0);
+}
+
+static mvm_TeError mvx_resolve_import(mvm_HostFunctionID id, void* context, mvm_TfHostFunction* out) {
+  (void)context;
+  if (!mvx_find_import(id)) {
+    if (mvx.missing_import < 0) mvx.missing_import = id;
+    return MVM_E_UNRESOLVED_IMPORT;
+  }
+  *out = mvx_dispatch;
+  return MVM_E_SUCCESS;
+}
+
+static void mvx_on_breakpoint(mvm_VM* v, uint16_t address) {
+  (void)v;
+  mvh_breakpoint(mvx.cookie, address);
+}
+
+/* ---- lifecycle ---- */
+
+/* Addresses of the host-visible statics, by index. */
+MVX_API(mvx_layout) uintptr_t mvx_layout(int32_t what) {
+  switch (what) {
+    case 0: return (uintptr_t)&mvx;
+    case 1: return (uintptr_t)mvx_handles;
+    case 2: return (uintptr_t)mvx_rom;
+    case 3: return (uintptr_t)mvx_scratch;
+    case 4: return (uintptr_t)mvx_ram_page;
+    case 5: return (uintptr_t)&mvx.args[0] - (uintptr_t)&mvx;
+    case 6: return (uintptr_t)&mvx.this_value - (uintptr_t)&mvx;
+    case 7: return (uintptr_t)&mvx.result - (uintptr_t)&mvx;
+    case 8: return (uintptr_t)&mvx.callback - (uintptr_t)&mvx;
+    case 9: return (uintptr_t)&mvx.out_size - (uintptr_t)&mvx;
+    case 10: return (uintptr_t)&mvx.fatal_code - (uintptr_t)&mvx;
+    case 11: return (uintptr_t)&mvx.import_count - (uintptr_t)&mvx;
+    case 12: return (uintptr_t)&mvx.missing_import - (uintptr_t)&mvx;
+    case 13: return (uintptr_t)&mvx.imports[0] - (uintptr_t)&mvx;
+    case 14: return (uintptr_t)&mvx.stats - (uintptr_t)&mvx;
+    case 15: return sizeof(mvm_Handle);
+    case 16: return MVX_MAX_HANDLES;
+    case 17: return MVX_MAX_ARGS;
+    case 18: return MVX_MAX_IMPORTS;
+    case 19: return MVX_SCRATCH_SIZE;
+    case 20: return MVX_ROM_SIZE;
+    case 21: return sizeof(size_t);
+    case 22: return (MVM_ENGINE_MAJOR_VERSION << 8) | MVM_ENGINE_MINOR_VERSION;
+    case 23: return (uintptr_t)&mvx.cookie - (uintptr_t)&mvx;
+    default: return 0;
+  }
+}
+
+/* Restores the snapshot the host wrote to the ROM area, with the import table
+ * the host wrote to mvx.imports.  Returns an mvm_TeError. */
+MVX_API(mvx_restore) int32_t mvx_restore(uint32_t size, int32_t with_breakpoints) {
+  mvx_heap_reset();
+  mvx.fatal_code = 0;
+  mvx.missing_import = -1;
+  mvx_handles_linked = 0;
+  mvm_TeError err = mvm_restore(&vm, mvx_rom, size, NULL, mvx_resolve_import);
+  if (err) {
+    vm = NULL;
+    return err;
+  }
+  for (int i = 0; i < MVX_MAX_ARGS; i++) mvm_initializeHandle(vm, &mvx.args[i]);
+  mvm_initializeHandle(vm, &mvx.this_value);
+  mvm_initializeHandle(vm, &mvx.result);
+  mvm_initializeHandle(vm, &mvx.callback);
+  if (with_breakpoints) mvm_dbg_setBreakpointCallback(vm, mvx_on_breakpoint);
+  return MVM_E_SUCCESS;
+}
+
+MVX_API(mvx_free_vm) void mvx_free_vm(void) {
+  /* Everything the VM owns lives in the page, which the next restore resets. */
+  vm = NULL;
+}
+
+/* Links handles [linked, count) into the VM's root set so the GC sees them. */
+MVX_API(mvx_link_handles) int32_t mvx_link_handles(uint32_t count) {
+  if (count > MVX_MAX_HANDLES) count = MVX_MAX_HANDLES;
+  while (mvx_handles_linked < count) {
+    mvm_initializeHandle(vm, &mvx_handles[mvx_handles_linked++]);
+  }
+  return (int32_t)mvx_handles_linked;
+}
+
+/* ---- calls ---- */
+
+static inline int32_t mvx_result_or_error(mvm_TeError err, mvm_Value value) {
+  mvm_handleSet(&mvx.result, value);
+  return err ? -(int32_t)err : (int32_t)value;
+}
+
+/* Calls the function in *func with args[0..argc) (and mvx.this_value when
+ * with_this).  Returns the result value, or -error with the thrown value in
+ * mvx.result. */
+MVX_API(mvx_call) int32_t mvx_call(uintptr_t func, int32_t argc, int32_t with_this) {
+  mvm_Value args[MVX_MAX_ARGS];
+  mvm_Value result = VM_VALUE_UNDEFINED;
+  for (int32_t i = 0; i < argc; i++) args[i] = mvm_handleGet(&mvx.args[i]);
+  mvm_TeError err = with_this
+    ? mvm_callEx(vm, *(mvm_Value*)func, mvm_handleGet(&mvx.this_value), &result, args, (uint8_t)argc)
+    : mvm_call(vm, *(mvm_Value*)func, &result, args, (uint8_t)argc);
+  return mvx_result_or_error(err, result);
+}
+
+MVX_API(mvx_export) int32_t mvx_export(uint32_t id) {
+  mvm_VMExportID exportId = (mvm_VMExportID)id;
+  mvm_Value value = VM_VALUE_UNDEFINED;
+  mvm_TeError err = mvm_resolveExports(vm, &exportId, &value, 1);
+  return mvx_result_or_error(err, value);
+}
+
+/* ---- properties ---- */
+
+MVX_API(mvx_get) int32_t mvx_get(uintptr_t object, uintptr_t key) {
+  mvm_Value value = VM_VALUE_UNDEFINED;
+  mvm_TeError err = getProperty(vm, (Value*)object, (Value*)key, &value);
+  return mvx_result_or_error(err, value);
+}
+
+MVX_API(mvx_set) int32_t mvx_set(uintptr_t object, uintptr_t key, uintptr_t value) {
+  return -(int32_t)setProperty(vm, (Value*)object, (Value*)key, (Value*)value);
+}
+
+/* Array of the own enumerable keys of *object, in mvx.result. */
+MVX_API(mvx_keys) int32_t mvx_keys(uintptr_t object) {
+  mvm_handleSet(&mvx.result, *(mvm_Value*)object);
+  mvm_TeError err = vm_objectKeys(vm, mvm_handleAt(&mvx.result));
+  return err ? -(int32_t)err : (int32_t)mvm_handleGet(&mvx.result);
+}
+
+/* ---- value construction and inspection ---- */
+
+MVX_API(mvx_new_number) int32_t mvx_new_number(double x) { return mvm_newNumber(vm, x); }
+MVX_API(mvx_new_string) int32_t mvx_new_string(uint32_t size) { return mvm_newString(vm, (const char*)mvx_scratch, size); }
+MVX_API(mvx_new_bytes) int32_t mvx_new_bytes(uint32_t size) { return mvm_uint8ArrayFromBytes(vm, mvx_scratch, size); }
+MVX_API(mvx_new_array) int32_t mvx_new_array(void) { return vm_newArray(vm, 0); }
+
+MVX_API(mvx_new_object) int32_t mvx_new_object(void) {
+  TsPropertyList* object = GC_ALLOCATE_TYPE(vm, TsPropertyList, TC_REF_PROPERTY_LIST);
+  object->dpNext = VM_VALUE_NULL;
+  object->dpProto = VM_VALUE_NULL;
+  return ShortPtr_encode(vm, object);
+}
+
+MVX_API(mvx_type_of) int32_t mvx_type_of(int32_t value) { return mvm_typeOf(vm, (mvm_Value)value); }
+MVX_API(mvx_to_number) double mvx_to_number(int32_t value) { return mvm_toFloat64(vm, (mvm_Value)value); }
+MVX_API(mvx_equal) int32_t mvx_equal(int32_t a, int32_t b) { return mvm_equal(vm, (mvm_Value)a, (mvm_Value)b); }
+
+/* Address of the UTF-8 bytes of a string value; length in mvx.out_size.
+ * Valid until the next allocation in the VM. */
+MVX_API(mvx_string) uintptr_t mvx_string(int32_t value) {
+  size_t size = 0;
+  const char* p = mvm_toStringUtf8(vm, (mvm_Value)value, &size);
+  mvx.out_size = (uint32_t)size;
+  return (uintptr_t)p;
+}
+
+MVX_API(mvx_bytes) uintptr_t mvx_bytes(int32_t value) {
+  uint8_t* data = NULL;
+  size_t size = 0;
+  if (mvm_uint8ArrayToBytes(vm, (mvm_Value)value, &data, &size)) return 0;
+  mvx.out_size = (uint32_t)size;
+  return (uintptr_t)data;
+}
+
+/* 0: not a promise, 1: pending, 2: resolved, 3: rejected; the settled value is
+ * left in mvx.result. */
+MVX_API(mvx_promise_state) int32_t mvx_promise_state(int32_t value) {
+  if (mvm_typeOf(vm, (mvm_Value)value) != VM_T_OBJECT) return 0;
+  if (deepTypeOf(vm, (mvm_Value)value) != TC_REF_PROPERTY_LIST) return 0;
+  Value* p = ShortPtr_decode(vm, (mvm_Value)value);
+  if (p[VM_OIS_PROTO] != getBuiltin(vm, BIN_PROMISE_PROTOTYPE)) return 0;
+  switch (p[VM_OIS_PROMISE_STATUS]) {
+    case VM_PROMISE_STATUS_PENDING: return 1;
+    case VM_PROMISE_STATUS_RESOLVED: mvm_handleSet(&mvx.result, p[VM_OIS_PROMISE_OUT]); return 2;
+    case VM_PROMISE_STATUS_REJECTED: mvm_handleSet(&mvx.result, p[VM_OIS_PROMISE_OUT]); return 3;
+    default: return 0;
+  }
+}
+
+/* ---- snapshot, GC, stats, gas, debugging ---- */
+
+/* Writes a snapshot to the scratch area; returns its size, or -error. */
+MVX_API(mvx_snapshot) int32_t mvx_snapshot(void) {
+  size_t size = 0;
+  void* data = mvm_createSnapshot(vm, &size);
+  if (!data) return -(int32_t)MVM_E_SNAPSHOT_TOO_LARGE;
+  if (size > MVX_SCRATCH_SIZE) {
+    mvx_free(data);
+    return -(int32_t)MVM_E_SNAPSHOT_TOO_LARGE;
+  }
+  memcpy(mvx_scratch, data, size);
+  mvx_free(data);
+  return (int32_t)size;
+}
+
+MVX_API(mvx_gc) void mvx_gc(int32_t squeeze) { mvm_runGC(vm, squeeze != 0); }
+MVX_API(mvx_memory_stats) void mvx_memory_stats(void) { mvm_getMemoryStats(vm, &mvx.stats); }
+MVX_API(mvx_set_gas) void mvx_set_gas(int32_t n) { mvm_stopAfterNInstructions(vm, n); }
+MVX_API(mvx_get_gas) int32_t mvx_get_gas(void) { return mvm_getInstructionCountRemaining(vm); }
+MVX_API(mvx_set_breakpoint) void mvx_set_breakpoint(int32_t address) { mvm_dbg_setBreakpoint(vm, address); }
+MVX_API(mvx_remove_breakpoint) void mvx_remove_breakpoint(int32_t address) { mvm_dbg_removeBreakpoint(vm, (uint16_t)address); }
+MVX_API(mvx_current_address) int32_t mvx_current_address(void) { return mvm_getCurrentAddress(vm); }
+MVX_API(mvx_noop) void mvx_noop(void) {}

@@ -1,0 +1,3 @@
+#pragma once
+#include <stddef.h>
+int snprintf(char* buf, size_t size, const char* format, ...);
