@@ -66,6 +66,34 @@ static uint8_t mvx_rom[MVX_ROM_SIZE] __attribute__((aligned(8)));
 static uint8_t mvx_scratch[MVX_SCRATCH_SIZE] __attribute__((aligned(8)));
 static mvm_VM* vm;
 
+#ifndef MVX_NATIVE
+/* The engine formats only "%d" (PRId32) and "%.15g". */
+#include <stdarg.h>
+int mvx_snprintf(char* buf, size_t size, const char* format, ...) {
+  va_list ap;
+  va_start(ap, format);
+  int n;
+  if (format[0] == '%' && format[1] == 'd') {
+    int32_t v = va_arg(ap, int32_t);
+    char tmp[12];
+    uint32_t u = v < 0 ? (uint32_t)0 - (uint32_t)v : (uint32_t)v;
+    int len = 0;
+    do { tmp[len++] = (char)('0' + u % 10); u /= 10; } while (u);
+    n = 0;
+    if (v < 0) buf[n++] = '-';
+    while (len) buf[n++] = tmp[--len];
+    buf[n] = 0;
+  } else {
+    double d = va_arg(ap, double);
+    n = mvh_format_double(mvx.cookie, d, (uintptr_t)buf);
+    buf[n] = 0;
+  }
+  va_end(ap);
+  (void)size;
+  return n;
+}
+#endif
+
 /* ---- allocator: first fit over the RAM page, coalescing while it walks ---- */
 
 /* Block header: size in bytes including the header, low bit set when in use. */
@@ -364,3 +392,27 @@ MVX_API(mvx_set_breakpoint) void mvx_set_breakpoint(int32_t address) { mvm_dbg_s
 MVX_API(mvx_remove_breakpoint) void mvx_remove_breakpoint(int32_t address) { mvm_dbg_removeBreakpoint(vm, (uint16_t)address); }
 MVX_API(mvx_current_address) int32_t mvx_current_address(void) { return mvm_getCurrentAddress(vm); }
 MVX_API(mvx_noop) void mvx_noop(void) {}
+
+/* ---- host functions as values ---- */
+
+/* The import ID behind a host-function value, or -1 if it is not one. */
+MVX_API(mvx_host_func_id) int32_t mvx_host_func_id(int32_t value) {
+  if (deepTypeOf(vm, (mvm_Value)value) != TC_REF_HOST_FUNC) return -1;
+  LongPtr lp = DynamicPtr_decode_long(vm, (mvm_Value)value);
+  uint16_t index = READ_FIELD_2(lp, TsHostFunc, indexInImportTable);
+  return vm_getHostFunctionId(vm, index);
+}
+
+/* A new host-function value for import `id`, or -1 if the snapshot does not
+ * import that ID (the engine can only call entries of its import table). */
+MVX_API(mvx_new_host_func) int32_t mvx_new_host_func(uint32_t id) {
+  uint16_t count = getSectionSize(vm, BCS_IMPORT_TABLE) / sizeof(vm_TsImportTableEntry);
+  for (uint16_t i = 0; i < count; i++) {
+    if (vm_getHostFunctionId(vm, i) == id) {
+      TsHostFunc* p = GC_ALLOCATE_TYPE(vm, TsHostFunc, TC_REF_HOST_FUNC);
+      p->indexInImportTable = i;
+      return ShortPtr_encode(vm, p);
+    }
+  }
+  return -1;
+}

@@ -22,6 +22,6 @@ MVX_IMPORT(breakpoint) void mvh_breakpoint(uint32_t cookie, uint32_t address);
 MVX_IMPORT(fmod) double mvh_fmod(double x, double y);
 MVX_IMPORT(pow) double mvh_pow(double x, double y);
 /* Writes "%.15g" of x into buf (at most 32 bytes); returns the length. */
-MVX_IMPORT(format_double) int32_t mvh_format_double(double x, uintptr_t buf);
+MVX_IMPORT(format_double) int32_t mvh_format_double(uint32_t cookie, double x, uintptr_t buf);
 #define MVX_EXPORT
 #endif

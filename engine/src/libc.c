@@ -1,7 +1,6 @@
 /* The few C library functions the engine uses, for the freestanding wasm build. */
 #include <stddef.h>
 #include <stdint.h>
-#include <stdarg.h>
 #include "host.h"
 
 void* memcpy(void* dst, const void* src, size_t n) {
@@ -36,27 +35,3 @@ int strcmp(const char* a, const char* b) {
 double fmod(double x, double y) { return mvh_fmod(x, y); }
 double pow(double x, double y) { return mvh_pow(x, y); }
 
-/* The engine formats only "%d" (PRId32) and "%.15g". */
-int mvx_snprintf(char* buf, size_t size, const char* format, ...) {
-  va_list ap;
-  va_start(ap, format);
-  int n;
-  if (format[0] == '%' && format[1] == 'd') {
-    int32_t v = va_arg(ap, int32_t);
-    char tmp[12];
-    uint32_t u = v < 0 ? (uint32_t)0 - (uint32_t)v : (uint32_t)v;
-    int len = 0;
-    do { tmp[len++] = (char)('0' + u % 10); u /= 10; } while (u);
-    n = 0;
-    if (v < 0) buf[n++] = '-';
-    while (len) buf[n++] = tmp[--len];
-    buf[n] = 0;
-  } else {
-    double d = va_arg(ap, double);
-    n = mvh_format_double(d, (uintptr_t)buf);
-    buf[n] = 0;
-  }
-  va_end(ap);
-  (void)size;
-  return n;
-}

@@ -1,0 +1,412 @@
+"""A ctypes driver for the native reference build of the engine (``libmvx_native.so``).
+
+This is a test and benchmark utility, not the mvactors API: the fidelity tests
+compare the WebAssembly VM against it call by call, and ``bench/vm.py`` uses it
+as the speed reference for guest code.  The same ``glue.c`` and port header are
+compiled with gcc, so differences between the two can only come from the
+compiler, the wasm libc shims (fmod, pow, ``%.15g``) or the Python host.
+
+Limits, by design:
+
+* **One live VM per process.**  The native glue keeps its VM, RAM page, ROM
+  and handles in C statics, so a second restore would clobber the first;
+  ``NativeVM.restore`` refuses while another NativeVM is open.
+* Values crossing the boundary are ``None`` (undefined and null), ``bool``,
+  ``int``, ``float``, ``str`` and ``bytes`` (Uint8Array) in both directions;
+  results may also be arrays (``list``) and plain objects (``dict``), copied
+  out recursively.  Functions and classes cannot be returned.
+* Async host imports are not supported (the import is registered as sync).
+* A Microvium *fatal* error (e.g. out of memory) calls ``abort()`` in the
+  native glue and ends the process; the wasm build traps instead.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, ClassVar
+
+from .engine import native_library_path
+from .errors import (
+    E_HOST_ERROR,
+    E_INSTRUCTION_COUNT_REACHED,
+    E_UNCAUGHT_EXCEPTION,
+    E_UNRESOLVED_IMPORT,
+    GasExhausted,
+    GuestError,
+    MicroviumError,
+    VMUnusable,
+    error_name,
+)
+
+NativeValue = None | bool | int | float | str | bytes | list[Any] | dict[str, Any]
+"""What ``NativeVM.call`` returns."""
+
+HostFunction = Callable[..., Any]
+
+# mvm_Value encodings of the well-known values (microvium.c, vm_TeWellKnownValues).
+_UNDEFINED, _NULL, _TRUE, _FALSE = 1, 5, 9, 13
+_STR_LENGTH = 29  # the interned string "length"
+# mvm_TeType
+_T_UNDEFINED, _T_NULL, _T_BOOLEAN, _T_NUMBER, _T_STRING = 0, 1, 2, 3, 4
+_T_FUNCTION, _T_OBJECT, _T_ARRAY, _T_UINT8_ARRAY, _T_CLASS = 5, 6, 7, 8, 9
+_TYPE_NAMES = "undefined null boolean number string function object array Uint8Array class".split()
+
+_INT14_MIN, _INT14_MAX = -0x2000, 0x1FFF
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
+
+# mvx_layout() indexes (engine/src/glue.c).
+_L_STATE, _L_HANDLES, _L_ROM, _L_SCRATCH = 0, 1, 2, 3
+_L_ARGS, _L_RESULT, _L_OUT_SIZE, _L_IMPORT_COUNT, _L_MISSING_IMPORT, _L_IMPORTS = 5, 7, 9, 11, 12, 13
+_L_HANDLE_SIZE, _L_MAX_HANDLES, _L_MAX_ARGS, _L_MAX_IMPORTS, _L_SCRATCH_SIZE, _L_ROM_SIZE = 15, 16, 17, 18, 19, 20
+
+# Handles the driver uses to keep values alive while it copies nested results
+# out: one per nesting level plus one for the key being read.
+_HANDLE_DEPTH = 64
+
+_HOST_CALL = ctypes.CFUNCTYPE(
+    ctypes.c_int32, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_size_t, ctypes.c_uint32, ctypes.c_size_t, ctypes.c_uint32
+)
+_HOST_BREAKPOINT = ctypes.CFUNCTYPE(None, ctypes.c_uint32, ctypes.c_uint32)
+
+
+class _Library:
+    """The loaded shared object, its function prototypes and the glue's static addresses."""
+
+    def __init__(self, path: Path) -> None:
+        lib = ctypes.CDLL(str(path))
+        self.lib = lib
+
+        def fn(name: str, restype: Any, *argtypes: Any) -> Any:
+            f = getattr(lib, name)
+            f.restype = restype
+            f.argtypes = list(argtypes)
+            return f
+
+        i32, u32, size, dbl = ctypes.c_int32, ctypes.c_uint32, ctypes.c_size_t, ctypes.c_double
+        self.layout = fn("mvx_layout", size, i32)
+        self.restore = fn("mvx_restore", i32, u32, i32)
+        self.free_vm = fn("mvx_free_vm", None)
+        self.link_handles = fn("mvx_link_handles", i32, u32)
+        self.call = fn("mvx_call", i32, size, i32, i32)
+        self.export = fn("mvx_export", i32, u32)
+        self.get = fn("mvx_get", i32, size, size)
+        self.keys = fn("mvx_keys", i32, size)
+        self.new_number = fn("mvx_new_number", i32, dbl)
+        self.new_string = fn("mvx_new_string", i32, u32)
+        self.new_bytes = fn("mvx_new_bytes", i32, u32)
+        self.type_of = fn("mvx_type_of", i32, i32)
+        self.to_number = fn("mvx_to_number", dbl, i32)
+        self.string = fn("mvx_string", size, i32)
+        self.bytes = fn("mvx_bytes", size, i32)
+        self.snapshot = fn("mvx_snapshot", i32)
+        self.set_gas = fn("mvx_set_gas", None, i32)
+        self.get_gas = fn("mvx_get_gas", i32)
+        self.set_host = fn("mvx_set_host", None, _HOST_CALL, _HOST_BREAKPOINT)
+
+        layout = self.layout
+        state = layout(_L_STATE)
+        self.handles = layout(_L_HANDLES)
+        self.rom = layout(_L_ROM)
+        self.scratch = layout(_L_SCRATCH)
+        self.args = state + layout(_L_ARGS)
+        self.result = state + layout(_L_RESULT)
+        self.out_size = state + layout(_L_OUT_SIZE)
+        self.import_count = state + layout(_L_IMPORT_COUNT)
+        self.missing_import = state + layout(_L_MISSING_IMPORT)
+        self.imports = state + layout(_L_IMPORTS)
+        self.handle_size = layout(_L_HANDLE_SIZE)
+        self.max_handles = layout(_L_MAX_HANDLES)
+        self.max_args = layout(_L_MAX_ARGS)
+        self.max_imports = layout(_L_MAX_IMPORTS)
+        self.scratch_size = layout(_L_SCRATCH_SIZE)
+        self.rom_size = layout(_L_ROM_SIZE)
+        # The callbacks must outlive every call into the library: keep them here.
+        self.host_call = _HOST_CALL(_dispatch_host_call)
+        self.host_breakpoint = _HOST_BREAKPOINT(_dispatch_breakpoint)
+        self.set_host(self.host_call, self.host_breakpoint)
+
+
+_library: _Library | None = None
+
+
+def _load() -> _Library:
+    global _library
+    if _library is None:
+        _library = _Library(native_library_path())
+    return _library
+
+
+def native_available() -> bool:
+    """Whether the native reference build exists (tests skip without it)."""
+    try:
+        native_library_path()
+    except Exception:
+        return False
+    return True
+
+
+def _dispatch_host_call(cookie: int, import_id: int, args: int, argc: int, result: int, is_async: int) -> int:
+    # Exceptions must not escape a ctypes callback (they would only be
+    # printed): the VM keeps the exception and re-raises it after the call.
+    vm = NativeVM._live
+    if vm is None:  # pragma: no cover - the glue only calls back while a VM runs
+        return E_HOST_ERROR
+    try:
+        return vm._host_call(import_id, args, argc, result, bool(is_async))
+    except BaseException as exc:  # noqa: BLE001 - re-raised by NativeVM.call
+        vm._pending = exc
+        return E_HOST_ERROR
+
+
+def _dispatch_breakpoint(cookie: int, address: int) -> None:
+    # Breakpoints are never enabled by this driver (restore passes 0).
+    return None
+
+
+class NativeVM:
+    """The Microvium VM of the native reference build, driven through ctypes.
+
+    Create one with :meth:`restore`; only one may be open per process (see the
+    module docstring).  Use it as a context manager or call :meth:`close`.
+    """
+
+    _live: ClassVar[NativeVM | None] = None
+
+    def __init__(self, lib: _Library, imports: Mapping[int, HostFunction]) -> None:
+        # Use NativeVM.restore(); the constructor only wires state.
+        self._lib = lib
+        self._imports = dict(imports)
+        self._pending: BaseException | None = None
+        self._closed = False
+
+    @classmethod
+    def restore(cls, snapshot: bytes, imports: Mapping[int, HostFunction] | None = None) -> NativeVM:
+        """Restore ``snapshot`` with host functions ``imports`` (import id -> callable).
+
+        Raises MicroviumError if the engine rejects the snapshot or it imports
+        an ID missing from ``imports``, RuntimeError if another NativeVM is open.
+        """
+        if cls._live is not None:
+            raise RuntimeError("the native engine holds one VM per process; close the open NativeVM first")
+        lib = _load()
+        imports = dict(imports or {})
+        data = bytes(snapshot)
+        if len(data) > lib.rom_size:
+            raise MicroviumError(f"snapshot of {len(data)} bytes exceeds the engine's ROM area ({lib.rom_size})", 30)
+        if len(imports) > lib.max_imports:
+            raise MicroviumError(f"at most {lib.max_imports} imports are supported", 11)
+        if any(not 0 <= i <= 0xFFFF for i in imports):
+            raise MicroviumError("import ids are 16-bit unsigned integers", 11)
+        ctypes.memmove(lib.rom, data, len(data))
+        table = sorted(imports)
+        (ctypes.c_uint32 * max(len(table), 1)).from_address(lib.imports)[: len(table)] = table
+        ctypes.c_uint32.from_address(lib.import_count).value = len(table)
+        err = lib.restore(len(data), 0)
+        if err:
+            if err == E_UNRESOLVED_IMPORT:
+                missing = ctypes.c_int32.from_address(lib.missing_import).value
+                raise MicroviumError(f"the snapshot imports host function {missing}, which was not provided", err)
+            raise MicroviumError(f"the engine could not restore the snapshot: {error_name(err)}", err)
+        lib.link_handles(_HANDLE_DEPTH)
+        vm = cls(lib, imports)
+        cls._live = vm
+        return vm
+
+    # ---- calls ----
+
+    def call(self, export_id: int, *args: Any) -> NativeValue:
+        """Call the guest function exported as ``export_id`` and return its result.
+
+        Raises GuestError if the guest throws, GasExhausted when the budget
+        from :meth:`set_gas` runs out, a host function's own exception if one
+        raised, and MicroviumError for other engine errors.
+        """
+        lib = self._check()
+        if len(args) > lib.max_args:
+            raise MicroviumError(f"at most {lib.max_args} arguments are supported", 34)
+        # Each argument goes into its handle as soon as it exists: building the
+        # next one may run the GC, which moves objects and updates only roots.
+        for i, arg in enumerate(args):
+            self._encode(arg, lib.args + i * lib.handle_size)
+        # The export is resolved after the arguments for the same reason.
+        value = lib.export(export_id)
+        if value < 0:
+            raise MicroviumError(f"the snapshot has no export {export_id}", -value)
+        self._pending = None
+        value = lib.call(lib.result, len(args), 0)
+        if value < 0:
+            self._raise(-value)
+        return self._decode(value, 0)
+
+    def _raise(self, err: int) -> None:
+        pending, self._pending = self._pending, None
+        if err == E_HOST_ERROR and pending is not None:
+            raise pending
+        if err == E_UNCAUGHT_EXCEPTION:
+            thrown = ctypes.c_uint16.from_address(self._lib.result).value
+            raise GuestError(self._decode(thrown, 0))
+        if err == E_INSTRUCTION_COUNT_REACHED:
+            raise GasExhausted()
+        raise MicroviumError(f"the call failed: {error_name(err)}", err)
+
+    def _host_call(self, import_id: int, args: int, argc: int, result: int, is_async: bool) -> int:
+        if is_async:
+            raise MicroviumError("the native driver does not support async host functions", 15)
+        fn = self._imports[import_id]
+        raw = (ctypes.c_uint16 * max(argc, 1)).from_address(args)
+        # Arguments are decoded before the result is built: building it may
+        # allocate, and a GC would move what the arguments point at.
+        py_args = [self._decode(raw[i], 0) for i in range(argc)]
+        out = fn(*py_args)
+        self._encode(out, result)
+        return 0
+
+    # ---- values ----
+
+    def _encode(self, value: Any, slot: int) -> None:
+        """Write the VM value for ``value`` into the mvm_Value at address ``slot``."""
+        lib = self._lib
+        if value is None:
+            encoded = _UNDEFINED
+        elif value is True:
+            encoded = _TRUE
+        elif value is False:
+            encoded = _FALSE
+        elif isinstance(value, int):
+            if _INT14_MIN <= value <= _INT14_MAX:
+                encoded = ((value << 2) | 3) & 0xFFFF
+            elif _INT32_MIN <= value <= _INT32_MAX:
+                encoded = lib.new_number(float(value))
+            else:
+                raise OverflowError(f"{value} does not fit a VM int32; pass a float")
+        elif isinstance(value, float):
+            encoded = lib.new_number(value)
+        elif isinstance(value, str):
+            encoded = self._new_blob(value.encode("utf-8"), lib.new_string)
+        elif isinstance(value, (bytes, bytearray, memoryview)):
+            encoded = self._new_blob(bytes(value), lib.new_bytes)
+        else:
+            raise TypeError(f"the native driver cannot pass {type(value).__name__} into the VM")
+        ctypes.c_uint16.from_address(slot).value = encoded
+
+    def _new_blob(self, data: bytes, make: Callable[[int], int]) -> int:
+        lib = self._lib
+        if len(data) > lib.scratch_size:
+            raise MicroviumError(f"value of {len(data)} bytes exceeds the scratch area", 3)
+        ctypes.memmove(lib.scratch, data, len(data))
+        value = make(len(data))
+        if value < 0:  # pragma: no cover - allocation failure is fatal in the glue
+            raise MicroviumError("the engine could not allocate the value", -value)
+        return value
+
+    def _handle(self, depth: int) -> int:
+        return self._lib.handles + depth * self._lib.handle_size
+
+    def _decode(self, value: int, depth: int) -> NativeValue:
+        """Copy VM value ``value`` out to Python; ``depth`` picks free handles for nesting."""
+        lib = self._lib
+        value &= 0xFFFF
+        if value & 3 == 3:  # int14: the common case, decoded without a call
+            return (value >> 2) - 0x4000 if value & 0x8000 else value >> 2
+        kind = lib.type_of(value)
+        if kind in (_T_UNDEFINED, _T_NULL):
+            return None
+        if kind == _T_BOOLEAN:
+            return value == _TRUE
+        if kind == _T_NUMBER:
+            x: float = lib.to_number(value)
+            if x.is_integer() and _INT32_MIN <= x <= _INT32_MAX and math.copysign(1.0, x) > 0:
+                return int(x)
+            return x
+        if kind == _T_STRING:
+            address = lib.string(value)
+            return ctypes.string_at(address, ctypes.c_uint32.from_address(lib.out_size).value).decode("utf-8")
+        if kind == _T_UINT8_ARRAY:
+            address = lib.bytes(value)
+            return ctypes.string_at(address, ctypes.c_uint32.from_address(lib.out_size).value)
+        if kind in (_T_ARRAY, _T_OBJECT):
+            return self._decode_container(value, kind, depth)
+        raise TypeError(f"the native driver cannot return a guest {_TYPE_NAMES[kind]}")
+
+    def _decode_container(self, value: int, kind: int, depth: int) -> list[Any] | dict[str, Any]:
+        lib = self._lib
+        if depth + 3 > _HANDLE_DEPTH:
+            raise MicroviumError("result nested too deeply for the native driver", 8)
+        # Decoding allocates nothing today, but the container, its key list and
+        # the current key sit in handles anyway so a GC could not strand them.
+        holder, keys_holder, key_slot = self._handle(depth), self._handle(depth + 1), self._handle(depth + 2)
+        ctypes.c_uint16.from_address(holder).value = value
+        if kind == _T_ARRAY:
+            items: list[Any] = []
+            for i in range(self._length(holder, key_slot)):
+                ctypes.c_uint16.from_address(key_slot).value = ((i << 2) | 3) & 0xFFFF
+                items.append(self._decode(self._get(holder, key_slot), depth + 3))
+            return items
+        keys = lib.keys(holder)
+        if keys < 0:
+            raise MicroviumError("could not list the keys of a guest object", -keys)
+        ctypes.c_uint16.from_address(keys_holder).value = keys
+        out: dict[str, Any] = {}
+        for i in range(self._length(keys_holder, key_slot)):
+            ctypes.c_uint16.from_address(key_slot).value = ((i << 2) | 3) & 0xFFFF
+            ctypes.c_uint16.from_address(key_slot).value = self._get(keys_holder, key_slot)
+            name = self._decode(ctypes.c_uint16.from_address(key_slot).value, depth + 3)
+            out[str(name)] = self._decode(self._get(holder, key_slot), depth + 3)
+        return out
+
+    def _length(self, holder: int, key_slot: int) -> int:
+        ctypes.c_uint16.from_address(key_slot).value = _STR_LENGTH
+        return int(self._lib.to_number(self._get(holder, key_slot)))
+
+    def _get(self, holder: int, key_slot: int) -> int:
+        value = self._lib.get(holder, key_slot)
+        if value < 0:
+            raise MicroviumError("could not read a guest property", -value)
+        return value
+
+    # ---- snapshot, gas, lifecycle ----
+
+    def create_snapshot(self) -> bytes:
+        """The VM's current state as snapshot bytes (restorable natively or in wasm)."""
+        lib = self._check()
+        size = lib.snapshot()
+        if size < 0:
+            raise MicroviumError("the engine could not create a snapshot", -size)
+        return ctypes.string_at(lib.scratch, size)
+
+    def set_gas(self, n: int) -> None:
+        """Stop guest code after ``n`` more instructions (GasExhausted); -1 disables the limit."""
+        self._check().set_gas(n)
+
+    def gas_remaining(self) -> int:
+        """Instructions left before GasExhausted, or -1 when no limit is set."""
+        return int(self._check().get_gas())
+
+    def close(self) -> None:
+        """Release the process-wide VM slot (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._lib.free_vm()
+        if NativeVM._live is self:
+            NativeVM._live = None
+
+    def _check(self) -> _Library:
+        if self._closed:
+            raise VMUnusable("this NativeVM is closed")
+        return self._lib
+
+    def __enter__(self) -> NativeVM:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+__all__ = ["NativeVM", "NativeValue", "native_available"]

@@ -1,0 +1,286 @@
+"""Guest values in Python: the ``null`` sentinel and live proxies of guest objects.
+
+Values cross the boundary by copy going in (plain data only) and by reference
+coming out (objects, arrays, functions, classes and Uint8Arrays become proxies
+holding a handle on the guest object).  Marshalling itself lives on ``VM``,
+which owns the handles; proxies call back into it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .vm import VM
+
+# Well-known Microvium values (microvium.c, vm_TeWellKnownValues).
+UNDEFINED = 0x01
+NULL = 0x05
+TRUE = 0x09
+FALSE = 0x0D
+NAN = 0x11
+NEG_ZERO = 0x15
+
+# mvm_TeType
+T_UNDEFINED, T_NULL, T_BOOLEAN, T_NUMBER, T_STRING, T_FUNCTION = 0, 1, 2, 3, 4, 5
+T_OBJECT, T_ARRAY, T_UINT8_ARRAY, T_CLASS, T_SYMBOL, T_BIG_INT = 6, 7, 8, 9, 10, 11
+
+MAX_SAFE_INT = 2**53
+
+
+class _Null:
+    """JavaScript ``null`` (JavaScript ``undefined`` is Python ``None``)."""
+
+    _instance: _Null | None = None
+
+    def __new__(cls) -> _Null:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "mvactors.null"
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __reduce__(self) -> str:
+        return "null"
+
+
+null = _Null()
+
+
+class AsyncImport:
+    """Marks a host function as asynchronous: the guest gets a promise of its result.
+
+    ``async def`` functions are recognised automatically; wrap other callables
+    that return awaitables with :func:`async_import`.
+    """
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+
+    def __call__(self, *args: Any) -> Any:
+        return self.fn(*args)
+
+    def __repr__(self) -> str:
+        return f"async_import({self.fn!r})"
+
+
+def async_import(fn: Callable[..., Any]) -> AsyncImport:
+    """Declare ``fn`` (returning an awaitable) an asynchronous host function."""
+    return AsyncImport(fn)
+
+
+class GuestRef:
+    """Base of all proxies: a handle on one guest value of one VM."""
+
+    __slots__ = ("_vm", "_slot", "__weakref__")
+
+    def __init__(self, vm: VM, slot: int) -> None:
+        self._vm = vm
+        self._slot = slot
+
+    def __del__(self) -> None:
+        vm = self._vm
+        if vm is not None:
+            vm._release_slot(self._slot)
+
+    @property
+    def vm(self) -> VM:
+        """The VM this value lives in."""
+        return self._vm
+
+    def to_python(self) -> Any:
+        """A deep copy of the guest value as plain Python data."""
+        return self._vm._deep_copy(self._slot)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, GuestRef):
+            return other._vm is self._vm and self._vm._same_value(self._slot, other._slot)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return id(self._vm)
+
+    def __repr__(self) -> str:
+        try:
+            return f"<{type(self).__name__} {self._vm._repr_value(self._slot)}>"
+        except Exception:  # closed VM
+            return f"<{type(self).__name__} (VM closed)>"
+
+
+class GuestObject(GuestRef):
+    """A live guest object: attribute/item access, ``keys()``, iteration over keys, ``len``."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") and name.endswith("__"):
+            raise AttributeError(name)
+        return self._vm._get_property(self._slot, name, bind=True)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in GuestRef.__slots__:
+            object.__setattr__(self, name, value)
+        else:
+            self._vm._set_property(self._slot, name, value)
+
+    def __getitem__(self, key: str | int) -> Any:
+        return self._vm._get_property(self._slot, key, bind=True)
+
+    def __setitem__(self, key: str | int, value: Any) -> None:
+        self._vm._set_property(self._slot, key, value)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.keys()
+
+    def keys(self) -> list[str]:
+        """The object's own enumerable keys, in guest order (``Reflect.ownKeys``)."""
+        return self._vm._keys(self._slot)
+
+    def items(self) -> list[tuple[str, Any]]:
+        return [(k, self[k]) for k in self.keys()]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def __len__(self) -> int:
+        return len(self.keys())
+
+    def __dir__(self) -> list[str]:
+        return self.keys()
+
+
+class GuestArray(GuestRef):
+    """A live guest array: indexing (negative too), assignment, ``len``, iteration, ``append``."""
+
+    __slots__ = ()
+
+    def __len__(self) -> int:
+        n = self._vm._get_property(self._slot, "length", bind=False)
+        return int(n)
+
+    def _index(self, index: int) -> int:
+        n = len(self)
+        if index < 0:
+            index += n
+        if not 0 <= index < n:
+            raise IndexError(f"guest array index {index} out of range (length {n})")
+        return index
+
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if not isinstance(index, int):
+            raise TypeError(f"guest array indices must be integers, not {type(index).__name__}")
+        return self._vm._get_property(self._slot, self._index(index), bind=False)
+
+    def __setitem__(self, index: int, value: Any) -> None:
+        if not isinstance(index, int):
+            raise TypeError(f"guest array indices must be integers, not {type(index).__name__}")
+        n = len(self)
+        if index < 0:
+            index += n
+        if index < 0:
+            raise IndexError(f"guest array index {index - n} out of range (length {n})")
+        self._vm._set_property(self._slot, index, value)
+
+    def append(self, value: Any) -> None:
+        self._vm._set_property(self._slot, len(self), value)
+
+    def __iter__(self) -> Iterator[Any]:
+        for i in range(len(self)):
+            yield self._vm._get_property(self._slot, i, bind=False)
+
+    def keys(self) -> list[int]:
+        return list(range(len(self)))
+
+
+class GuestFunction(GuestRef):
+    """A guest function or closure; calling it runs the guest.
+
+    When it was read from an object it is bound: calling passes that object as
+    ``this``.  A guest ``async`` function returns an awaitable (GuestPromise).
+    """
+
+    __slots__ = ("_this",)
+
+    def __init__(self, vm: VM, slot: int, this: GuestRef | None = None) -> None:
+        super().__init__(vm, slot)
+        self._this = this
+
+    def __call__(self, *args: Any) -> Any:
+        return self._vm._call(self._slot, args, self._this)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") and name.endswith("__"):
+            raise AttributeError(name)
+        return self._vm._get_property(self._slot, name, bind=True)
+
+
+class GuestClass(GuestFunction):
+    """A guest class: calling it constructs an instance (``new``); static members as attributes."""
+
+    __slots__ = ()
+
+
+class GuestBytes(GuestRef):
+    """A live guest Uint8Array."""
+
+    __slots__ = ()
+
+    def __len__(self) -> int:
+        return len(self._vm._read_bytes(self._slot))
+
+    def slice(self, start: int = 0, end: int | None = None) -> bytes:
+        """A copy of bytes ``[start, end)`` (Python slice rules)."""
+        return self._vm._read_bytes(self._slot)[start:end]
+
+    def set(self, data: bytes | bytearray | memoryview, offset: int = 0) -> None:
+        """Write ``data`` into the array at ``offset`` (must fit)."""
+        self._vm._write_bytes(self._slot, bytes(data), offset)
+
+    def __bytes__(self) -> bytes:
+        return self._vm._read_bytes(self._slot)
+
+    def __getitem__(self, index: int) -> int:
+        return self._vm._read_bytes(self._slot)[index]
+
+    def __setitem__(self, index: int, value: int) -> None:
+        n = len(self)
+        if index < 0:
+            index += n
+        if not 0 <= index < n:
+            raise IndexError(f"Uint8Array index out of range (length {n})")
+        self._vm._write_bytes(self._slot, bytes([value]), index)
+
+
+class GuestPromise(GuestRef):
+    """A guest promise; ``await`` it for the settled value (rejection raises GuestError)."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Any:
+        return self._vm._await_promise(self._slot).__await__()
+
+    @property
+    def state(self) -> str:
+        """``"pending"``, ``"fulfilled"`` or ``"rejected"``."""
+        return self._vm._promise_state_name(self._slot)
+
+
+__all__ = [
+    "AsyncImport",
+    "GuestArray",
+    "GuestBytes",
+    "GuestClass",
+    "GuestFunction",
+    "GuestObject",
+    "GuestPromise",
+    "GuestRef",
+    "async_import",
+    "null",
+]

@@ -1,0 +1,875 @@
+"""``VM``: one restored Microvium snapshot, the Python counterpart of @microvium/runtime."""
+
+from __future__ import annotations
+
+import ctypes
+import inspect
+import math
+import os
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from . import engine as _engine
+from .errors import (
+    E_HOST_ERROR,
+    E_INSTRUCTION_COUNT_REACHED,
+    E_UNCAUGHT_EXCEPTION,
+    E_UNRESOLVED_IMPORT,
+    GasExhausted,
+    GuestError,
+    MicroviumError,
+    VMUnusable,
+    error_name,
+)
+from .values import (
+    FALSE,
+    MAX_SAFE_INT,
+    NAN,
+    NEG_ZERO,
+    NULL,
+    T_ARRAY,
+    T_CLASS,
+    T_FUNCTION,
+    T_NUMBER,
+    T_OBJECT,
+    T_STRING,
+    T_UINT8_ARRAY,
+    TRUE,
+    UNDEFINED,
+    AsyncImport,
+    GuestArray,
+    GuestBytes,
+    GuestClass,
+    GuestFunction,
+    GuestObject,
+    GuestPromise,
+    GuestRef,
+    _Null,
+    null,
+)
+
+SnapshotLike = bytes | bytearray | memoryview | Sequence[int] | str | os.PathLike[str]
+ImportMap = Mapping[int, Callable[..., Any]]
+Spawner = Callable[[Callable[[], Awaitable[None]]], None]
+
+_HANDLE_CHUNK = 32
+_POOL_LIMIT = 256
+_pool: list[_engine.Instance] = []  # instances of closed VMs, ready for the next restore
+_HEADER_SIZE = 28
+
+
+class HostFunctionError(MicroviumError):
+    """A host (import) function raised; the original exception is ``__cause__``."""
+
+    def __init__(self, import_id: int, exc: BaseException) -> None:
+        super().__init__(f"host function {import_id} raised {type(exc).__name__}: {exc}", E_HOST_ERROR)
+        self.import_id = import_id
+
+
+class ExportNotFound(MicroviumError, KeyError):
+    """The snapshot has no export with that ID."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class MemoryStats:
+    """Memory use of a VM (the engine's ``mvm_TsMemoryStats``), in bytes."""
+
+    total_size: int
+    fragment_count: int
+    core_size: int
+    import_table_size: int
+    global_variables_size: int
+    registers_size: int
+    stack_height: int
+    stack_allocated_capacity: int
+    stack_high_water_mark: int
+    virtual_heap_used: int
+    virtual_heap_high_water_mark: int
+    virtual_heap_allocated_capacity: int
+
+
+def _snapshot_bytes(snapshot: SnapshotLike) -> bytes:
+    if isinstance(snapshot, bytes):
+        return snapshot
+    if isinstance(snapshot, (bytearray, memoryview)):
+        return bytes(snapshot)
+    if isinstance(snapshot, (str, os.PathLike)):
+        path = Path(snapshot)
+        if not path.is_file():
+            raise FileNotFoundError(f"snapshot file not found: {path}")
+        return path.read_bytes()
+    if isinstance(snapshot, Sequence):
+        try:
+            return bytes(snapshot)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"a snapshot sequence must hold ints in 0..255 ({exc})") from None
+    raise TypeError(f"snapshot must be bytes, a sequence of ints or a path, not {type(snapshot).__name__}")
+
+
+def _is_async(fn: Callable[..., Any]) -> bool:
+    return isinstance(fn, AsyncImport) or inspect.iscoroutinefunction(fn)
+
+
+class Exports(Mapping[int, Any]):
+    """The snapshot's exports by ID; values are resolved on first use."""
+
+    def __init__(self, vm: VM) -> None:
+        self._vm = vm
+        self._cache: dict[int, Any] = {}
+
+    def __getitem__(self, export_id: int) -> Any:
+        found = self._cache.get(export_id)
+        if found is None:
+            found = self._cache[export_id] = self._vm._resolve_export(export_id)
+        return found
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._vm._export_ids())
+
+    def __len__(self) -> int:
+        return len(self._vm._export_ids())
+
+    def __contains__(self, export_id: object) -> bool:
+        return export_id in self._vm._export_ids()
+
+
+class VM:
+    """A running Microvium VM restored from a snapshot.
+
+    Create with :meth:`VM.restore`.  Use as ``with vm:`` (closes it) or
+    ``async with vm:`` (also runs asynchronous host functions in a task group
+    and waits for them before closing).
+    """
+
+    def __init__(self, instance: _engine.Instance, snapshot: bytes, imports: ImportMap,
+                 breakpoint_hit: Callable[[int], Any] | None) -> None:
+        self._inst: _engine.Instance | None = instance
+        self._snapshot = snapshot
+        self._imports = dict(imports)
+        self._breakpoint_hit = breakpoint_hit
+        self._host_exception: tuple[int, BaseException] | None = None
+        self._breakpoint_exception: BaseException | None = None
+        self._free: list[int] = []
+        self._linked = 0
+        self._pending: dict[int, tuple[Any, list[Any]]] = {}  # promise slot -> (event, [outcome])
+        self._spawner: Spawner | None = None
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._closed_reason = "the VM is closed"
+        self._function_proxies: dict[int, Callable[..., Any]] = {}
+        self.exports: Exports = Exports(self)
+        base = instance.base
+        layout = instance.layout
+        self._base = base
+        self._layout = layout
+        self._mem16 = (ctypes.c_uint16 * (instance_memory_size // 2)).from_address(base)
+        self._arg0 = (layout.args) >> 1
+        self._handle_stride = layout.handle_size >> 1
+        self._handles16 = layout.handles >> 1
+
+    # ---- construction and lifetime ----
+
+    @classmethod
+    def restore(cls, snapshot: SnapshotLike, imports: ImportMap | None = None,
+                breakpoint_hit: Callable[[int], Any] | None = None) -> VM:
+        """Restore ``snapshot`` into a fresh VM without running any guest code.
+
+        ``imports`` maps import IDs (0..0xFFFF) to host functions; ``async def``
+        functions (or ones wrapped with :func:`mvactors.async_import`) give the
+        guest a promise.  ``breakpoint_hit(address)`` is called at breakpoints.
+        """
+        data = _snapshot_bytes(snapshot)
+        imports = dict(imports or {})
+        for key, fn in imports.items():
+            if not isinstance(key, int) or isinstance(key, bool) or not 0 <= key <= 0xFFFF:
+                raise TypeError(f"import IDs must be ints in 0..0xFFFF, got {key!r}")
+            if not callable(fn):
+                raise TypeError(f"import {key} must be callable, not {type(fn).__name__}")
+        if breakpoint_hit is not None and not callable(breakpoint_hit):
+            raise TypeError("breakpoint_hit must be callable")
+        if len(data) < _HEADER_SIZE:
+            raise MicroviumError(f"snapshot is truncated: {len(data)} bytes is smaller than a snapshot header",
+                                 "MVM_E_INVALID_BYTECODE")
+        instance = _pool.pop() if _pool else _engine.Instance()
+        layout = instance.layout
+        if len(data) > layout.rom_size:
+            _pool.append(instance)
+            raise MicroviumError(f"snapshot is {len(data)} bytes; the engine accepts at most {layout.rom_size}",
+                                 "MVM_E_SNAPSHOT_TOO_LARGE")
+        if len(imports) > layout.max_imports:
+            _pool.append(instance)
+            raise MicroviumError(f"at most {layout.max_imports} imports are supported", "MVM_E_INVALID_ARGUMENTS")
+        vm = cls(instance, data, imports, breakpoint_hit)
+        base = instance.base
+        ctypes.memmove(base + layout.rom, data, len(data))
+        table = sorted(key | (0x10000 if _is_async(fn) else 0) for key, fn in imports.items())
+        (ctypes.c_uint32 * len(table)).from_address(base + layout.imports)[:] = table
+        ctypes.c_uint32.from_address(base + layout.import_count).value = len(table)
+        instance.attach(vm)
+        try:
+            err = instance.restore(len(data), 1 if breakpoint_hit is not None else 0)
+        except _engine.EngineTrap as trap:
+            vm._inst = None
+            instance.close()
+            raise VMUnusable(f"the engine failed while restoring the snapshot: {trap}",
+                             trap.fatal_code or 1) from None
+        if err:
+            vm._discard_instance()
+            raise vm._restore_error(err, data)
+        return vm
+
+    def _restore_error(self, err: int, data: bytes) -> MicroviumError:
+        if err == E_UNRESOLVED_IMPORT:
+            missing = ctypes.c_int32.from_address(self._base + self._layout.missing_import).value
+            return MicroviumError(f"the snapshot imports host function {missing}, which is not in the import map",
+                                  err)
+        name = error_name(err)
+        hints = {
+            "MVM_E_BYTECODE_CRC_FAIL": "the snapshot is corrupted (CRC mismatch)",
+            "MVM_E_WRONG_BYTECODE_VERSION": (
+                f"the snapshot is for bytecode version {data[0]}, this engine runs version 8"),
+            "MVM_E_REQUIRES_LATER_ENGINE": (
+                f"the snapshot needs engine {data[0]}.{data[2]}.0, this is {self._layout.engine_version}"),
+            "MVM_E_INVALID_BYTECODE": "the snapshot is truncated or not a Microvium snapshot",
+        }
+        return MicroviumError(f"cannot restore snapshot: {hints.get(name, name)} ({name})", err)
+
+    def close(self) -> None:
+        """Release the VM; its WebAssembly instance goes back to a pool for reuse."""
+        inst = self._inst
+        if inst is None:
+            return
+        self._inst = None
+        self._function_proxies.clear()
+        self.exports._cache.clear()
+        for event, outcome in self._pending.values():
+            outcome.append(VMUnusable("the VM was closed while this promise was pending", 1))
+            event.set()
+        self._pending.clear()
+        inst.detach()
+        if not inst.dead and len(_pool) < _POOL_LIMIT:
+            _pool.append(inst)
+
+    def _discard_instance(self) -> None:
+        inst = self._inst
+        self._inst = None
+        if inst is not None:
+            inst.detach()
+            if not inst.dead and len(_pool) < _POOL_LIMIT:
+                _pool.append(inst)
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __enter__(self) -> VM:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> VM:
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        self._task_group = tg
+        return self
+
+    async def __aexit__(self, *exc: Any) -> bool | None:
+        tg = self._task_group
+        try:
+            if tg is not None:
+                return await tg.__aexit__(*exc)
+            return None
+        finally:
+            self._task_group = None
+            self.close()
+
+    @property
+    def closed(self) -> bool:
+        """True once the VM was closed or hit a fatal engine error."""
+        return self._inst is None
+
+    def set_async_spawner(self, spawner: Spawner | None) -> None:
+        """Run asynchronous host calls with ``spawner`` instead of the ``async with`` task group."""
+        self._spawner = spawner
+
+    def _live(self) -> _engine.Instance:
+        inst = self._inst
+        if inst is None:
+            raise VMUnusable(self._closed_reason, "MVM_E_FATAL_ERROR_MUST_KILL_VM")
+        return inst
+
+    # ---- public API ----
+
+    @property
+    def engine_version(self) -> str:
+        """Version of the Microvium engine running this VM, e.g. ``"8.0.0"``."""
+        return self._layout.engine_version
+
+    @property
+    def required_engine_version(self) -> str:
+        """Engine version the snapshot was compiled for."""
+        return f"{self._snapshot[0]}.{self._snapshot[2]}.0"
+
+    def create_snapshot(self) -> bytes:
+        """Snapshot of globals and heap, restorable here and by the native engine.
+
+        Take it between calls: snapshots never hold the stack or pending jobs.
+        """
+        inst = self._live()
+        size = self._guard(inst.snapshot)
+        if size < 0:
+            raise MicroviumError(f"cannot create snapshot ({error_name(-size)})", -size)
+        return ctypes.string_at(self._base + self._layout.scratch, size)
+
+    def stop_after_n_instructions(self, n: int) -> None:
+        """Stop guest code after ``n`` more instructions (GasExhausted); -1 disables."""
+        if not isinstance(n, int) or n < -1 or n > 0x7FFFFFFF:
+            raise ValueError(f"instruction count must be -1 or 0..2**31-1, got {n!r}")
+        self._live().set_gas(n)
+
+    def get_remaining_instructions(self) -> int:
+        """Instructions left before the VM stops, or -1 when the counter is disabled."""
+        return int(self._live().get_gas())
+
+    def run_gc(self, squeeze: bool = False) -> None:
+        """Collect garbage; ``squeeze`` also compacts the heap into as few buckets as possible."""
+        inst = self._live()
+        self._guard(lambda: inst.gc(1 if squeeze else 0))
+
+    def get_memory_stats(self) -> MemoryStats:
+        """The engine's memory statistics for this VM."""
+        inst = self._live()
+        inst.memory_stats()
+        fields = (ctypes.c_uint32 * 12).from_address(self._base + self._layout.stats)
+        return MemoryStats(*fields)
+
+    def set_breakpoint(self, address: int) -> None:
+        """Break before executing bytecode ``address`` (-1: every instruction)."""
+        self._require_breakpoints()
+        self._live().set_breakpoint(address)
+
+    def remove_breakpoint(self, address: int) -> None:
+        """Remove a breakpoint set with :meth:`set_breakpoint`."""
+        self._require_breakpoints()
+        self._live().remove_breakpoint(address)
+
+    @property
+    def current_address(self) -> int:
+        """Bytecode address currently executing (meaningful inside ``breakpoint_hit``)."""
+        return int(self._live().current_address())
+
+    def _require_breakpoints(self) -> None:
+        if self._breakpoint_hit is None:
+            raise MicroviumError("breakpoints need a breakpoint_hit callback passed to VM.restore",
+                                 "MVM_E_INVALID_ARGUMENTS")
+
+    # ---- handles ----
+
+    def _hold_value(self, value: int) -> int:
+        """Root ``value`` in a handle slot; returns the slot."""
+        free = self._free
+        if free:
+            slot = free.pop()
+        else:
+            slot = self._linked
+            if slot >= self._layout.max_handles:
+                raise MicroviumError(
+                    f"too many live guest values held by Python (limit {self._layout.max_handles}); "
+                    "drop references to proxies you no longer need", "MVM_E_INVALID_HANDLE")
+            inst = self._live()
+            self._linked = inst.link_handles(min(slot + _HANDLE_CHUNK, self._layout.max_handles))
+            free.extend(range(self._linked - 1, slot, -1))
+        self._mem16[self._handles16 + slot * self._handle_stride] = value
+        return slot
+
+    def _slot_value(self, slot: int) -> int:
+        return self._mem16[self._handles16 + slot * self._handle_stride]
+
+    def _slot_addr(self, slot: int) -> int:
+        return self._layout.handles + slot * self._layout.handle_size
+
+    def _release_slot(self, slot: int) -> None:
+        if self._inst is not None:
+            self._mem16[self._handles16 + slot * self._handle_stride] = UNDEFINED
+            self._free.append(slot)
+
+    # ---- calls ----
+
+    def _guard(self, fn: Callable[[], int]) -> int:
+        try:
+            return fn()
+        except _engine.EngineTrap as trap:
+            raise self._die(trap) from None
+
+    def _die(self, trap: _engine.EngineTrap) -> VMUnusable:
+        code = trap.fatal_code
+        if code == 54:  # MVM_E_ASYNC_WITHOUT_AWAIT
+            reason = ("an async host function was called from a script compiled without any `await`; "
+                      "the guest must await it (MVM_E_ASYNC_WITHOUT_AWAIT)")
+        elif code == 33:
+            reason = "the guest ran out of memory (MVM_E_OUT_OF_MEMORY); heaps are limited to about 29 KB"
+        elif code:
+            reason = f"fatal engine error {error_name(code)}"
+        else:
+            reason = f"the engine trapped: {trap}"
+        self._closed_reason = f"the VM is unusable after a fatal error: {reason}"
+        self._discard_instance()
+        return VMUnusable(f"the VM hit a fatal error and cannot be used again: {reason}", code or 45)
+
+    def _write_args(self, args: Sequence[Any]) -> None:
+        n = len(args)
+        if n > self._layout.max_args:
+            raise TypeError(f"at most {self._layout.max_args} arguments can be passed to the guest, got {n}")
+        mem16 = self._mem16
+        stride = self._handle_stride
+        base = self._arg0
+        for i, arg in enumerate(args):
+            if type(arg) is int and -8192 <= arg < 8192:
+                mem16[base + i * stride] = ((arg << 2) | 3) & 0xFFFF
+            else:
+                mem16[base + i * stride] = self._to_guest(arg)
+
+    def _call(self, func_slot: int, args: Sequence[Any], this: GuestRef | None = None) -> Any:
+        inst = self._inst
+        if inst is None:
+            self._live()
+            raise AssertionError
+        if args:
+            self._write_args(args)
+        if this is not None:
+            self._mem16[self._layout.this_value >> 1] = this._vm._slot_value(this._slot)
+        try:
+            r = inst.call(self._layout.handles + func_slot * self._layout.handle_size, len(args),
+                          0 if this is None else 1)
+        except _engine.EngineTrap as trap:
+            raise self._die(trap) from None
+        if r < 0:
+            self._raise_call_error(-r)
+        if r & 3 == 3:
+            value: Any = (r >> 2) - 0x4000 if r & 0x8000 else r >> 2
+        else:
+            value = self._from_guest(r, promise_ok=True)
+        if self._pending:
+            self._settle_promises()
+        if self._breakpoint_exception is not None:
+            exc, self._breakpoint_exception = self._breakpoint_exception, None
+            raise exc
+        return value
+
+    def _raise_call_error(self, err: int) -> None:
+        if self._pending:
+            self._settle_promises()
+        if err == E_UNCAUGHT_EXCEPTION:
+            raise GuestError(self._from_guest(self._mem16[self._layout.result >> 1]))
+        if err == E_HOST_ERROR and self._host_exception is not None:
+            import_id, exc = self._host_exception
+            self._host_exception = None
+            raise HostFunctionError(import_id, exc) from exc
+        if err == E_INSTRUCTION_COUNT_REACHED:
+            raise GasExhausted()
+        hints = {
+            "MVM_E_TYPE_ERROR": "a guest operation was applied to a value of the wrong type",
+            "MVM_E_TARGET_NOT_CALLABLE": "the value called is not a function",
+            "MVM_E_STACK_OVERFLOW": "the guest stack overflowed (recursion too deep?)",
+        }
+        name = error_name(err)
+        raise MicroviumError(f"{hints.get(name, 'the guest call failed')} ({name})", err)
+
+    def _resolve_export(self, export_id: int) -> Any:
+        if not isinstance(export_id, int) or not 0 <= export_id <= 0xFFFF:
+            raise ExportNotFound(f"export IDs are ints in 0..0xFFFF, got {export_id!r}", "MVM_E_UNRESOLVED_EXPORT")
+        inst = self._live()
+        r = self._guard(lambda: inst.export(export_id))
+        if r < 0:
+            ids = sorted(self._export_ids())
+            raise ExportNotFound(f"the snapshot has no export {export_id} (exports: {ids})", -r)
+        return self._from_guest(r)
+
+    def _export_ids(self) -> list[int]:
+        # Export table: section 1 of the bytecode (header sectionOffsets[1..2]), entries (id, value).
+        data = self._snapshot
+        start = int.from_bytes(data[14:16], "little")
+        end = int.from_bytes(data[16:18], "little")
+        return [int.from_bytes(data[i:i + 2], "little") for i in range(start, end, 4)]
+
+    # ---- host callbacks (called by the engine while the guest runs) ----
+
+    def on_host_call(self, import_id: int, args: int, argc: int, result: int, is_async: bool) -> int:
+        try:
+            fn = self._imports[import_id]
+            mem16 = self._mem16
+            first = args >> 1
+            py_args = [self._from_guest(mem16[first + i]) for i in range(argc)]
+            if is_async:
+                self._start_async(import_id, fn, py_args)
+                return 0
+            ret = fn(*py_args)
+            if inspect.isawaitable(ret):
+                close = getattr(ret, "close", None)
+                if close is not None:
+                    close()
+                raise TypeError(f"host function {import_id} returned an awaitable; declare it `async def` "
+                                "or wrap it with mvactors.async_import() so the guest gets a promise")
+            mem16[result >> 1] = self._to_guest(ret)
+            return 0
+        except BaseException as exc:
+            self._host_exception = (import_id, exc)
+            return E_HOST_ERROR
+
+    def on_breakpoint(self, address: int) -> None:
+        hook = self._breakpoint_hit
+        if hook is None:
+            return
+        try:
+            hook(address)
+        except BaseException as exc:
+            if self._breakpoint_exception is None:
+                self._breakpoint_exception = exc
+
+    def _start_async(self, import_id: int, fn: Callable[..., Any], args: list[Any]) -> None:
+        callback_slot = self._hold_value(self._mem16[self._layout.callback >> 1])
+        fn = fn.fn if isinstance(fn, AsyncImport) else fn
+
+        async def run() -> None:
+            try:
+                value = await fn(*args)
+                ok = True
+            except Exception as exc:
+                value = {"name": type(exc).__name__, "message": str(exc)}
+                ok = False
+            self._deliver(callback_slot, ok, value)
+
+        if self._spawner is not None:
+            self._spawner(run)
+        elif self._task_group is not None:
+            self._task_group.start_soon(run)
+        else:
+            self._release_slot(callback_slot)
+            raise MicroviumError(
+                f"the guest called async host function {import_id} outside `async with vm:`; "
+                "enter the VM with `async with` so host async work has a task scope", "MVM_E_ASYNC_START_ERROR")
+
+    def _deliver(self, callback_slot: int, ok: bool, value: Any) -> None:
+        """Resume the guest continuation waiting on an async host call."""
+        if self._inst is None:
+            return
+        try:
+            guest_value = self._to_guest(value)
+        except (TypeError, OverflowError, MicroviumError) as exc:
+            ok, guest_value = False, self._to_guest({"name": type(exc).__name__, "message": str(exc)})
+        stride = self._handle_stride
+        self._mem16[self._arg0 + stride] = guest_value
+        self._mem16[self._arg0] = TRUE if ok else FALSE
+        try:
+            callback = self._slot_value(callback_slot)
+            if callback != 0x25:  # VM_VALUE_NO_OP_FUNC: the guest ignores the result
+                self._call_raw_slot(callback_slot, 2)
+        except MicroviumError as exc:
+            self._fail_pending(exc)
+        finally:
+            self._release_slot(callback_slot)
+        if self._pending:
+            self._settle_promises()
+
+    def _call_raw_slot(self, slot: int, argc: int) -> None:
+        inst = self._live()
+        try:
+            r = inst.call(self._slot_addr(slot), argc, 0)
+        except _engine.EngineTrap as trap:
+            raise self._die(trap) from None
+        if r < 0:
+            self._raise_call_error(-r)
+
+    # ---- promises ----
+
+    async def _await_promise(self, slot: int) -> Any:
+        inst = self._live()
+        state = inst.promise_state(self._slot_value(slot))
+        if state == 2:
+            return self._from_guest(self._mem16[self._layout.result >> 1])
+        if state == 3:
+            raise GuestError(self._from_guest(self._mem16[self._layout.result >> 1]))
+        entry = self._pending.get(slot)
+        if entry is None:
+            entry = self._pending[slot] = (anyio.Event(), [])
+        event, outcome = entry
+        await event.wait()
+        result = outcome[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def _settle_promises(self) -> None:
+        inst = self._inst
+        if inst is None:
+            return
+        for slot, (event, outcome) in list(self._pending.items()):
+            state = inst.promise_state(self._slot_value(slot))
+            if state == 1:
+                continue
+            del self._pending[slot]
+            value = self._from_guest(self._mem16[self._layout.result >> 1])
+            outcome.append(value if state == 2 else GuestError(value))
+            event.set()
+
+    def _fail_pending(self, exc: BaseException) -> None:
+        for event, outcome in self._pending.values():
+            outcome.append(exc)
+            event.set()
+        self._pending.clear()
+
+    def _promise_state_name(self, slot: int) -> str:
+        state = self._live().promise_state(self._slot_value(slot))
+        return {1: "pending", 2: "fulfilled", 3: "rejected"}.get(state, "pending")
+
+    # ---- marshalling: Python -> guest ----
+
+    def _to_guest(self, obj: Any) -> int:
+        """Convert ``obj`` to a guest value.
+
+        The result is not rooted: the caller stores it before the next
+        allocation in the VM.
+        """
+        if obj is None:
+            return UNDEFINED
+        t = type(obj)
+        if t is bool:
+            return TRUE if obj else FALSE
+        if t is int or (isinstance(obj, int) and not isinstance(obj, bool)):
+            obj = int(obj)
+            if -8192 <= obj < 8192:
+                return ((obj << 2) | 3) & 0xFFFF
+            if -MAX_SAFE_INT <= obj <= MAX_SAFE_INT:
+                return self._new(lambda inst: inst.new_number(float(obj)))
+            raise OverflowError(
+                f"int {obj} is outside ±2**53 and has no exact JavaScript number; pass float(x) to accept rounding")
+        if t is float or isinstance(obj, float):
+            return self._new(lambda inst: inst.new_number(float(obj)))
+        if t is str or isinstance(obj, str):
+            return self._new_from_scratch(str(obj).encode("utf-8", "surrogatepass"), "string")
+        if isinstance(obj, (bytes, bytearray, memoryview)):
+            return self._new_from_scratch(bytes(obj), "bytes")
+        if obj is null or t is _Null:
+            return NULL
+        if isinstance(obj, GuestRef):
+            if obj._vm is not self:
+                raise TypeError("a guest value from another VM cannot be passed to this VM; use to_python() to copy it")
+            if self._inst is None:
+                self._live()
+            return self._slot_value(obj._slot)
+        if isinstance(obj, (list, tuple)):
+            return self._new_array(obj)
+        if isinstance(obj, dict):
+            return self._new_object(obj)
+        if callable(obj):
+            return self._host_function_value(obj)
+        raise TypeError(f"values of type {t.__name__} cannot be passed to the VM")
+
+    def _new(self, make: Callable[[_engine.Instance], int]) -> int:
+        inst = self._live()
+        try:
+            return make(inst) & 0xFFFF
+        except _engine.EngineTrap as trap:
+            raise self._die(trap) from None
+
+    def _new_from_scratch(self, data: bytes, kind: str) -> int:
+        inst = self._live()
+        if len(data) > self._layout.scratch_size:
+            raise MicroviumError(f"{kind} of {len(data)} bytes does not fit in a VM", "MVM_E_ALLOCATION_TOO_LARGE")
+        ctypes.memmove(self._base + self._layout.scratch, data, len(data))
+        make = inst.new_string if kind == "string" else inst.new_bytes
+        return self._new(lambda _inst: make(len(data)))
+
+    def _new_array(self, items: Sequence[Any]) -> int:
+        array = self._hold_value(self._new(lambda inst: inst.new_array()))
+        try:
+            for i, item in enumerate(items):
+                self._set_slot_property(array, i, item)
+            return self._slot_value(array)
+        finally:
+            self._release_slot(array)
+
+    def _new_object(self, mapping: dict[Any, Any]) -> int:
+        for key in mapping:
+            if not isinstance(key, str):
+                raise TypeError(f"dict keys passed to the VM must be str, not {type(key).__name__}")
+        obj = self._hold_value(self._new(lambda inst: inst.new_object()))
+        try:
+            for key, item in mapping.items():
+                self._set_slot_property(obj, key, item)
+            return self._slot_value(obj)
+        finally:
+            self._release_slot(obj)
+
+    def _host_function_value(self, fn: Callable[..., Any]) -> int:
+        for import_id, candidate in self._imports.items():
+            if candidate is fn:
+                value = self._new(lambda inst: inst.new_host_func(import_id))
+                if value == 0xFFFF:
+                    raise TypeError(
+                        f"host function for import {import_id} cannot be passed to the VM: "
+                        "the snapshot does not import that ID")
+                return value
+        raise TypeError(f"host functions cannot be passed to the VM (got {type(fn).__name__}); "
+                        "only functions from the import map that the snapshot imports can")
+
+    # ---- marshalling: guest -> Python ----
+
+    def _from_guest(self, value: int, promise_ok: bool = False, this: GuestRef | None = None) -> Any:
+        if value & 3 == 3:
+            return (value >> 2) - 0x4000 if value & 0x8000 else value >> 2
+        if value == UNDEFINED:
+            return None
+        if value == NULL:
+            return null
+        if value == TRUE:
+            return True
+        if value == FALSE:
+            return False
+        if value == NAN:
+            return math.nan
+        if value == NEG_ZERO:
+            return -0.0
+        inst = self._live()
+        kind = inst.type_of(value)
+        if kind == T_NUMBER:
+            x = inst.to_number(value)
+            if x.is_integer() and -MAX_SAFE_INT <= x <= MAX_SAFE_INT:
+                return int(x)
+            return x
+        if kind == T_STRING:
+            ptr = inst.string(value)
+            size = ctypes.c_uint32.from_address(self._base + self._layout.out_size).value
+            return ctypes.string_at(self._base + ptr, size).decode("utf-8", "surrogatepass")
+        if kind == T_FUNCTION:
+            host_id = inst.host_func_id(value)
+            if host_id >= 0 and host_id in self._imports:
+                return self._imports[host_id]
+            return GuestFunction(self, self._hold_value(value), this)
+        if kind == T_OBJECT:
+            if promise_ok and inst.promise_state(value):
+                return GuestPromise(self, self._hold_value(value))
+            return GuestObject(self, self._hold_value(value))
+        if kind == T_ARRAY:
+            return GuestArray(self, self._hold_value(value))
+        if kind == T_CLASS:
+            return GuestClass(self, self._hold_value(value))
+        if kind == T_UINT8_ARRAY:
+            return GuestBytes(self, self._hold_value(value))
+        return GuestObject(self, self._hold_value(value))
+
+    # ---- property access for proxies ----
+
+    def _key_value(self, key: str | int) -> int:
+        if isinstance(key, bool) or not isinstance(key, (str, int)):
+            raise TypeError(f"guest property keys must be str or int, not {type(key).__name__}")
+        if isinstance(key, int) and not 0 <= key < 8192:
+            raise IndexError(f"guest array index {key} out of range")
+        return self._to_guest(key)
+
+    def _get_property(self, slot: int, key: str | int, bind: bool) -> Any:
+        inst = self._live()
+        key_slot = self._hold_value(self._key_value(key))
+        try:
+            r = self._guard(lambda: inst.get(self._slot_addr(slot), self._slot_addr(key_slot)))
+        finally:
+            self._release_slot(key_slot)
+        if r < 0:
+            self._raise_call_error(-r)
+        if not bind:
+            return self._from_guest(r)
+        this = None
+        if r & 3 != 3 and inst.type_of(r) == T_FUNCTION:
+            this = self._proxy_for_slot(slot)
+        return self._from_guest(r, this=this)
+
+    def _proxy_for_slot(self, slot: int) -> GuestRef:
+        # A fresh handle on the same object, so the bound method keeps it alive.
+        return GuestObject(self, self._hold_value(self._slot_value(slot)))
+
+    def _set_property(self, slot: int, key: str | int, value: Any) -> None:
+        self._live()
+        self._set_slot_property(slot, key, value)
+
+    def _set_slot_property(self, slot: int, key: str | int, value: Any) -> None:
+        inst = self._live()
+        key_slot = self._hold_value(self._key_value(key))
+        value_slot = self._hold_value(UNDEFINED)
+        try:
+            self._mem16[self._handles16 + value_slot * self._handle_stride] = self._to_guest(value)
+            err = self._guard(lambda: inst.set(self._slot_addr(slot), self._slot_addr(key_slot),
+                                               self._slot_addr(value_slot)))
+        finally:
+            self._release_slot(key_slot)
+            self._release_slot(value_slot)
+        if err < 0:
+            self._raise_call_error(-err)
+
+    def _keys(self, slot: int) -> list[str]:
+        inst = self._live()
+        r = self._guard(lambda: inst.keys(self._slot_addr(slot)))
+        if r < 0:
+            self._raise_call_error(-r)
+        keys = self._from_guest(r)
+        return [str(k) for k in keys] if isinstance(keys, GuestArray) else []
+
+    def _read_bytes(self, slot: int) -> bytes:
+        inst = self._live()
+        ptr = inst.bytes(self._slot_value(slot))
+        size = ctypes.c_uint32.from_address(self._base + self._layout.out_size).value
+        return ctypes.string_at(self._base + ptr, size)
+
+    def _write_bytes(self, slot: int, data: bytes, offset: int) -> None:
+        inst = self._live()
+        ptr = inst.bytes(self._slot_value(slot))
+        size = ctypes.c_uint32.from_address(self._base + self._layout.out_size).value
+        if offset < 0 or offset + len(data) > size:
+            raise IndexError(f"writing {len(data)} bytes at offset {offset} overflows a Uint8Array of {size}")
+        ctypes.memmove(self._base + ptr + offset, data, len(data))
+
+    def _same_value(self, a: int, b: int) -> bool:
+        return bool(self._live().equal(self._slot_value(a), self._slot_value(b)))
+
+    def _deep_copy(self, slot: int, depth: int = 0) -> Any:
+        if depth > 64:
+            raise ValueError("guest value nests deeper than 64 levels (cyclic?); cannot copy it to Python")
+        proxy = self._from_guest(self._slot_value(slot))
+        return self._copy_proxy(proxy, depth)
+
+    def _copy_proxy(self, value: Any, depth: int) -> Any:
+        if isinstance(value, GuestBytes):
+            return bytes(value)
+        if isinstance(value, GuestArray):
+            return [self._copy_proxy(item, depth + 1) for item in value]
+        if isinstance(value, GuestFunction):
+            return value
+        if isinstance(value, GuestObject):
+            if depth > 64:
+                raise ValueError("guest value nests deeper than 64 levels (cyclic?); cannot copy it to Python")
+            return {k: self._copy_proxy(self._get_property(value._slot, k, bind=False), depth + 1)
+                    for k in value.keys()}
+        return value
+
+    def _repr_value(self, slot: int) -> str:
+        value = self._from_guest(self._slot_value(slot))
+        if isinstance(value, (GuestFunction,)):
+            return "function"
+        try:
+            return repr(self._copy_proxy(value, 60))
+        except ValueError:
+            return "..."
+
+
+# Linear memory size of the engine module: fixed at build time (engine/build.py).
+instance_memory_size = 6 * 65536
+
+__all__ = ["VM", "ExportNotFound", "HostFunctionError", "MemoryStats"]
