@@ -30,7 +30,7 @@ def compiler_path() -> str:
     )
 
 
-def compile(source_or_path: str | os.PathLike[str]) -> bytes:  # noqa: A001 - public API name
+def compile(source_or_path: str | os.PathLike[str]) -> bytes:
     """Compile a guest script (source text, or a path to a .js/.mjs file) to snapshot bytes.
 
     Raises CompileError with the compiler's message when the script is rejected.

@@ -131,6 +131,7 @@ def _raw_call_fn() -> Callable[..., int | None]:
     # The binding's own restype builds a POINTER object per call; a c_void_p
     # prototype returns a plain int (or None), which is cheaper to test.
     address = ctypes.cast(ffi._wasmtime_func_call_unchecked, ctypes.c_void_p).value
+    assert address is not None
     return _RAW_CALL(address)  # type: ignore[no-any-return]
 
 
@@ -231,7 +232,7 @@ class WasmEngine:
         def format_double(_env: Any, _caller: Any, raw: Any, _n: int) -> int:
             d = ctypes.cast(raw, c_double_p)
             p = ctypes.cast(raw, c_int32_p)
-            text = ("%.15g" % d[2]).encode()
+            text = format(d[2], ".15g").encode()
             ctypes.memmove(bases[p[0]] + (p[8] & 0xFFFFFFFF), text, len(text))
             p[0] = len(text)
             return 0
@@ -269,10 +270,12 @@ class Instance:
 
         def export(name: str) -> Any:
             encoded = name.encode()
-            found = ffi.wasmtime_instance_export_get(ctx, ctypes.byref(instance), encoded, len(encoded), ctypes.byref(item))
+            found = ffi.wasmtime_instance_export_get(
+                ctx, ctypes.byref(instance), encoded, len(encoded), ctypes.byref(item)
+            )
             if not found:
                 raise EngineMissing(f"engine module lacks export {name!r}; {BUILD_HINT}")
-            if item.kind == _ffi.WASMTIME_EXTERN_MEMORY.value:
+            if int(item.kind) == _ffi.WASMTIME_EXTERN_MEMORY.value:
                 return item.of.memory
             func = ffi.wasmtime_func_t()
             ctypes.pointer(func)[0] = item.of.func
@@ -359,6 +362,11 @@ class Instance:
 
             return f3
 
+        def raw_parts(name: str) -> tuple[Any, ...]:
+            func = export(name)
+            return (call_raw, ctx_addr, ctypes.addressof(func), raw_addr, trap_addr, i32, trap_slot)
+
+        self.raw_parts = raw_parts
         self.layout_fn = bind("mvx_layout", 1)
         if engine.layout is None:
             engine.layout = Layout(self.layout_fn)
@@ -366,7 +374,8 @@ class Instance:
         self.restore = bind("mvx_restore", 2)
         self.free_vm = bind("mvx_free_vm", 0)
         self.link_handles = bind("mvx_link_handles", 1)
-        self.call = bind("mvx_call", 3)
+        self.call = bind("mvx_call", 1)
+        self.call_this = bind("mvx_call_this", 1)
         self.export = bind("mvx_export", 1)
         self.get = bind("mvx_get", 2)
         self.set = bind("mvx_set", 3)

@@ -77,7 +77,7 @@ def async_import(fn: Callable[..., Any]) -> AsyncImport:
 class GuestRef:
     """Base of all proxies: a handle on one guest value of one VM."""
 
-    __slots__ = ("_vm", "_slot", "__weakref__")
+    __slots__ = ("__weakref__", "_slot", "_vm")
 
     def __init__(self, vm: VM, slot: int) -> None:
         self._vm = vm
@@ -221,6 +221,12 @@ class GuestFunction(GuestRef):
         return self._vm._get_property(self._slot, name, bind=True)
 
 
+class GuestMethod(GuestFunction):
+    """A guest function read from an object: calling it passes that object as ``this``."""
+
+    __slots__ = ()
+
+
 class GuestClass(GuestFunction):
     """A guest class: calling it constructs an instance (``new``); static members as attributes."""
 
@@ -278,6 +284,7 @@ __all__ = [
     "GuestBytes",
     "GuestClass",
     "GuestFunction",
+    "GuestMethod",
     "GuestObject",
     "GuestPromise",
     "GuestRef",

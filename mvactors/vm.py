@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import ctypes
+import functools
 import inspect
 import math
 import os
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
 
@@ -45,6 +46,7 @@ from .values import (
     GuestBytes,
     GuestClass,
     GuestFunction,
+    GuestMethod,
     GuestObject,
     GuestPromise,
     GuestRef,
@@ -57,6 +59,8 @@ ImportMap = Mapping[int, Callable[..., Any]]
 Spawner = Callable[[Callable[[], Awaitable[None]]], None]
 
 _HANDLE_CHUNK = 32
+_CALL_SENTINEL = -(2**31)  # bit 31 of mvx_call's packed parameter, as a signed int32
+_TRAPPED_BELOW = -0x10000  # results are values or -error codes; anything lower is the sentinel
 _POOL_LIMIT = 256
 _pool: list[_engine.Instance] = []  # instances of closed VMs, ready for the next restore
 _HEADER_SIZE = 28
@@ -107,14 +111,69 @@ def _snapshot_bytes(snapshot: SnapshotLike) -> bytes:
         return path.read_bytes()
     if isinstance(snapshot, Sequence):
         try:
-            return bytes(snapshot)
+            return bytes(list(cast("Sequence[int]", snapshot)))
         except (TypeError, ValueError) as exc:
             raise TypeError(f"a snapshot sequence must hold ints in 0..255 ({exc})") from None
     raise TypeError(f"snapshot must be bytes, a sequence of ints or a path, not {type(snapshot).__name__}")
 
 
+def _new_host_func(inst: _engine.Instance, import_id: int) -> int:
+    return int(inst.new_host_func(import_id))
+
+
 def _is_async(fn: Callable[..., Any]) -> bool:
     return isinstance(fn, AsyncImport) or inspect.iscoroutinefunction(fn)
+
+
+def _fast_function_class(inst: _engine.Instance) -> type[GuestFunction]:
+    """A GuestFunction subclass whose ``__call__`` drives ``inst`` directly.
+
+    The trivial call is the product's hot path: this closure does the whole
+    call (argument encoding, one raw wasm call, int14 decoding) in one Python
+    frame.  It is built once per engine instance and reused by every VM that
+    instance hosts; anything unusual falls back to ``VM._call``.
+    """
+    cached: type[GuestFunction] | None = getattr(inst, "function_class", None)
+    if cached is not None:
+        return cached
+    call_raw, ctx, faddr, raw, trap_addr, i32, trap_slot = inst.raw_parts("mvx_call")
+    layout = inst.layout
+    mem16 = (ctypes.c_uint16 * (instance_memory_size // 2)).from_address(inst.base)
+    arg0 = layout.args >> 1
+    stride = layout.handle_size >> 1
+    max_args = layout.max_args
+
+    def __call__(self: GuestFunction, *args: Any) -> Any:
+        vm = self._vm
+        if vm._slow:
+            return vm._call(self._slot, args)
+        n = len(args)
+        if n:
+            if n > max_args:
+                return vm._call(self._slot, args)
+            i = arg0
+            for arg in args:
+                if type(arg) is int and -8192 <= arg < 8192:
+                    mem16[i] = ((arg << 2) | 3) & 0xFFFF
+                else:
+                    mem16[i] = vm._to_guest(arg)
+                i += stride
+        i32[0] = _CALL_SENTINEL | self._slot | (n << 16)
+        # The wasmtime error/trap outputs are checked only on the slow path: a
+        # trap leaves the sentinel parameter in place, which no result equals.
+        call_raw(ctx, faddr, raw, 1, trap_addr)
+        r = i32[0]
+        if r >= 0 and r & 3 == 3:
+            return (r >> 2) - 0x4000 if r & 0x8000 else r >> 2
+        if r < _TRAPPED_BELOW or trap_slot.value:
+            raise vm._trapped()
+        return vm._call_result(r)
+
+    cls = type("GuestFunction", (GuestFunction,), {"__slots__": (), "__call__": __call__,
+                                                   "__module__": GuestFunction.__module__,
+                                                   "__doc__": GuestFunction.__doc__})
+    inst.function_class = cls  # type: ignore[attr-defined]
+    return cls
 
 
 class Exports(Mapping[int, Any]):
@@ -162,7 +221,6 @@ class VM:
         self._spawner: Spawner | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
         self._closed_reason = "the VM is closed"
-        self._function_proxies: dict[int, Callable[..., Any]] = {}
         self.exports: Exports = Exports(self)
         base = instance.base
         layout = instance.layout
@@ -172,6 +230,10 @@ class VM:
         self._arg0 = (layout.args) >> 1
         self._handle_stride = layout.handle_size >> 1
         self._handles16 = layout.handles >> 1
+        self._this16 = layout.this_value >> 1
+        self._max_args = layout.max_args
+        self._Function = _fast_function_class(instance)
+        self._slow = breakpoint_hit is not None
 
     # ---- construction and lifetime ----
 
@@ -209,7 +271,9 @@ class VM:
         base = instance.base
         ctypes.memmove(base + layout.rom, data, len(data))
         table = sorted(key | (0x10000 if _is_async(fn) else 0) for key, fn in imports.items())
-        (ctypes.c_uint32 * len(table)).from_address(base + layout.imports)[:] = table
+        entries = (ctypes.c_uint32 * len(table)).from_address(base + layout.imports)
+        for i, entry in enumerate(table):
+            entries[i] = entry
         ctypes.c_uint32.from_address(base + layout.import_count).value = len(table)
         instance.attach(vm)
         try:
@@ -246,7 +310,7 @@ class VM:
         if inst is None:
             return
         self._inst = None
-        self._function_proxies.clear()
+        self._slow = True
         self.exports._cache.clear()
         for event, outcome in self._pending.values():
             outcome.append(VMUnusable("the VM was closed while this promise was pending", 1))
@@ -259,6 +323,7 @@ class VM:
     def _discard_instance(self) -> None:
         inst = self._inst
         self._inst = None
+        self._slow = True
         if inst is not None:
             inst.detach()
             if not inst.dead and len(_pool) < _POOL_LIMIT:
@@ -304,8 +369,11 @@ class VM:
     def _live(self) -> _engine.Instance:
         inst = self._inst
         if inst is None:
-            raise VMUnusable(self._closed_reason, "MVM_E_FATAL_ERROR_MUST_KILL_VM")
+            raise self._unusable()
         return inst
+
+    def _unusable(self) -> VMUnusable:
+        return VMUnusable(self._closed_reason, "MVM_E_FATAL_ERROR_MUST_KILL_VM")
 
     # ---- public API ----
 
@@ -425,33 +493,38 @@ class VM:
         self._discard_instance()
         return VMUnusable(f"the VM hit a fatal error and cannot be used again: {reason}", code or 45)
 
-    def _write_args(self, args: Sequence[Any]) -> None:
-        n = len(args)
-        if n > self._layout.max_args:
-            raise TypeError(f"at most {self._layout.max_args} arguments can be passed to the guest, got {n}")
-        mem16 = self._mem16
-        stride = self._handle_stride
-        base = self._arg0
-        for i, arg in enumerate(args):
-            if type(arg) is int and -8192 <= arg < 8192:
-                mem16[base + i * stride] = ((arg << 2) | 3) & 0xFFFF
-            else:
-                mem16[base + i * stride] = self._to_guest(arg)
-
-    def _call(self, func_slot: int, args: Sequence[Any], this: GuestRef | None = None) -> Any:
+    def _call(self, slot: int, args: tuple[Any, ...], this: GuestRef | None = None) -> Any:
+        """Call the guest function held in handle ``slot``."""
         inst = self._inst
         if inst is None:
-            self._live()
-            raise AssertionError
-        if args:
+            raise self._unusable()
+        n = len(args)
+        if n:
             self._write_args(args)
-        if this is not None:
-            self._mem16[self._layout.this_value >> 1] = this._vm._slot_value(this._slot)
         try:
-            r = inst.call(self._layout.handles + func_slot * self._layout.handle_size, len(args),
-                          0 if this is None else 1)
+            if this is None:
+                r = inst.call(_CALL_SENTINEL | slot | (n << 16))
+            else:
+                self._mem16[self._this16] = this._vm._slot_value(this._slot)
+                r = inst.call_this(_CALL_SENTINEL | slot | (n << 16))
         except _engine.EngineTrap as trap:
             raise self._die(trap) from None
+        return self._call_result(r)
+
+    def _write_args(self, args: tuple[Any, ...]) -> None:
+        if len(args) > self._max_args:
+            raise TypeError(f"at most {self._max_args} arguments can be passed to the guest, got {len(args)}")
+        mem16 = self._mem16
+        i = self._arg0
+        for arg in args:
+            # Small ints are encoded here (int14) to keep the common call to one wasm call.
+            if type(arg) is int and -8192 <= arg < 8192:
+                mem16[i] = ((arg << 2) | 3) & 0xFFFF
+            else:
+                mem16[i] = self._to_guest(arg)
+            i += self._handle_stride
+
+    def _call_result(self, r: int) -> Any:
         if r < 0:
             self._raise_call_error(-r)
         if r & 3 == 3:
@@ -464,6 +537,18 @@ class VM:
             exc, self._breakpoint_exception = self._breakpoint_exception, None
             raise exc
         return value
+
+    def _trapped(self) -> VMUnusable:
+        inst = self._live()
+        try:
+            inst._fail()
+        except _engine.EngineTrap as trap:
+            return self._die(trap)
+        raise AssertionError("unreachable")
+
+    def _update_slow(self) -> None:
+        # The fast call path skips all bookkeeping unless this flag is set.
+        self._slow = self._inst is None or bool(self._pending) or self._breakpoint_hit is not None
 
     def _raise_call_error(self, err: int) -> None:
         if self._pending:
@@ -583,7 +668,7 @@ class VM:
     def _call_raw_slot(self, slot: int, argc: int) -> None:
         inst = self._live()
         try:
-            r = inst.call(self._slot_addr(slot), argc, 0)
+            r = inst.call(_CALL_SENTINEL | slot | (argc << 16))
         except _engine.EngineTrap as trap:
             raise self._die(trap) from None
         if r < 0:
@@ -601,6 +686,7 @@ class VM:
         entry = self._pending.get(slot)
         if entry is None:
             entry = self._pending[slot] = (anyio.Event(), [])
+            self._slow = True
         event, outcome = entry
         await event.wait()
         result = outcome[0]
@@ -620,12 +706,14 @@ class VM:
             value = self._from_guest(self._mem16[self._layout.result >> 1])
             outcome.append(value if state == 2 else GuestError(value))
             event.set()
+        self._update_slow()
 
     def _fail_pending(self, exc: BaseException) -> None:
         for event, outcome in self._pending.values():
             outcome.append(exc)
             event.set()
         self._pending.clear()
+        self._update_slow()
 
     def _promise_state_name(self, slot: int) -> str:
         state = self._live().promise_state(self._slot_value(slot))
@@ -645,13 +733,13 @@ class VM:
         if t is bool:
             return TRUE if obj else FALSE
         if t is int or (isinstance(obj, int) and not isinstance(obj, bool)):
-            obj = int(obj)
-            if -8192 <= obj < 8192:
-                return ((obj << 2) | 3) & 0xFFFF
-            if -MAX_SAFE_INT <= obj <= MAX_SAFE_INT:
-                return self._new(lambda inst: inst.new_number(float(obj)))
+            number = int(obj)
+            if -8192 <= number < 8192:
+                return ((number << 2) | 3) & 0xFFFF
+            if -MAX_SAFE_INT <= number <= MAX_SAFE_INT:
+                return self._new(lambda inst: inst.new_number(float(number)))
             raise OverflowError(
-                f"int {obj} is outside ±2**53 and has no exact JavaScript number; pass float(x) to accept rounding")
+                f"int {number} is outside ±2**53 and has no exact JavaScript number; pass float(x) to accept rounding")
         if t is float or isinstance(obj, float):
             return self._new(lambda inst: inst.new_number(float(obj)))
         if t is str or isinstance(obj, str):
@@ -677,7 +765,7 @@ class VM:
     def _new(self, make: Callable[[_engine.Instance], int]) -> int:
         inst = self._live()
         try:
-            return make(inst) & 0xFFFF
+            return int(make(inst)) & 0xFFFF
         except _engine.EngineTrap as trap:
             raise self._die(trap) from None
 
@@ -713,7 +801,7 @@ class VM:
     def _host_function_value(self, fn: Callable[..., Any]) -> int:
         for import_id, candidate in self._imports.items():
             if candidate is fn:
-                value = self._new(lambda inst: inst.new_host_func(import_id))
+                value = self._new(functools.partial(_new_host_func, import_id=import_id))
                 if value == 0xFFFF:
                     raise TypeError(
                         f"host function for import {import_id} cannot be passed to the VM: "
@@ -754,7 +842,9 @@ class VM:
             host_id = inst.host_func_id(value)
             if host_id >= 0 and host_id in self._imports:
                 return self._imports[host_id]
-            return GuestFunction(self, self._hold_value(value), this)
+            if this is None:
+                return self._Function(self, self._hold_value(value))
+            return GuestMethod(self, self._hold_value(value), this)
         if kind == T_OBJECT:
             if promise_ok and inst.promise_state(value):
                 return GuestPromise(self, self._hold_value(value))
@@ -856,7 +946,7 @@ class VM:
             if depth > 64:
                 raise ValueError("guest value nests deeper than 64 levels (cyclic?); cannot copy it to Python")
             return {k: self._copy_proxy(self._get_property(value._slot, k, bind=False), depth + 1)
-                    for k in value.keys()}
+                    for k in value.keys()}  # noqa: SIM118 - a proxy, not a dict
         return value
 
     def _repr_value(self, slot: int) -> str:

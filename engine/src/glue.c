@@ -101,16 +101,28 @@ typedef uint32_t mvx_block;
 #define BLOCK_SIZE(h) ((h) & ~(uint32_t)3)
 #define BLOCK_USED 1u
 static int mvx_heap_ready;
+/* The engine frees its stack after every outermost call and allocates it again
+ * on the next one; remembering the last freed block makes that O(1). */
+static uint32_t mvx_last_free;
 
 static void mvx_heap_reset(void) {
   /* The first block starts at offset 4 so no payload sits at short-pointer 0. */
   *(mvx_block*)&mvx_ram_page[4] = (65536 - 4);
   mvx_heap_ready = 1;
+  mvx_last_free = 0;
 }
 
 void* mvx_malloc(size_t size) {
   if (!mvx_heap_ready) mvx_heap_reset();
   uint32_t need = ((uint32_t)size + sizeof(mvx_block) + 3) & ~(uint32_t)3;
+  if (mvx_last_free) {
+    mvx_block* cached = (mvx_block*)&mvx_ram_page[mvx_last_free];
+    mvx_last_free = 0;
+    if (!(*cached & BLOCK_USED) && BLOCK_SIZE(*cached) >= need && BLOCK_SIZE(*cached) - need < 16) {
+      *cached |= BLOCK_USED;
+      return cached + 1;
+    }
+  }
   uint32_t offset = 4;
   while (offset < 65536) {
     mvx_block* block = (mvx_block*)&mvx_ram_page[offset];
@@ -119,6 +131,7 @@ void* mvx_malloc(size_t size) {
       /* Merge following free blocks into this one. */
       uint32_t next = offset + blockSize;
       while (next < 65536 && !(*(mvx_block*)&mvx_ram_page[next] & BLOCK_USED)) {
+        if (next == mvx_last_free) mvx_last_free = 0;
         uint32_t nextSize = BLOCK_SIZE(*(mvx_block*)&mvx_ram_page[next]);
         blockSize += nextSize;
         next += nextSize;
@@ -142,6 +155,7 @@ void mvx_free(void* ptr) {
   if (!ptr) return;
   mvx_block* block = (mvx_block*)ptr - 1;
   *block &= ~BLOCK_USED;
+  mvx_last_free = (uint32_t)((uint8_t*)block - mvx_ram_page);
 }
 
 /* ---- fatal errors, CRC ---- */
@@ -279,16 +293,28 @@ static inline int32_t mvx_result_or_error(mvm_TeError err, mvm_Value value) {
   return err ? -(int32_t)err : (int32_t)value;
 }
 
-/* Calls the function in *func with args[0..argc) (and mvx.this_value when
- * with_this).  Returns the result value, or -error with the thrown value in
- * mvx.result. */
-MVX_API(mvx_call) int32_t mvx_call(uintptr_t func, int32_t argc, int32_t with_this) {
+/* Calls the function held in handle `target & 0xFFFF` with args[0..(target >> 16) & 0xFF).
+ * One packed parameter keeps the host's hot path to a single store; the host
+ * sets bit 31 so that, after a trap, the untouched parameter slot cannot be
+ * mistaken for a result (results are values >= 0 or small negative errors).
+ * Returns the result value, or -error with the thrown value in mvx.result. */
+MVX_API(mvx_call) int32_t mvx_call(uint32_t target) {
   mvm_Value args[MVX_MAX_ARGS];
   mvm_Value result = VM_VALUE_UNDEFINED;
-  for (int32_t i = 0; i < argc; i++) args[i] = mvm_handleGet(&mvx.args[i]);
-  mvm_TeError err = with_this
-    ? mvm_callEx(vm, *(mvm_Value*)func, mvm_handleGet(&mvx.this_value), &result, args, (uint8_t)argc)
-    : mvm_call(vm, *(mvm_Value*)func, &result, args, (uint8_t)argc);
+  uint32_t argc = (target >> 16) & 0xFF;
+  for (uint32_t i = 0; i < argc; i++) args[i] = mvm_handleGet(&mvx.args[i]);
+  mvm_TeError err = mvm_call(vm, mvm_handleGet(&mvx_handles[target & 0xFFFF]), &result, args, (uint8_t)argc);
+  return mvx_result_or_error(err, result);
+}
+
+/* mvx_call with mvx.this_value as `this`. */
+MVX_API(mvx_call_this) int32_t mvx_call_this(uint32_t target) {
+  mvm_Value args[MVX_MAX_ARGS];
+  mvm_Value result = VM_VALUE_UNDEFINED;
+  uint32_t argc = (target >> 16) & 0xFF;
+  for (uint32_t i = 0; i < argc; i++) args[i] = mvm_handleGet(&mvx.args[i]);
+  mvm_TeError err = mvm_callEx(vm, mvm_handleGet(&mvx_handles[target & 0xFFFF]), mvm_handleGet(&mvx.this_value),
+                               &result, args, (uint8_t)argc);
   return mvx_result_or_error(err, result);
 }
 
