@@ -32,7 +32,7 @@ _L_STATE, _L_HANDLES, _L_ROM, _L_SCRATCH, _L_PAGE = 0, 1, 2, 3, 4
 _L_ARGS, _L_THIS, _L_RESULT, _L_CALLBACK, _L_OUT_SIZE, _L_FATAL = 5, 6, 7, 8, 9, 10
 _L_IMPORT_COUNT, _L_MISSING_IMPORT, _L_IMPORTS, _L_STATS = 11, 12, 13, 14
 _L_HANDLE_SIZE, _L_MAX_HANDLES, _L_MAX_ARGS, _L_MAX_IMPORTS = 15, 16, 17, 18
-_L_SCRATCH_SIZE, _L_ROM_SIZE, _L_SIZE_T, _L_VERSION, _L_COOKIE = 19, 20, 21, 22, 23
+_L_SCRATCH_SIZE, _L_ROM_SIZE, _L_SIZE_T, _L_VERSION, _L_COOKIE, _L_F64 = 19, 20, 21, 22, 23, 24
 
 HostCall = Callable[[int, int, int, int, bool], int]
 """(import id, args address, argc, result address, is_async) -> mvm_TeError."""
@@ -83,6 +83,7 @@ class Layout:
         self.imports = state + layout(_L_IMPORTS)
         self.stats = state + layout(_L_STATS)
         self.cookie = state + layout(_L_COOKIE)
+        self.f64 = state + layout(_L_F64)
         self.handle_size = layout(_L_HANDLE_SIZE)
         self.max_handles = layout(_L_MAX_HANDLES)
         self.max_args = layout(_L_MAX_ARGS)
@@ -244,19 +245,72 @@ class WasmEngine:
         self._define("format_double", [i32, f64, i32], [i32], format_double)
 
 
+# Glue operations reached through the mvx_op dispatcher: name -> (op number, parameter count).
+# The op numbers are the host ABI of engine/src/glue.c.
+_OPS: dict[str, tuple[int, int]] = {
+    "layout": (0, 1),
+    "restore": (1, 2),
+    "free_vm": (2, 0),
+    "link_handles": (3, 1),
+    "export": (4, 1),
+    "get": (5, 2),
+    "set": (6, 3),
+    "keys": (7, 1),
+    "new_number": (8, -1),  # float parameter, via mvx.f64
+    "new_string": (9, 1),
+    "new_bytes": (10, 1),
+    "new_array": (11, 0),
+    "new_object": (12, 0),
+    "type_of": (13, 1),
+    "to_number": (14, -2),  # float result, via mvx.f64
+    "equal": (15, 2),
+    "string": (16, 1),
+    "bytes": (17, 1),
+    "promise_state": (18, 1),
+    "snapshot": (19, 0),
+    "gc": (20, 1),
+    "memory_stats": (21, 0),
+    "set_gas": (22, 1),
+    "get_gas": (23, 0),
+    "set_breakpoint": (24, 1),
+    "remove_breakpoint": (25, 1),
+    "current_address": (26, 0),
+    "host_func_id": (27, 1),
+    "new_host_func": (28, 1),
+    "call_this": (29, 1),
+    "heap_info": (30, 1),
+}
+_DIRECT = ("call", "noop")  # exported on their own: the hot call and the benchmark floor
+
+# Parameters and results of every raw call go through one process-wide buffer:
+# a nested call (guest -> host -> another instance) finishes before the outer
+# call's results are written, so sharing is safe, and it saves per-instance setup.
+_RAW = (ctypes.c_byte * (_RAW_SLOT * 8))()
+_RAW_I32 = (ctypes.c_int32 * (4 * 8)).from_buffer(_RAW)
+_RAW_F64 = (ctypes.c_double * (2 * 8)).from_buffer(_RAW)
+_RAW_ADDR = ctypes.addressof(_RAW)
+_TRAP = ctypes.c_void_p()
+_TRAP_ADDR = ctypes.addressof(_TRAP)
+
+
 class Instance:
     """One instantiated engine module: linear memory plus the glue's functions.
 
-    Function attributes (``call``, ``get``, ...) are bound closures doing raw
-    calls; each returns the wasm result as a Python int (or float).  A trap
-    raises EngineTrap and leaves the instance unusable.
+    Glue functions appear as attributes (``inst.call``, ``inst.get``, ...):
+    closures doing raw calls, bound on first use and kept, so a fresh
+    instance pays only for what its VM uses.  Each returns the wasm result as
+    a Python int (or float).  A trap raises EngineTrap and marks the instance
+    dead.
     """
+
+    layout: Layout
 
     def __init__(self, engine: WasmEngine | None = None) -> None:
         self.engine = engine = engine or WasmEngine.get()
         self.store = wasmtime.Store(engine.engine)
         ctx = self.store._context()
         self._ctx = ctx
+        self._ctx_addr = ctypes.cast(ctx, ctypes.c_void_p).value
         instance = ffi.wasmtime_instance_t()
         trap = ctypes.POINTER(ffi.wasm_trap_t)()
         error = ffi.wasmtime_instance_pre_instantiate(engine.pre.ptr(), ctx, ctypes.byref(instance), ctypes.byref(trap))
@@ -265,144 +319,102 @@ class Instance:
         if trap:
             raise wasmtime.Trap._from_ptr(trap)
         self._instance = instance
-        item = ffi.wasmtime_extern_t()
-        self._funcs: list[Any] = []
-
-        def export(name: str) -> Any:
-            encoded = name.encode()
-            found = ffi.wasmtime_instance_export_get(
-                ctx, ctypes.byref(instance), encoded, len(encoded), ctypes.byref(item)
-            )
-            if not found:
-                raise EngineMissing(f"engine module lacks export {name!r}; {BUILD_HINT}")
-            if int(item.kind) == _ffi.WASMTIME_EXTERN_MEMORY.value:
-                return item.of.memory
-            func = ffi.wasmtime_func_t()
-            ctypes.pointer(func)[0] = item.of.func
-            self._funcs.append(func)
-            return func
-
-        memory = export("memory")
+        self._funcs: list[Any] = []  # keeps the func structs whose addresses closures use
+        self._op_addr: int | None = None
+        memory = self._export("memory")
         base = ffi.wasmtime_memory_data(ctx, ctypes.byref(memory))
         self.base: int = ctypes.cast(base, ctypes.c_void_p).value or 0
-        self._raw = (ctypes.c_byte * (_RAW_SLOT * 8))()
-        self._i32 = (ctypes.c_int32 * (4 * 8)).from_buffer(self._raw)
-        self._f64 = (ctypes.c_double * (2 * 8)).from_buffer(self._raw)
-        self._trap = ctypes.c_void_p()
         self.dead = False
         self.fatal: EngineTrap | None = None
-
-        ctx_addr = ctypes.cast(ctx, ctypes.c_void_p).value
-        raw_addr = ctypes.addressof(self._raw)
-        trap_addr = ctypes.addressof(self._trap)
-        call_raw = engine.call_raw
-        i32 = self._i32
-        f64 = self._f64
-        trap_slot = self._trap
-        fail = self._fail
-
-        def bind(name: str, nargs: int, kinds: str = "") -> Callable[..., Any]:
-            func = export(name)
-            faddr = ctypes.addressof(func)
-            n = max(nargs, 1)
-            ret_f64 = kinds.endswith(">f")
-            if nargs == 0:
-
-                def f0() -> int:
-                    if call_raw(ctx_addr, faddr, raw_addr, n, trap_addr) or trap_slot.value:
-                        fail()
-                    return i32[0]
-
-                return f0
-            if nargs == 1 and kinds.startswith("f"):
-
-                def f1f(a: float) -> int:
-                    f64[0] = a
-                    if call_raw(ctx_addr, faddr, raw_addr, n, trap_addr) or trap_slot.value:
-                        fail()
-                    return i32[0]
-
-                return f1f
-            if nargs == 1 and ret_f64:
-
-                def f1_f(a: int) -> float:
-                    i32[0] = a
-                    if call_raw(ctx_addr, faddr, raw_addr, n, trap_addr) or trap_slot.value:
-                        fail()
-                    return f64[0]
-
-                return f1_f
-            if nargs == 1:
-
-                def f1(a: int) -> int:
-                    i32[0] = a
-                    if call_raw(ctx_addr, faddr, raw_addr, n, trap_addr) or trap_slot.value:
-                        fail()
-                    return i32[0]
-
-                return f1
-            if nargs == 2:
-
-                def f2(a: int, b: int) -> int:
-                    i32[0] = a
-                    i32[4] = b
-                    if call_raw(ctx_addr, faddr, raw_addr, n, trap_addr) or trap_slot.value:
-                        fail()
-                    return i32[0]
-
-                return f2
-
-            def f3(a: int, b: int, c: int) -> int:
-                i32[0] = a
-                i32[4] = b
-                i32[8] = c
-                if call_raw(ctx_addr, faddr, raw_addr, n, trap_addr) or trap_slot.value:
-                    fail()
-                return i32[0]
-
-            return f3
-
-        def raw_parts(name: str) -> tuple[Any, ...]:
-            func = export(name)
-            return (call_raw, ctx_addr, ctypes.addressof(func), raw_addr, trap_addr, i32, trap_slot)
-
-        self.raw_parts = raw_parts
-        self.layout_fn = bind("mvx_layout", 1)
+        self.cookie = 0
         if engine.layout is None:
             engine.layout = Layout(self.layout_fn)
         self.layout = engine.layout
-        self.restore = bind("mvx_restore", 2)
-        self.free_vm = bind("mvx_free_vm", 0)
-        self.link_handles = bind("mvx_link_handles", 1)
-        self.call = bind("mvx_call", 1)
-        self.call_this = bind("mvx_call_this", 1)
-        self.export = bind("mvx_export", 1)
-        self.get = bind("mvx_get", 2)
-        self.set = bind("mvx_set", 3)
-        self.keys = bind("mvx_keys", 1)
-        self.new_number = bind("mvx_new_number", 1, "f>i")
-        self.new_string = bind("mvx_new_string", 1)
-        self.new_bytes = bind("mvx_new_bytes", 1)
-        self.new_array = bind("mvx_new_array", 0)
-        self.new_object = bind("mvx_new_object", 0)
-        self.type_of = bind("mvx_type_of", 1)
-        self.to_number = bind("mvx_to_number", 1, "i>f")
-        self.equal = bind("mvx_equal", 2)
-        self.string = bind("mvx_string", 1)
-        self.bytes = bind("mvx_bytes", 1)
-        self.promise_state = bind("mvx_promise_state", 1)
-        self.snapshot = bind("mvx_snapshot", 0)
-        self.gc = bind("mvx_gc", 1)
-        self.memory_stats = bind("mvx_memory_stats", 0)
-        self.set_gas = bind("mvx_set_gas", 1)
-        self.get_gas = bind("mvx_get_gas", 0)
-        self.set_breakpoint = bind("mvx_set_breakpoint", 1)
-        self.remove_breakpoint = bind("mvx_remove_breakpoint", 1)
-        self.current_address = bind("mvx_current_address", 0)
-        self.noop = bind("mvx_noop", 0)
-        self.host_func_id = bind("mvx_host_func_id", 1)
-        self.new_host_func = bind("mvx_new_host_func", 1)
-        self.cookie = 0
+
+    def _export(self, name: str) -> Any:
+        item = ffi.wasmtime_extern_t()
+        encoded = name.encode()
+        found = ffi.wasmtime_instance_export_get(
+            self._ctx, ctypes.byref(self._instance), encoded, len(encoded), ctypes.byref(item)
+        )
+        if not found:
+            raise EngineMissing(f"engine module lacks export {name!r}; {BUILD_HINT}")
+        if int(item.kind) == _ffi.WASMTIME_EXTERN_MEMORY.value:
+            return item.of.memory
+        func = ffi.wasmtime_func_t()
+        ctypes.pointer(func)[0] = item.of.func
+        self._funcs.append(func)
+        return func
+
+    def raw_parts(self, name: str) -> tuple[Any, ...]:
+        """What a caller needs to call a directly exported glue function inline (hot paths)."""
+        assert name in _DIRECT
+        func = self._export("mvx_" + name)
+        return (self.engine.call_raw, self._ctx_addr, ctypes.addressof(func), _RAW_ADDR, _TRAP_ADDR, _RAW_I32, _TRAP)
+
+    @property
+    def layout_fn(self) -> Callable[[int], int]:
+        return self._bind("layout")
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in _OPS and name not in _DIRECT:
+            raise AttributeError(name)
+        fn = self._bind(name)
+        setattr(self, name, fn)
+        return fn
+
+    def _bind(self, name: str) -> Callable[..., Any]:
+        call_raw = self.engine.call_raw
+        ctx_addr = self._ctx_addr
+        raw_addr, trap_addr, i32, trap_slot = _RAW_ADDR, _TRAP_ADDR, _RAW_I32, _TRAP
+        fail = self._fail
+        if name in _DIRECT:
+            faddr = ctypes.addressof(self._export("mvx_" + name))
+
+            def direct(a: int = 0) -> int:
+                i32[0] = a
+                if call_raw(ctx_addr, faddr, raw_addr, 1, trap_addr) or trap_slot.value:
+                    fail()
+                return i32[0]
+
+            return direct
+        if self._op_addr is None:
+            self._op_addr = ctypes.addressof(self._export("mvx_op"))
+        faddr = self._op_addr
+        op, nargs = _OPS[name]
+        if nargs == -1:
+            f64 = ctypes.c_double.from_address(self.base + self.layout.f64)
+
+            def float_in(x: float) -> int:
+                f64.value = x
+                i32[0] = op
+                if call_raw(ctx_addr, faddr, raw_addr, 4, trap_addr) or trap_slot.value:
+                    fail()
+                return i32[0]
+
+            return float_in
+        if nargs == -2:
+            f64 = ctypes.c_double.from_address(self.base + self.layout.f64)
+
+            def float_out(a: int) -> float:
+                i32[0] = op
+                i32[4] = a
+                if call_raw(ctx_addr, faddr, raw_addr, 4, trap_addr) or trap_slot.value:
+                    fail()
+                return f64.value
+
+            return float_out
+
+        def dispatch(a: int = 0, b: int = 0, c: int = 0) -> int:
+            i32[0] = op
+            i32[4] = a
+            i32[8] = b
+            i32[12] = c
+            if call_raw(ctx_addr, faddr, raw_addr, 4, trap_addr) or trap_slot.value:
+                fail()
+            return i32[0]
+
+        return dispatch
 
     def attach(self, host: Host) -> None:
         """Route this instance's host calls and breakpoints to ``host``."""
@@ -416,8 +428,8 @@ class Instance:
             self.cookie = 0
 
     def _fail(self) -> None:
-        trap_ptr = self._trap.value
-        self._trap.value = None
+        trap_ptr = _TRAP.value
+        _TRAP.value = None
         self.dead = True
         fatal = ctypes.c_int32.from_address(self.base + self.layout.fatal_code).value
         message = "WebAssembly trap"

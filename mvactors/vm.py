@@ -117,6 +117,15 @@ def _snapshot_bytes(snapshot: SnapshotLike) -> bytes:
     raise TypeError(f"snapshot must be bytes, a sequence of ints or a path, not {type(snapshot).__name__}")
 
 
+def _mem16(inst: _engine.Instance) -> Any:
+    """A uint16 view of the instance's linear memory (cached: the memory never moves)."""
+    view = getattr(inst, "mem16", None)
+    if view is None:
+        view = (ctypes.c_uint16 * (instance_memory_size // 2)).from_address(inst.base)
+        inst.mem16 = view  # type: ignore[attr-defined]
+    return view
+
+
 def _new_host_func(inst: _engine.Instance, import_id: int) -> int:
     return int(inst.new_host_func(import_id))
 
@@ -136,9 +145,9 @@ def _fast_function_class(inst: _engine.Instance) -> type[GuestFunction]:
     cached: type[GuestFunction] | None = getattr(inst, "function_class", None)
     if cached is not None:
         return cached
-    call_raw, ctx, faddr, raw, trap_addr, i32, trap_slot = inst.raw_parts("mvx_call")
+    call_raw, ctx, faddr, raw, trap_addr, i32, trap_slot = inst.raw_parts("call")
     layout = inst.layout
-    mem16 = (ctypes.c_uint16 * (instance_memory_size // 2)).from_address(inst.base)
+    mem16 = _mem16(inst)
     arg0 = layout.args >> 1
     stride = layout.handle_size >> 1
     max_args = layout.max_args
@@ -226,13 +235,12 @@ class VM:
         layout = instance.layout
         self._base = base
         self._layout = layout
-        self._mem16 = (ctypes.c_uint16 * (instance_memory_size // 2)).from_address(base)
+        self._mem16 = _mem16(instance)
         self._arg0 = (layout.args) >> 1
         self._handle_stride = layout.handle_size >> 1
         self._handles16 = layout.handles >> 1
         self._this16 = layout.this_value >> 1
         self._max_args = layout.max_args
-        self._Function = _fast_function_class(instance)
         self._slow = breakpoint_hit is not None
 
     # ---- construction and lifetime ----
@@ -460,7 +468,7 @@ class VM:
         return slot
 
     def _slot_value(self, slot: int) -> int:
-        return self._mem16[self._handles16 + slot * self._handle_stride]
+        return int(self._mem16[self._handles16 + slot * self._handle_stride])
 
     def _slot_addr(self, slot: int) -> int:
         return self._layout.handles + slot * self._layout.handle_size
@@ -483,8 +491,9 @@ class VM:
         if code == 54:  # MVM_E_ASYNC_WITHOUT_AWAIT
             reason = ("an async host function was called from a script compiled without any `await`; "
                       "the guest must await it (MVM_E_ASYNC_WITHOUT_AWAIT)")
-        elif code == 33:
-            reason = "the guest ran out of memory (MVM_E_OUT_OF_MEMORY); heaps are limited to about 29 KB"
+        elif code in (2, 33):  # MVM_E_MALLOC_FAIL: the page has no room left for the GC to copy into
+            reason = (f"the guest ran out of memory ({error_name(code)}); a VM heap is limited to about 29 KB "
+                      "and property names stay interned for the VM's lifetime")
         elif code:
             reason = f"fatal engine error {error_name(code)}"
         else:
@@ -843,7 +852,7 @@ class VM:
             if host_id >= 0 and host_id in self._imports:
                 return self._imports[host_id]
             if this is None:
-                return self._Function(self, self._hold_value(value))
+                return _fast_function_class(inst)(self, self._hold_value(value))
             return GuestMethod(self, self._hold_value(value), this)
         if kind == T_OBJECT:
             if promise_ok and inst.promise_state(value):

@@ -14,6 +14,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #define MVX_API(name) __attribute__((visibility("default")))
+#define MVX_EXPORT(name) __attribute__((visibility("default")))
 mvh_call_t mvh_call;
 mvh_breakpoint_t mvh_breakpoint;
 int mvx_snprintf(char* buf, size_t size, const char* format, ...) {
@@ -28,7 +29,10 @@ MVX_API(mvx_set_host) void mvx_set_host(mvh_call_t call, mvh_breakpoint_t breakp
   mvh_breakpoint = breakpoint;
 }
 #else
-#define MVX_API(name) __attribute__((export_name(#name)))
+/* The wasm module exports only mvx_op (a dispatcher), mvx_call and mvx_noop:
+ * each export costs the host a lookup per new instance. */
+#define MVX_API(name) static
+#define MVX_EXPORT(name) __attribute__((export_name(#name)))
 #endif
 
 enum {
@@ -57,6 +61,7 @@ static struct {
   int32_t missing_import;          /* first import the host could not satisfy */
   uint32_t imports[MVX_MAX_IMPORTS]; /* sorted: id | MVX_IMPORT_ASYNC flag */
   mvm_TsMemoryStats stats;
+  double f64;                      /* float parameter/result of mvx_op */
   uint32_t cookie;                 /* identifies this instance in host calls */
 } mvx;
 
@@ -100,6 +105,7 @@ int mvx_snprintf(char* buf, size_t size, const char* format, ...) {
 typedef uint32_t mvx_block;
 #define BLOCK_SIZE(h) ((h) & ~(uint32_t)3)
 #define BLOCK_USED 1u
+#define MVX_LARGE_BLOCK 2048u
 static int mvx_heap_ready;
 /* The engine frees its stack after every outermost call and allocates it again
  * on the next one; remembering the last freed block makes that O(1). */
@@ -112,21 +118,48 @@ static void mvx_heap_reset(void) {
   mvx_last_free = 0;
 }
 
+/* Marks `need` bytes of the free block at `offset` used: taken from the block's
+ * start (low) or its end (high), leaving the rest free. */
+static void* mvx_take(uint32_t offset, uint32_t blockSize, uint32_t need, int high) {
+  if (blockSize - need < 16) {
+    *(mvx_block*)&mvx_ram_page[offset] = blockSize | BLOCK_USED;
+    return (mvx_block*)&mvx_ram_page[offset] + 1;
+  }
+  if (high) {
+    *(mvx_block*)&mvx_ram_page[offset] = blockSize - need;
+    offset += blockSize - need;
+  } else {
+    *(mvx_block*)&mvx_ram_page[offset + need] = blockSize - need;
+  }
+  *(mvx_block*)&mvx_ram_page[offset] = need | BLOCK_USED;
+  return (mvx_block*)&mvx_ram_page[offset] + 1;
+}
+
+/*
+ * Small blocks (buckets, the stack) are placed first-fit from the bottom of the
+ * page and large ones (the GC's new space, snapshot buffers) last-fit from the
+ * top.  Keeping the two apart leaves a large contiguous hole in the middle,
+ * which is what a copying GC at ~29 KB of heap in a 64 KB page needs.
+ */
 void* mvx_malloc(size_t size) {
   if (!mvx_heap_ready) mvx_heap_reset();
+  if (size > 65536) return NULL;
   uint32_t need = ((uint32_t)size + sizeof(mvx_block) + 3) & ~(uint32_t)3;
-  if (mvx_last_free) {
+  int high = need >= MVX_LARGE_BLOCK;
+  if (!high && mvx_last_free) {
     mvx_block* cached = (mvx_block*)&mvx_ram_page[mvx_last_free];
+    uint32_t cachedOffset = mvx_last_free;
     mvx_last_free = 0;
     if (!(*cached & BLOCK_USED) && BLOCK_SIZE(*cached) >= need && BLOCK_SIZE(*cached) - need < 16) {
-      *cached |= BLOCK_USED;
-      return cached + 1;
+      return mvx_take(cachedOffset, BLOCK_SIZE(*cached), need, 0);
     }
   }
-  uint32_t offset = 4;
+  uint32_t offset = 4, found = 0, foundSize = 0;
   while (offset < 65536) {
     mvx_block* block = (mvx_block*)&mvx_ram_page[offset];
     uint32_t blockSize = BLOCK_SIZE(*block);
+    /* A zero size means something wrote over a block header: stop rather than spin. */
+    if (blockSize == 0) mvx_fatal(MVM_E_HEAP_CORRUPT);
     if (!(*block & BLOCK_USED)) {
       /* Merge following free blocks into this one. */
       uint32_t next = offset + blockSize;
@@ -138,17 +171,28 @@ void* mvx_malloc(size_t size) {
       }
       *block = blockSize;
       if (blockSize >= need) {
-        if (blockSize - need >= 16) {
-          *(mvx_block*)&mvx_ram_page[offset + need] = blockSize - need;
-          blockSize = need;
-        }
-        *block = blockSize | BLOCK_USED;
-        return block + 1;
+        if (!high) return mvx_take(offset, blockSize, need, 0);
+        found = offset;
+        foundSize = blockSize;
       }
     }
     offset += blockSize;
   }
-  return NULL;
+  return found ? mvx_take(found, foundSize, need, 1) : NULL;
+}
+
+/* Allocator statistics for diagnostics: bytes free (what = 0), largest free
+ * block (1), blocks in use (2). */
+static uint32_t mvx_heap_info(int32_t what) {
+  uint32_t offset = 4, free_total = 0, largest = 0, used = 0;
+  while (offset < 65536) {
+    mvx_block h = *(mvx_block*)&mvx_ram_page[offset];
+    if (BLOCK_SIZE(h) == 0 || offset + BLOCK_SIZE(h) > 65536) return 0xFFFFFFFFu; /* corrupt */
+    if (h & BLOCK_USED) used++;
+    else { free_total += BLOCK_SIZE(h); if (BLOCK_SIZE(h) > largest) largest = BLOCK_SIZE(h); }
+    offset += BLOCK_SIZE(h);
+  }
+  return what == 0 ? free_total : what == 1 ? largest : used;
 }
 
 void mvx_free(void* ptr) {
@@ -248,6 +292,7 @@ MVX_API(mvx_layout) uintptr_t mvx_layout(int32_t what) {
     case 21: return sizeof(size_t);
     case 22: return (MVM_ENGINE_MAJOR_VERSION << 8) | MVM_ENGINE_MINOR_VERSION;
     case 23: return (uintptr_t)&mvx.cookie - (uintptr_t)&mvx;
+    case 24: return (uintptr_t)&mvx.f64 - (uintptr_t)&mvx;
     default: return 0;
   }
 }
@@ -298,7 +343,7 @@ static inline int32_t mvx_result_or_error(mvm_TeError err, mvm_Value value) {
  * sets bit 31 so that, after a trap, the untouched parameter slot cannot be
  * mistaken for a result (results are values >= 0 or small negative errors).
  * Returns the result value, or -error with the thrown value in mvx.result. */
-MVX_API(mvx_call) int32_t mvx_call(uint32_t target) {
+MVX_EXPORT(mvx_call) int32_t mvx_call(uint32_t target) {
   mvm_Value args[MVX_MAX_ARGS];
   mvm_Value result = VM_VALUE_UNDEFINED;
   uint32_t argc = (target >> 16) & 0xFF;
@@ -325,22 +370,46 @@ MVX_API(mvx_export) int32_t mvx_export(uint32_t id) {
   return mvx_result_or_error(err, value);
 }
 
+/* ---- host-side operations ---- */
+
+/* Engine internals (property access, array growth) anchor values on the VM
+ * stack, which exists only during calls.  Host-side operations outside a call
+ * get a stack for their duration, as mvm_call does. */
+static bool mvx_enter(void) {
+  if (vm->stack) return false;
+  return vm_createStackAndRegisters(vm) == MVM_E_SUCCESS;
+}
+
+static void mvx_leave(bool created) {
+  if (created && vm->stack && vm->stack->reg.pStackPointer == getBottomOfStack(vm->stack)) {
+    vm_free(vm, vm->stack);
+    vm->stack = NULL;
+  }
+}
+
 /* ---- properties ---- */
 
 MVX_API(mvx_get) int32_t mvx_get(uintptr_t object, uintptr_t key) {
   mvm_Value value = VM_VALUE_UNDEFINED;
+  bool created = mvx_enter();
   mvm_TeError err = getProperty(vm, (Value*)object, (Value*)key, &value);
+  mvx_leave(created);
   return mvx_result_or_error(err, value);
 }
 
 MVX_API(mvx_set) int32_t mvx_set(uintptr_t object, uintptr_t key, uintptr_t value) {
-  return -(int32_t)setProperty(vm, (Value*)object, (Value*)key, (Value*)value);
+  bool created = mvx_enter();
+  mvm_TeError err = setProperty(vm, (Value*)object, (Value*)key, (Value*)value);
+  mvx_leave(created);
+  return -(int32_t)err;
 }
 
 /* Array of the own enumerable keys of *object, in mvx.result. */
 MVX_API(mvx_keys) int32_t mvx_keys(uintptr_t object) {
   mvm_handleSet(&mvx.result, *(mvm_Value*)object);
+  bool created = mvx_enter();
   mvm_TeError err = vm_objectKeys(vm, mvm_handleAt(&mvx.result));
+  mvx_leave(created);
   return err ? -(int32_t)err : (int32_t)mvm_handleGet(&mvx.result);
 }
 
@@ -417,7 +486,7 @@ MVX_API(mvx_get_gas) int32_t mvx_get_gas(void) { return mvm_getInstructionCountR
 MVX_API(mvx_set_breakpoint) void mvx_set_breakpoint(int32_t address) { mvm_dbg_setBreakpoint(vm, address); }
 MVX_API(mvx_remove_breakpoint) void mvx_remove_breakpoint(int32_t address) { mvm_dbg_removeBreakpoint(vm, (uint16_t)address); }
 MVX_API(mvx_current_address) int32_t mvx_current_address(void) { return mvm_getCurrentAddress(vm); }
-MVX_API(mvx_noop) void mvx_noop(void) {}
+MVX_EXPORT(mvx_noop) void mvx_noop(void) {}
 
 /* ---- host functions as values ---- */
 
@@ -442,3 +511,44 @@ MVX_API(mvx_new_host_func) int32_t mvx_new_host_func(uint32_t id) {
   }
   return -1;
 }
+
+#ifndef MVX_NATIVE
+/* One export for everything off the hot path; op numbers are part of the host
+ * ABI (mvactors/engine.py, _OPS). Float parameters/results travel in mvx.f64. */
+MVX_EXPORT(mvx_op) int32_t mvx_op(int32_t op, int32_t a, int32_t b, int32_t c) {
+  switch (op) {
+    case 0: return (int32_t)mvx_layout(a);
+    case 1: return mvx_restore((uint32_t)a, b);
+    case 2: mvx_free_vm(); return 0;
+    case 3: return mvx_link_handles((uint32_t)a);
+    case 4: return mvx_export((uint32_t)a);
+    case 5: return mvx_get((uintptr_t)a, (uintptr_t)b);
+    case 6: return mvx_set((uintptr_t)a, (uintptr_t)b, (uintptr_t)c);
+    case 7: return mvx_keys((uintptr_t)a);
+    case 8: return mvx_new_number(mvx.f64);
+    case 9: return mvx_new_string((uint32_t)a);
+    case 10: return mvx_new_bytes((uint32_t)a);
+    case 11: return mvx_new_array();
+    case 12: return mvx_new_object();
+    case 13: return mvx_type_of(a);
+    case 14: mvx.f64 = mvx_to_number(a); return 0;
+    case 15: return mvx_equal(a, b);
+    case 16: return (int32_t)mvx_string(a);
+    case 17: return (int32_t)mvx_bytes(a);
+    case 18: return mvx_promise_state(a);
+    case 19: return mvx_snapshot();
+    case 20: mvx_gc(a); return 0;
+    case 21: mvx_memory_stats(); return 0;
+    case 22: mvx_set_gas(a); return 0;
+    case 23: return mvx_get_gas();
+    case 24: mvx_set_breakpoint(a); return 0;
+    case 25: mvx_remove_breakpoint(a); return 0;
+    case 26: return mvx_current_address();
+    case 27: return mvx_host_func_id(a);
+    case 28: return mvx_new_host_func((uint32_t)a);
+    case 29: return mvx_call_this((uint32_t)a);
+    case 30: return (int32_t)mvx_heap_info(a);
+    default: return -1;
+  }
+}
+#endif

@@ -7,13 +7,11 @@
 #include <stdint.h>
 
 #ifdef MVX_NATIVE
-#define MVX_EXPORT __attribute__((visibility("default")))
 typedef int32_t (*mvh_call_t)(uint32_t cookie, uint32_t id, uintptr_t args, uint32_t argc, uintptr_t result, uint32_t is_async);
 typedef void (*mvh_breakpoint_t)(uint32_t cookie, uint32_t address);
 extern mvh_call_t mvh_call;
 extern mvh_breakpoint_t mvh_breakpoint;
 #else
-#define MVX_EXPORT_AS(name) __attribute__((export_name(#name)))
 #define MVX_IMPORT(name) __attribute__((import_module("mvh"), import_name(#name)))
 /* A guest call of host import `id`.  Returns an mvm_TeError. */
 MVX_IMPORT(call) int32_t mvh_call(uint32_t cookie, uint32_t id, uintptr_t args, uint32_t argc, uintptr_t result, uint32_t is_async);
@@ -23,5 +21,4 @@ MVX_IMPORT(fmod) double mvh_fmod(double x, double y);
 MVX_IMPORT(pow) double mvh_pow(double x, double y);
 /* Writes "%.15g" of x into buf (at most 32 bytes); returns the length. */
 MVX_IMPORT(format_double) int32_t mvh_format_double(uint32_t cookie, double x, uintptr_t buf);
-#define MVX_EXPORT
 #endif
