@@ -279,6 +279,8 @@ _OPS: dict[str, tuple[int, int]] = {
     "new_host_func": (28, 1),
     "call_this": (29, 1),
     "heap_info": (30, 1),
+    "heap_offset": (31, 1),
+    "value_at_offset": (32, 1),
 }
 _DIRECT = ("call", "noop")  # exported on their own: the hot call and the benchmark floor
 

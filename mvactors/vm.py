@@ -56,7 +56,33 @@ from .values import (
 
 SnapshotLike = bytes | bytearray | memoryview | Sequence[int] | str | os.PathLike[str]
 ImportMap = Mapping[int, Callable[..., Any]]
-Spawner = Callable[[Callable[[], Awaitable[None]]], None]
+AsyncHandler = Callable[[int, int, Callable[..., Awaitable[Any]], list[Any]], None]
+
+
+def rejection_value(exc: BaseException) -> dict[str, str]:
+    """The guest-side rejection value for a Python exception: ``{name, message}``."""
+    return {"name": type(exc).__name__, "message": str(exc)}
+
+
+async def run_async_import(fn: Callable[..., Awaitable[Any]], args: list[Any]) -> tuple[bool, Any]:
+    """Await an async host function; returns (ok, value or rejection value)."""
+    try:
+        return True, await fn(*args)
+    except Exception as exc:
+        return False, rejection_value(exc)
+
+
+@dataclass(frozen=True)
+class Hibernation:
+    """A VM at rest: its snapshot plus where the host's references point inside it.
+
+    Locations are heap offsets (>= 0) or ``~value`` for values outside the heap.
+    """
+
+    snapshot: bytes
+    async_calls: dict[int, int]  # pending async host call token -> location of its continuation
+    refs: dict[Any, int]  # caller's key -> location of a kept guest value
+    next_token: int = 1
 
 _HANDLE_CHUNK = 32
 _CALL_SENTINEL = -(2**31)  # bit 31 of mvx_call's packed parameter, as a signed int32
@@ -227,7 +253,14 @@ class VM:
         self._free: list[int] = []
         self._linked = 0
         self._pending: dict[int, tuple[Any, list[Any]]] = {}  # promise slot -> (event, [outcome])
-        self._spawner: Spawner | None = None
+        self._async_ops: dict[int, int] = {}  # token -> handle slot of the guest continuation
+        self._next_token = 1
+        self.async_handler: AsyncHandler | None = None
+        """Called as ``handler(token, import_id, fn, args)`` when the guest calls an async import.
+
+        The handler owns running ``fn(*args)`` and later calling
+        :meth:`resolve_async`; when unset, ``async with vm:`` runs it in a task group.
+        """
         self._task_group: anyio.abc.TaskGroup | None = None
         self._closed_reason = "the VM is closed"
         self.exports: Exports = Exports(self)
@@ -278,7 +311,8 @@ class VM:
         vm = cls(instance, data, imports, breakpoint_hit)
         base = instance.base
         ctypes.memmove(base + layout.rom, data, len(data))
-        table = sorted(key | (0x10000 if _is_async(fn) else 0) for key, fn in imports.items())
+        # Sorted by ID (the glue binary-searches it); the async flag rides above the ID bits.
+        table = [key | (0x10000 if _is_async(imports[key]) else 0) for key in sorted(imports)]
         entries = (ctypes.c_uint32 * len(table)).from_address(base + layout.imports)
         for i, entry in enumerate(table):
             entries[i] = entry
@@ -324,6 +358,7 @@ class VM:
             outcome.append(VMUnusable("the VM was closed while this promise was pending", 1))
             event.set()
         self._pending.clear()
+        self._async_ops.clear()
         inst.detach()
         if not inst.dead and len(_pool) < _POOL_LIMIT:
             _pool.append(inst)
@@ -369,10 +404,6 @@ class VM:
     def closed(self) -> bool:
         """True once the VM was closed or hit a fatal engine error."""
         return self._inst is None
-
-    def set_async_spawner(self, spawner: Spawner | None) -> None:
-        """Run asynchronous host calls with ``spawner`` instead of the ``async with`` task group."""
-        self._spawner = spawner
 
     def _live(self) -> _engine.Instance:
         inst = self._inst
@@ -630,49 +661,123 @@ class VM:
                 self._breakpoint_exception = exc
 
     def _start_async(self, import_id: int, fn: Callable[..., Any], args: list[Any]) -> None:
-        callback_slot = self._hold_value(self._mem16[self._layout.callback >> 1])
+        token = self._next_token
+        self._next_token += 1
+        self._async_ops[token] = self._hold_value(self._mem16[self._layout.callback >> 1])
         fn = fn.fn if isinstance(fn, AsyncImport) else fn
-
-        async def run() -> None:
-            try:
-                value = await fn(*args)
-                ok = True
-            except Exception as exc:
-                value = {"name": type(exc).__name__, "message": str(exc)}
-                ok = False
-            self._deliver(callback_slot, ok, value)
-
-        if self._spawner is not None:
-            self._spawner(run)
-        elif self._task_group is not None:
-            self._task_group.start_soon(run)
-        else:
-            self._release_slot(callback_slot)
+        handler = self.async_handler
+        if handler is not None:
+            handler(token, import_id, fn, args)
+            return
+        if self._task_group is None:
+            self._release_slot(self._async_ops.pop(token))
             raise MicroviumError(
                 f"the guest called async host function {import_id} outside `async with vm:`; "
                 "enter the VM with `async with` so host async work has a task scope", "MVM_E_ASYNC_START_ERROR")
 
-    def _deliver(self, callback_slot: int, ok: bool, value: Any) -> None:
-        """Resume the guest continuation waiting on an async host call."""
-        if self._inst is None:
-            return
+        async def run() -> None:
+            ok, value = await run_async_import(fn, args)
+            if self._inst is not None:
+                try:
+                    self.resolve_async(token, ok, value)
+                except MicroviumError as exc:
+                    self._fail_pending(exc)
+
+        self._task_group.start_soon(run)
+
+    @property
+    def pending_async_calls(self) -> list[int]:
+        """Tokens of asynchronous host calls the guest is still waiting on."""
+        return list(self._async_ops)
+
+    def resolve_async(self, token: int, ok: bool, value: Any) -> None:
+        """Settle the guest promise of asynchronous host call ``token`` and run what it unblocks.
+
+        ``ok`` fulfils the promise with ``value``; otherwise it is rejected
+        with ``value``.  A value that cannot be passed to the guest rejects it
+        with ``{name, message}`` of the conversion error.  Raises the VM's
+        errors (GasExhausted, VMUnusable) if the resumed guest code fails so.
+        """
+        slot = self._async_ops.pop(token, None)
+        if slot is None:
+            raise KeyError(f"no pending asynchronous host call {token}")
         try:
-            guest_value = self._to_guest(value)
-        except (TypeError, OverflowError, MicroviumError) as exc:
-            ok, guest_value = False, self._to_guest({"name": type(exc).__name__, "message": str(exc)})
-        stride = self._handle_stride
-        self._mem16[self._arg0 + stride] = guest_value
-        self._mem16[self._arg0] = TRUE if ok else FALSE
-        try:
-            callback = self._slot_value(callback_slot)
-            if callback != 0x25:  # VM_VALUE_NO_OP_FUNC: the guest ignores the result
-                self._call_raw_slot(callback_slot, 2)
-        except MicroviumError as exc:
-            self._fail_pending(exc)
+            try:
+                guest_value = self._to_guest(value)
+            except (TypeError, OverflowError, ValueError, MicroviumError) as exc:
+                ok, guest_value = False, self._to_guest(rejection_value(exc))
+            self._mem16[self._arg0 + self._handle_stride] = guest_value
+            self._mem16[self._arg0] = TRUE if ok else FALSE
+            if self._slot_value(slot) != 0x25:  # VM_VALUE_NO_OP_FUNC: the guest ignores the result
+                self._call_raw_slot(slot, 2)
         finally:
-            self._release_slot(callback_slot)
-        if self._pending:
-            self._settle_promises()
+            self._release_slot(slot)
+            if self._pending:
+                self._settle_promises()
+
+    def cancel_async(self, token: int) -> None:
+        """Forget asynchronous host call ``token``: its guest continuation never runs."""
+        slot = self._async_ops.pop(token, None)
+        if slot is not None:
+            self._release_slot(slot)
+
+    # ---- hibernation ----
+
+    def hibernate(self, keep: Mapping[Any, GuestRef] | None = None) -> Hibernation:
+        """Collect garbage, snapshot, and record where the host's references point.
+
+        The snapshot keeps the heap verbatim, so pending asynchronous host
+        calls and the guest values in ``keep`` survive in it even when no guest
+        global reaches them; :meth:`wake` turns the recorded offsets back into
+        live references.  Call between guest calls; the VM stays usable.
+        """
+        inst = self._live()
+        keep = dict(keep or {})
+        for ref in keep.values():
+            if not isinstance(ref, GuestRef) or ref._vm is not self:
+                raise TypeError("hibernate() keeps only guest values of this VM")
+        self.run_gc(squeeze=True)
+        snapshot = self.create_snapshot()
+
+        def locate(slot: int) -> int:
+            value = self._slot_value(slot)
+            offset = int(inst.heap_offset(value))
+            return offset if offset >= 0 else ~value  # non-heap values (ROM, well-known) as-is
+
+        return Hibernation(
+            snapshot=snapshot,
+            async_calls={token: locate(slot) for token, slot in self._async_ops.items()},
+            refs={key: locate(ref._slot) for key, ref in keep.items()},
+            next_token=self._next_token,
+        )
+
+    @classmethod
+    def wake(cls, hibernation: Hibernation, imports: ImportMap | None = None,
+             breakpoint_hit: Callable[[int], Any] | None = None) -> tuple[VM, dict[Any, Any]]:
+        """Restore a :meth:`hibernate` record: the VM, with its pending async calls and kept references.
+
+        Returns the VM and a dict mapping each ``keep`` key to a fresh proxy.
+        """
+        vm = cls.restore(hibernation.snapshot, imports, breakpoint_hit)
+        inst = vm._live()
+
+        def revive(location: int) -> int:
+            if location < 0:
+                return ~location
+            value = int(inst.value_at_offset(location))
+            if value < 0:
+                vm.close()
+                raise MicroviumError(f"hibernation record points outside the snapshot heap ({location})",
+                                     "MVM_E_INVALID_ADDRESS")
+            return value
+
+        # Root everything before anything can run the GC and move it.
+        for token, location in hibernation.async_calls.items():
+            vm._async_ops[token] = vm._hold_value(revive(location))
+        vm._next_token = hibernation.next_token
+        refs = {key: vm._from_guest(revive(location), promise_ok=True)
+                for key, location in hibernation.refs.items()}
+        return vm, refs
 
     def _call_raw_slot(self, slot: int, argc: int) -> None:
         inst = self._live()
@@ -971,4 +1076,5 @@ class VM:
 # Linear memory size of the engine module: fixed at build time (engine/build.py).
 instance_memory_size = 6 * 65536
 
-__all__ = ["VM", "ExportNotFound", "HostFunctionError", "MemoryStats"]
+__all__ = ["VM", "ExportNotFound", "Hibernation", "HostFunctionError", "MemoryStats", "rejection_value",
+           "run_async_import"]

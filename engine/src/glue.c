@@ -512,6 +512,34 @@ MVX_API(mvx_new_host_func) int32_t mvx_new_host_func(uint32_t id) {
   return -1;
 }
 
+/* ---- references that survive a snapshot ---- */
+
+/*
+ * Snapshots copy the heap verbatim, so an object the host holds (a pending
+ * async continuation, a promise it awaits) is in the snapshot even when no
+ * guest global reaches it.  The host records such objects by heap offset and,
+ * right after restoring (before anything can collect), turns the offsets back
+ * into values.  Returns the offset, or -1 for a value that is not in the heap.
+ */
+MVX_API(mvx_heap_offset) int32_t mvx_heap_offset(int32_t value) {
+  if (!Value_isShortPtr((Value)value)) return -1;
+  uint8_t* p = ShortPtr_decode(vm, (Value)value);
+  for (TsBucket* bucket = vm->pLastBucket; bucket; bucket = bucket->prev) {
+    uint8_t* begin = (uint8_t*)getBucketDataBegin(bucket);
+    if (p >= begin && p < (uint8_t*)bucket->pEndOfUsedSpace) {
+      return (int32_t)(bucket->offsetStart + (uint16_t)(p - begin));
+    }
+  }
+  return -1;
+}
+
+/* The value at heap offset `offset` of a VM freshly restored (one bucket). */
+MVX_API(mvx_value_at_offset) int32_t mvx_value_at_offset(uint32_t offset) {
+  TsBucket* bucket = vm->pLastBucket;
+  if (!bucket || bucket->prev || offset >= getBucketOffsetEnd(bucket)) return -1;
+  return ShortPtr_encode(vm, (uint8_t*)getBucketDataBegin(bucket) + offset);
+}
+
 #ifndef MVX_NATIVE
 /* One export for everything off the hot path; op numbers are part of the host
  * ABI (mvactors/engine.py, _OPS). Float parameters/results travel in mvx.f64. */
@@ -548,6 +576,8 @@ MVX_EXPORT(mvx_op) int32_t mvx_op(int32_t op, int32_t a, int32_t b, int32_t c) {
     case 28: return mvx_new_host_func((uint32_t)a);
     case 29: return mvx_call_this((uint32_t)a);
     case 30: return (int32_t)mvx_heap_info(a);
+    case 31: return mvx_heap_offset(a);
+    case 32: return mvx_value_at_offset((uint32_t)a);
     default: return -1;
   }
 }
