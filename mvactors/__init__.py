@@ -6,8 +6,13 @@
 42
 """
 
+from . import imports
+from .actor import Actor, ActorFailed, GasPolicy, HostCallRecord, MailboxFull, PauseEvent
+from .clock import Clock, VirtualClock, WallClock
 from .compiler import compile
 from .errors import CompileError, GasExhausted, GuestError, MicroviumError, VMUnusable
+from .runtime import Runtime
+from .store import CheckpointStore, MemoryStore, SQLiteStore
 from .values import (
     AsyncImport,
     GuestArray,
@@ -20,12 +25,27 @@ from .values import (
     async_import,
     null,
 )
-from .vm import VM, ExportNotFound, HostFunctionError, MemoryStats
+from .vm import VM, ExportNotFound, Hibernation, HostFunctionError, MemoryStats
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Actor",
+    "ActorFailed",
     "AsyncImport",
+    "CheckpointStore",
+    "Clock",
+    "GasPolicy",
+    "Hibernation",
+    "HostCallRecord",
+    "MailboxFull",
+    "MemoryStore",
+    "PauseEvent",
+    "Runtime",
+    "SQLiteStore",
+    "VirtualClock",
+    "WallClock",
+    "imports",
     "CompileError",
     "ExportNotFound",
     "GasExhausted",

@@ -156,8 +156,14 @@ def _new_host_func(inst: _engine.Instance, import_id: int) -> int:
     return int(inst.new_host_func(import_id))
 
 
-def _is_async(fn: Callable[..., Any]) -> bool:
-    return isinstance(fn, AsyncImport) or inspect.iscoroutinefunction(fn)
+def is_async_import(fn: Callable[..., Any]) -> bool:
+    """True for host functions that give the guest a promise.
+
+    ``async def`` functions, callables wrapped with :func:`async_import` and
+    objects whose ``__call__`` is ``async def``.
+    """
+    return (isinstance(fn, AsyncImport) or inspect.iscoroutinefunction(fn)
+            or inspect.iscoroutinefunction(type(fn).__call__))  # noqa: B004
 
 
 def _fast_function_class(inst: _engine.Instance) -> type[GuestFunction]:
@@ -312,7 +318,7 @@ class VM:
         base = instance.base
         ctypes.memmove(base + layout.rom, data, len(data))
         # Sorted by ID (the glue binary-searches it); the async flag rides above the ID bits.
-        table = [key | (0x10000 if _is_async(imports[key]) else 0) for key in sorted(imports)]
+        table = [key | (0x10000 if is_async_import(imports[key]) else 0) for key in sorted(imports)]
         entries = (ctypes.c_uint32 * len(table)).from_address(base + layout.imports)
         for i, entry in enumerate(table):
             entries[i] = entry
@@ -723,20 +729,23 @@ class VM:
 
     # ---- hibernation ----
 
-    def hibernate(self, keep: Mapping[Any, GuestRef] | None = None) -> Hibernation:
+    def hibernate(self, keep: Mapping[Any, GuestRef] | None = None, collect: bool = True) -> Hibernation:
         """Collect garbage, snapshot, and record where the host's references point.
 
         The snapshot keeps the heap verbatim, so pending asynchronous host
         calls and the guest values in ``keep`` survive in it even when no guest
         global reaches them; :meth:`wake` turns the recorded offsets back into
         live references.  Call between guest calls; the VM stays usable.
+        ``collect=False`` skips the garbage collection (a cheaper record, e.g.
+        for rolling a turn back).
         """
         inst = self._live()
         keep = dict(keep or {})
         for ref in keep.values():
             if not isinstance(ref, GuestRef) or ref._vm is not self:
                 raise TypeError("hibernate() keeps only guest values of this VM")
-        self.run_gc(squeeze=True)
+        if collect:
+            self.run_gc(squeeze=True)
         snapshot = self.create_snapshot()
 
         def locate(slot: int) -> int:
@@ -828,6 +837,20 @@ class VM:
             event.set()
         self._pending.clear()
         self._update_slow()
+
+    def promise_outcome(self, promise: GuestPromise) -> tuple[str, Any]:
+        """``(state, value)`` of a guest promise without awaiting it.
+
+        ``state`` is ``"pending"`` (value None), ``"fulfilled"`` or ``"rejected"``.
+        """
+        if promise._vm is not self:
+            raise TypeError("the promise belongs to another VM")
+        state = self._live().promise_state(self._slot_value(promise._slot))
+        if state == 2:
+            return "fulfilled", self._from_guest(self._mem16[self._layout.result >> 1])
+        if state == 3:
+            return "rejected", self._from_guest(self._mem16[self._layout.result >> 1])
+        return "pending", None
 
     def _promise_state_name(self, slot: int) -> str:
         state = self._live().promise_state(self._slot_value(slot))
