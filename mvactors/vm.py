@@ -163,7 +163,7 @@ def is_async_import(fn: Callable[..., Any]) -> bool:
     objects whose ``__call__`` is ``async def``.
     """
     return (isinstance(fn, AsyncImport) or inspect.iscoroutinefunction(fn)
-            or inspect.iscoroutinefunction(type(fn).__call__))  # noqa: B004
+            or inspect.iscoroutinefunction(type(fn).__call__))
 
 
 def _fast_function_class(inst: _engine.Instance) -> type[GuestFunction]:
