@@ -133,8 +133,8 @@ def test_setting_a_breakpoint_twice_hits_once(traced, addresses):
 
 
 @pytest.mark.xfail(
-    reason="remove_breakpoint(-1) is a no-op: the glue casts the address to uint16_t (0xFFFF) and "
-    "mvm_dbg_removeBreakpoint compares it with the stored int -1, so every-instruction breaks continue",
+    reason="remove_breakpoint(-1) is a no-op: mvm_dbg_removeBreakpoint takes a uint16_t, so -1 arrives as "
+    "0xFFFF and never matches the breakpoint stored as int -1; every-instruction breaks continue",
     strict=True,
 )
 def test_remove_every_instruction_breakpoint(traced):

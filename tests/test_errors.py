@@ -393,3 +393,16 @@ def test_property_mangled_snapshot_never_crashes_or_hangs(snapshot, data):
         return
     with vm:
         assert bytes(mangled) == original or vm.exports[1]("x") == "greeted x"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [bytes(70_000), "x" * 70_000, list(range(5_000)), {"k": bytes(50_000)}],
+    ids=["bytes", "str", "list", "nested"],
+)
+def test_arguments_too_large_for_the_vm_raise(make_vm, value):
+    vm = make_vm("errors", {1: raising_host})
+    other = make_vm("errors", {1: raising_host})
+    with pytest.raises(MicroviumError):
+        vm.exports[THROW_VALUE](value)
+    assert other.exports[SPIN](3) == 3

@@ -588,3 +588,64 @@ def test_property_unsafe_ints_never_silently_round(value):
             vm.exports[IDENTITY](value)
         with pytest.raises(OverflowError):
             vm.exports[IDENTITY]([value])
+
+
+@PROPERTY
+@given(st.dictionaries(text.filter(lambda k: len(k) <= 12), safe_ints, max_size=4))
+def test_property_arbitrary_keys_round_trip_or_raise(value):
+    """Keys Microvium cannot represent (e.g. "0") must raise, never come back different."""
+    with fresh_vm() as vm:
+        try:
+            out = vm.exports[IDENTITY](value).to_python()
+        except (MicroviumError, TypeError, ValueError):
+            return
+        assert out == value
+        assert list(out) == list(value)
+
+
+@pytest.mark.parametrize("key", ["", "a b", "\u00e9\u2603", "-1", "1.5", "push", "constructor", "length"])
+def test_unusual_object_keys_round_trip(vm, key):
+    out = vm.exports[IDENTITY]({key: 7, "other": 8})
+    assert out.to_python() == {key: 7, "other": 8}
+    assert out[key] == 7
+    assert vm.exports[GET_PROP](out, key) == 7
+
+
+@pytest.mark.xfail(
+    reason="a self-referencing list/dict argument recurses until Python's limit and the RecursionError escapes "
+    "wrapped in ctypes.ArgumentError ('argument 4: RecursionError ...') from the engine binding",
+    strict=True,
+)
+def test_cyclic_python_structure_is_rejected_cleanly(vm):
+    cyclic: list = [1]
+    cyclic.append(cyclic)
+    with pytest.raises((ValueError, TypeError, RecursionError, MicroviumError)):
+        vm.exports[IDENTITY](cyclic)
+    looped: dict = {}
+    looped["self"] = looped
+    with pytest.raises((ValueError, TypeError, RecursionError, MicroviumError)):
+        vm.exports[IDENTITY](looped)
+    assert vm.exports[IDENTITY]([1, [2]]).to_python() == [1, [2]]
+
+
+def test_cyclic_guest_structure_to_python_raises_instead_of_hanging(compile_js):
+    data = compile_js("function cyc() { const o = { n: 1 }; o.self = o; return o; }\nvmExport(1, cyc);\n")
+    with mvactors.VM.restore(data) as vm:
+        obj = vm.exports[1]()
+        assert obj.self.self.n == 1
+        with pytest.raises((ValueError, RecursionError)):
+            obj.to_python()
+
+
+def test_proxy_of_a_closed_vm_cannot_be_used_or_passed(make_vm, snapshot):
+    live = make_vm("values", {2: host_two, 3: host_three})
+    with mvactors.VM.restore(snapshot("values"), imports={2: host_two, 3: host_three}) as dead:
+        obj = dead.exports[IDENTITY]({"x": 1})
+        fn = dead.exports[MAKE_CLOSURE](1)
+    with pytest.raises(MicroviumError):
+        obj.x  # noqa: B018
+    with pytest.raises(MicroviumError):
+        fn(1)
+    with pytest.raises((TypeError, MicroviumError)):
+        live.exports[IDENTITY](obj)
+    assert live.exports[IDENTITY](5) == 5
