@@ -55,7 +55,9 @@ def sources_digest() -> str:
 
 def build_wasm(tmp: Path) -> None:
     zig = [sys.executable, "-m", "ziglang", "cc", "--target=wasm32-freestanding"]
-    flags = COMMON_FLAGS + ["-mbulk-memory", "-nostdlib", f"-I{SRC / 'libc'}"]
+    # Without non-trapping float-to-int, clang guards out-of-range conversions
+    # and yields INT_MIN like x86 (the native reference) instead of saturating.
+    flags = COMMON_FLAGS + ["-mbulk-memory", "-mno-nontrapping-fptoint", "-nostdlib", f"-I{SRC / 'libc'}"]
     run(zig + flags + ["-c", str(SRC / "glue.c"), "-o", str(tmp / "glue.o")])
     run(zig + flags + ["-c", str(SRC / "libc.c"), "-o", str(tmp / "libc.o")])
     run(

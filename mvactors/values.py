@@ -270,7 +270,8 @@ class GuestPromise(GuestRef):
     __slots__ = ()
 
     def __await__(self) -> Any:
-        return self._vm._await_promise(self._slot).__await__()
+        # Pass the proxy itself: it keeps the handle (and so the promise) alive while awaited.
+        return self._vm._await_promise(self).__await__()
 
     @property
     def state(self) -> str:

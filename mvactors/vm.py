@@ -85,6 +85,8 @@ class Hibernation:
     next_token: int = 1
 
 _HANDLE_CHUNK = 32
+_STR_LENGTH = 0x1D  # VM_VALUE_STR_LENGTH
+_STR_PROTO = 0x21  # VM_VALUE_STR_PROTO
 _CALL_SENTINEL = -(2**31)  # bit 31 of mvx_call's packed parameter, as a signed int32
 _TRAPPED_BELOW = -0x10000  # results are values or -error codes; anything lower is the sentinel
 _POOL_LIMIT = 256
@@ -259,6 +261,7 @@ class VM:
         self._free: list[int] = []
         self._linked = 0
         self._pending: dict[int, tuple[Any, list[Any]]] = {}  # promise slot -> (event, [outcome])
+        self._converting: set[int] = set()  # ids of containers being copied in (cycle check)
         self._async_ops: dict[int, int] = {}  # token -> handle slot of the guest continuation
         self._next_token = 1
         self.async_handler: AsyncHandler | None = None
@@ -799,7 +802,8 @@ class VM:
 
     # ---- promises ----
 
-    async def _await_promise(self, slot: int) -> Any:
+    async def _await_promise(self, promise: GuestPromise) -> Any:
+        slot = promise._slot
         inst = self._live()
         state = inst.promise_state(self._slot_value(slot))
         if state == 2:
@@ -880,6 +884,10 @@ class VM:
         if t is float or isinstance(obj, float):
             return self._new(lambda inst: inst.new_number(float(obj)))
         if t is str or isinstance(obj, str):
+            if obj == "length":  # the engine's own value for it; a fresh copy would leak an intern cell per use
+                return _STR_LENGTH
+            if obj == "__proto__":
+                return _STR_PROTO
             return self._new_from_scratch(str(obj).encode("utf-8", "surrogatepass"), "string")
         if isinstance(obj, (bytes, bytearray, memoryview)):
             return self._new_from_scratch(bytes(obj), "bytes")
@@ -914,7 +922,14 @@ class VM:
         make = inst.new_string if kind == "string" else inst.new_bytes
         return self._new(lambda _inst: make(len(data)))
 
+    def _enter_container(self, container: object) -> None:
+        if id(container) in self._converting:
+            raise TypeError(f"cannot pass a self-referencing {type(container).__name__} to the VM "
+                            "(values are copied in, and a cycle never ends)")
+        self._converting.add(id(container))
+
     def _new_array(self, items: Sequence[Any]) -> int:
+        self._enter_container(items)
         array = self._hold_value(self._new(lambda inst: inst.new_array()))
         try:
             for i, item in enumerate(items):
@@ -922,11 +937,13 @@ class VM:
             return self._slot_value(array)
         finally:
             self._release_slot(array)
+            self._converting.discard(id(items))
 
     def _new_object(self, mapping: dict[Any, Any]) -> int:
         for key in mapping:
             if not isinstance(key, str):
                 raise TypeError(f"dict keys passed to the VM must be str, not {type(key).__name__}")
+        self._enter_container(mapping)
         obj = self._hold_value(self._new(lambda inst: inst.new_object()))
         try:
             for key, item in mapping.items():
@@ -934,6 +951,7 @@ class VM:
             return self._slot_value(obj)
         finally:
             self._release_slot(obj)
+            self._converting.discard(id(mapping))
 
     def _host_function_value(self, fn: Callable[..., Any]) -> int:
         for import_id, candidate in self._imports.items():

@@ -98,9 +98,8 @@ def function_instruction_addresses(disassembly: str, function_name: str) -> list
         if marker:
             if text == f"# Function {function_name}":
                 inside = True
-            elif not text.startswith("# Block"):
-                if inside:
-                    break
+            elif not text.startswith("# Block") and inside:
+                break
             continue
         if inside and (text.startswith("Header [") or text == "<unused>"):
             break  # padding or the next allocation's header

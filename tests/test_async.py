@@ -82,12 +82,6 @@ async def test_async_import_result_resolves_the_guest_promise(vm, host):
     assert host.calls == ["hi"]
 
 
-@pytest.mark.xfail(
-    reason="GuestPromise.__await__ passes only its handle slot to VM._await_promise and keeps no reference to "
-    "the proxy; `await vm.exports[n](...)` drops the proxy, its slot is released (and reused), so the await "
-    "reads the wrong value: GuestError(None) or a hang instead of the result",
-    strict=True,
-)
 async def test_await_call_result_directly(vm):
     """The natural spelling: `await vm.exports[n](...)` without holding the awaitable."""
     async with vm:

@@ -12,12 +12,6 @@ from mvactors import MicroviumError
 
 ADD, TWICE = 1, 2
 
-LENGTH_KEY_LEAK = pytest.mark.xfail(
-    reason="reading 'length' through a proxy leaks 6 bytes of guest heap per call: mvactors passes the key as a "
-    "fresh RAM string and Microvium 8.0.0 toInternedString() maps it to VM_VALUE_STR_LENGTH but still appends "
-    "a new intern-table cell; a long-lived VM dies with fatal MVM_E_MALLOC_FAIL after ~3,700 len() calls",
-    strict=True,
-)
 
 
 STAT_FIELDS = (
@@ -132,11 +126,6 @@ def test_setting_a_breakpoint_twice_hits_once(traced, addresses):
     assert rec.hits == [target]
 
 
-@pytest.mark.xfail(
-    reason="remove_breakpoint(-1) is a no-op: mvm_dbg_removeBreakpoint takes a uint16_t, so -1 arrives as "
-    "0xFFFF and never matches the breakpoint stored as int -1; every-instruction breaks continue",
-    strict=True,
-)
 def test_remove_every_instruction_breakpoint(traced):
     vm, rec = traced
     vm.set_breakpoint(-1)
@@ -224,7 +213,7 @@ def test_run_gc_reclaims_garbage(make_vm):
     vm.exports[28](20)  # warm up: the engine may hold on to the last result
     vm.run_gc()
     before = vm.get_memory_stats().virtual_heap_used
-    for i in range(30):
+    for _ in range(30):
         vm.exports[28](20)  # makeArray, dropped immediately
     vm.run_gc()
     assert vm.get_memory_stats().virtual_heap_used <= before + 16
@@ -261,15 +250,15 @@ def test_dropping_proxies_lets_gc_reclaim(make_vm):
 @pytest.mark.parametrize(
     "operation",
     [
-        pytest.param(lambda vm, arr, obj: arr[1], id="array[i]", marks=LENGTH_KEY_LEAK),  # bounds check reads length
+        pytest.param(lambda vm, arr, obj: arr[1], id="array[i]"),  # bounds check reads length
         pytest.param(lambda vm, arr, obj: obj.a, id="object.attr"),
         pytest.param(lambda vm, arr, obj: setattr(obj, "a", 5), id="object.attr = v"),
         pytest.param(lambda vm, arr, obj: vm.exports[1]({"k": [1, "s"]}), id="round trip, dropped"),
-        pytest.param(lambda vm, arr, obj: len(arr), id="len(array)", marks=LENGTH_KEY_LEAK),
-        pytest.param(lambda vm, arr, obj: list(arr), id="iter(array)", marks=LENGTH_KEY_LEAK),
-        pytest.param(lambda vm, arr, obj: arr.to_python(), id="array.to_python()", marks=LENGTH_KEY_LEAK),
-        pytest.param(lambda vm, arr, obj: obj.keys(), id="object.keys()", marks=LENGTH_KEY_LEAK),
-        pytest.param(lambda vm, arr, obj: obj.to_python(), id="object.to_python()", marks=LENGTH_KEY_LEAK),
+        pytest.param(lambda vm, arr, obj: len(arr), id="len(array)"),
+        pytest.param(lambda vm, arr, obj: list(arr), id="iter(array)"),
+        pytest.param(lambda vm, arr, obj: arr.to_python(), id="array.to_python()"),
+        pytest.param(lambda vm, arr, obj: obj.keys(), id="object.keys()"),
+        pytest.param(lambda vm, arr, obj: obj.to_python(), id="object.to_python()"),
     ],
 )
 def test_proxy_operations_do_not_leak_guest_heap(make_vm, operation):
@@ -285,11 +274,6 @@ def test_proxy_operations_do_not_leak_guest_heap(make_vm, operation):
     assert vm.get_memory_stats().virtual_heap_used <= baseline + 64
 
 
-@pytest.mark.xfail(
-    reason="engine (Microvium 8.0.0 toInternedString): a guest o[k] with k a RAM string 'length' appends a new "
-    "intern-table cell on every access (6 bytes of heap each), never reclaimed",
-    strict=True,
-)
 def test_guest_reading_a_length_key_passed_from_python_does_not_leak(make_vm):
     vm = make_vm("values", {2: print, 3: print})
     arr = vm.exports[28](3)
@@ -302,7 +286,6 @@ def test_guest_reading_a_length_key_passed_from_python_does_not_leak(make_vm):
     assert vm.get_memory_stats().virtual_heap_used <= baseline + 64
 
 
-@LENGTH_KEY_LEAK
 def test_long_lived_vm_survives_many_proxy_calls(make_vm):
     vm = make_vm("values", {2: print, 3: print})
     arr = vm.exports[28](4)

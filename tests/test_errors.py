@@ -208,9 +208,8 @@ def test_out_of_memory_is_fatal_for_that_vm_only(make_vm):
 def test_out_of_memory_many_times_does_not_leak_or_crash(snapshot):
     data = snapshot("errors")
     for _ in range(5):
-        with mvactors.VM.restore(data, imports={1: raising_host}) as vm:
-            with pytest.raises(MicroviumError):
-                vm.exports[EXHAUST_HEAP]()
+        with mvactors.VM.restore(data, imports={1: raising_host}) as vm, pytest.raises(MicroviumError):
+            vm.exports[EXHAUST_HEAP]()
     with mvactors.VM.restore(data, imports={1: raising_host}) as vm:
         assert vm.exports[SPIN](3) == 3
 

@@ -12,7 +12,6 @@ import math
 import anyio
 import pytest
 
-import mvactors
 from mvactors import GuestError, MicroviumError, null
 
 (MAKE_COUNTER, MAKE_ADDER, CLOSURES_IN_LOOP, SHARED_CAPTURE) = (1, 2, 3, 4)
@@ -84,12 +83,6 @@ def test_class_static_method_from_python(vm):
     assert Animal.kind() == "animal"
 
 
-@pytest.mark.xfail(
-    reason="reading a property of a class proxy replaces the proxy's handle value with the class's staticProps "
-    "object (Microvium getProperty rewrites *pObjectValue in place and mvactors passes the handle itself), "
-    "so the proxy stops being a class: typeof 'object', calling it raises TARGET_IS_NOT_CALLABLE",
-    strict=True,
-)
 def test_class_proxy_still_a_class_after_reading_a_static(vm):
     Animal = vm.exports[GET_ANIMAL_CLASS]()
     assert Animal.kind() == "animal"
@@ -234,11 +227,6 @@ def test_bitwise_or_zero_truncates_to_int32(vm, value, expected):
     assert vm.exports[TO_INT32](value) == expected
 
 
-@pytest.mark.xfail(
-    reason="wasm engine: mvm_toInt32 uses C (int32_t)double, which saturates in wasm (2147483647) "
-    "where JavaScript and the native reference engine give -2147483648",
-    strict=True,
-)
 def test_bitwise_or_zero_of_2_pow_31_wraps_like_javascript(vm):
     assert vm.exports[TO_INT32](2**31) == -(2**31)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import struct
 
 import pytest
+from conftest import compile_guest
 
 import mvactors
-from conftest import compile_guest
 from mvactors import MicroviumError
 
 INCREMENT, GET_COUNT, GET_LOG, RENAME, GET_SETTINGS, STORE_CLOSURE, CALL_STORED = range(1, 8)
@@ -97,11 +97,6 @@ def _snapshot_after_fixed_work() -> bytes:
         return vm.create_snapshot()
 
 
-@pytest.mark.xfail(
-    reason="closed VMs' WebAssembly instances are pooled without scrubbing memory: allocation padding "
-    "bytes in a new VM's snapshot hold data from the previous VM (non-deterministic, leaks across VMs)",
-    strict=True,
-)
 def test_snapshot_does_not_contain_bytes_from_previously_closed_vms():
     _use_and_close_a_vm(ord("A"))
     first = _snapshot_after_fixed_work()

@@ -611,11 +611,6 @@ def test_unusual_object_keys_round_trip(vm, key):
     assert vm.exports[GET_PROP](out, key) == 7
 
 
-@pytest.mark.xfail(
-    reason="a self-referencing list/dict argument recurses until Python's limit and the RecursionError escapes "
-    "wrapped in ctypes.ArgumentError ('argument 4: RecursionError ...') from the engine binding",
-    strict=True,
-)
 def test_cyclic_python_structure_is_rejected_cleanly(vm):
     cyclic: list = [1]
     cyclic.append(cyclic)

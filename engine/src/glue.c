@@ -55,6 +55,7 @@ static struct {
   mvm_Handle this_value;           /* `this` for method calls */
   mvm_Handle result;               /* result of the last call or accessor */
   mvm_Handle callback;             /* async continuation from mvm_asyncStart */
+  mvm_Handle target;               /* copy of the object for property access (the engine rewrites it) */
   uint32_t out_size;               /* byte length returned by string/bytes reads */
   int32_t fatal_code;              /* set before trapping on a fatal error */
   uint32_t import_count;
@@ -111,7 +112,13 @@ static int mvx_heap_ready;
  * on the next one; remembering the last freed block makes that O(1). */
 static uint32_t mvx_last_free;
 
+/* Highest page offset handed out since the last reset: a recycled instance
+ * zeroes up to here so nothing of the previous VM can reach a snapshot. */
+static uint32_t mvx_high_water;
+
 static void mvx_heap_reset(void) {
+  if (mvx_high_water) memset(mvx_ram_page, 0, mvx_high_water);
+  mvx_high_water = 0;
   /* The first block starts at offset 4 so no payload sits at short-pointer 0. */
   *(mvx_block*)&mvx_ram_page[4] = (65536 - 4);
   mvx_heap_ready = 1;
@@ -123,6 +130,7 @@ static void mvx_heap_reset(void) {
 static void* mvx_take(uint32_t offset, uint32_t blockSize, uint32_t need, int high) {
   if (blockSize - need < 16) {
     *(mvx_block*)&mvx_ram_page[offset] = blockSize | BLOCK_USED;
+    if (offset + blockSize > mvx_high_water) mvx_high_water = offset + blockSize;
     return (mvx_block*)&mvx_ram_page[offset] + 1;
   }
   if (high) {
@@ -132,6 +140,7 @@ static void* mvx_take(uint32_t offset, uint32_t blockSize, uint32_t need, int hi
     *(mvx_block*)&mvx_ram_page[offset + need] = blockSize - need;
   }
   *(mvx_block*)&mvx_ram_page[offset] = need | BLOCK_USED;
+  if (offset + need > mvx_high_water) mvx_high_water = offset + need;
   return (mvx_block*)&mvx_ram_page[offset] + 1;
 }
 
@@ -313,6 +322,7 @@ MVX_API(mvx_restore) int32_t mvx_restore(uint32_t size, int32_t with_breakpoints
   mvm_initializeHandle(vm, &mvx.this_value);
   mvm_initializeHandle(vm, &mvx.result);
   mvm_initializeHandle(vm, &mvx.callback);
+  mvm_initializeHandle(vm, &mvx.target);
   if (with_breakpoints) mvm_dbg_setBreakpointCallback(vm, mvx_on_breakpoint);
   return MVM_E_SUCCESS;
 }
@@ -392,14 +402,19 @@ static void mvx_leave(bool created) {
 MVX_API(mvx_get) int32_t mvx_get(uintptr_t object, uintptr_t key) {
   mvm_Value value = VM_VALUE_UNDEFINED;
   bool created = mvx_enter();
-  mvm_TeError err = getProperty(vm, (Value*)object, (Value*)key, &value);
+  /* getProperty replaces a class with its static-props object in place. */
+  mvm_handleSet(&mvx.target, *(mvm_Value*)object);
+  mvm_TeError err = getProperty(vm, mvm_handleAt(&mvx.target), (Value*)key, &value);
+  mvm_handleSet(&mvx.target, VM_VALUE_UNDEFINED);
   mvx_leave(created);
   return mvx_result_or_error(err, value);
 }
 
 MVX_API(mvx_set) int32_t mvx_set(uintptr_t object, uintptr_t key, uintptr_t value) {
   bool created = mvx_enter();
-  mvm_TeError err = setProperty(vm, (Value*)object, (Value*)key, (Value*)value);
+  mvm_handleSet(&mvx.target, *(mvm_Value*)object);
+  mvm_TeError err = setProperty(vm, mvm_handleAt(&mvx.target), (Value*)key, (Value*)value);
+  mvm_handleSet(&mvx.target, VM_VALUE_UNDEFINED);
   mvx_leave(created);
   return -(int32_t)err;
 }
@@ -479,12 +494,41 @@ MVX_API(mvx_snapshot) int32_t mvx_snapshot(void) {
   return (int32_t)size;
 }
 
-MVX_API(mvx_gc) void mvx_gc(int32_t squeeze) { mvm_runGC(vm, squeeze != 0); }
+/* The glue's own handles only carry values across one operation; emptying
+ * them keeps the last call's arguments and result from outliving it. */
+static void mvx_clear_transient_handles(void) {
+  for (int i = 0; i < MVX_MAX_ARGS; i++) mvm_handleSet(&mvx.args[i], VM_VALUE_UNDEFINED);
+  mvm_handleSet(&mvx.this_value, VM_VALUE_UNDEFINED);
+  mvm_handleSet(&mvx.result, VM_VALUE_UNDEFINED);
+  mvm_handleSet(&mvx.target, VM_VALUE_UNDEFINED);
+}
+
+MVX_API(mvx_gc) void mvx_gc(int32_t squeeze) {
+  mvx_clear_transient_handles();
+  mvm_runGC(vm, squeeze != 0);
+}
 MVX_API(mvx_memory_stats) void mvx_memory_stats(void) { mvm_getMemoryStats(vm, &mvx.stats); }
 MVX_API(mvx_set_gas) void mvx_set_gas(int32_t n) { mvm_stopAfterNInstructions(vm, n); }
 MVX_API(mvx_get_gas) int32_t mvx_get_gas(void) { return mvm_getInstructionCountRemaining(vm); }
 MVX_API(mvx_set_breakpoint) void mvx_set_breakpoint(int32_t address) { mvm_dbg_setBreakpoint(vm, address); }
-MVX_API(mvx_remove_breakpoint) void mvx_remove_breakpoint(int32_t address) { mvm_dbg_removeBreakpoint(vm, (uint16_t)address); }
+MVX_API(mvx_remove_breakpoint) void mvx_remove_breakpoint(int32_t address) {
+  if (address >= 0) {
+    mvm_dbg_removeBreakpoint(vm, (uint16_t)address);
+    return;
+  }
+  /* The engine stores "every instruction" as int -1 but its remover takes a
+   * uint16_t, so it can never match; unlink those entries here. */
+  TsBreakpoint** pp = &vm->pBreakpoints;
+  while (*pp) {
+    TsBreakpoint* bp = *pp;
+    if (bp->bytecodeAddress == address) {
+      *pp = bp->next;
+      vm_free(vm, bp);
+    } else {
+      pp = &bp->next;
+    }
+  }
+}
 MVX_API(mvx_current_address) int32_t mvx_current_address(void) { return mvm_getCurrentAddress(vm); }
 MVX_EXPORT(mvx_noop) void mvx_noop(void) {}
 
