@@ -66,7 +66,7 @@ def build_wasm(tmp: Path) -> None:
         + [
             "-Wl,--no-entry",
             "-Wl,--strip-all",
-            "-Wl,-z,stack-size=16384",
+            "-Wl,-z,stack-size=14336",
             f"-Wl,--initial-memory={WASM_MEMORY_BYTES}",
             f"-Wl,--max-memory={WASM_MEMORY_BYTES}",
         ]

@@ -68,9 +68,11 @@ class Layout:
 
     def __init__(self, layout: Callable[[int], int]) -> None:
         state = layout(_L_STATE)
-        self.handles = layout(_L_HANDLES)
+        # Per-restore positions, read after each restore: host handle slots follow the
+        # import table, which follows the snapshot at the start of `rom`.
+        self.handles_ptr = state + layout(_L_HANDLES)
         self.rom = layout(_L_ROM)
-        self.scratch = layout(_L_SCRATCH)
+        self.scratch_ptr = state + layout(_L_SCRATCH)
         self.page = layout(_L_PAGE)
         self.args = state + layout(_L_ARGS)
         self.this_value = state + layout(_L_THIS)
@@ -80,7 +82,7 @@ class Layout:
         self.fatal_code = state + layout(_L_FATAL)
         self.import_count = state + layout(_L_IMPORT_COUNT)
         self.missing_import = state + layout(_L_MISSING_IMPORT)
-        self.imports = state + layout(_L_IMPORTS)
+        self.imports_ptr = state + layout(_L_IMPORTS)
         self.stats = state + layout(_L_STATS)
         self.cookie = state + layout(_L_COOKIE)
         self.f64 = state + layout(_L_F64)
@@ -153,6 +155,8 @@ class WasmEngine:
         self._callbacks: list[Any] = []  # keep ctypes callbacks alive
         self._define_imports()
         self.pre = self.linker.instantiate_pre(self.module)
+        self.store = wasmtime.Store(self.engine)
+        self.ctx = self.store._context()
         self.call_raw = _raw_call_fn()
         self.layout: Layout | None = None
 
@@ -309,8 +313,10 @@ class Instance:
 
     def __init__(self, engine: WasmEngine | None = None) -> None:
         self.engine = engine = engine or WasmEngine.get()
-        self.store = wasmtime.Store(engine.engine)
-        ctx = self.store._context()
+        # All instances share one Store: a Store costs ~3 KB and a few µs, and
+        # instances are pooled for reuse rather than freed (see mvactors.vm).
+        self.store = engine.store
+        ctx = engine.ctx
         self._ctx = ctx
         self._ctx_addr = ctypes.cast(ctx, ctypes.c_void_p).value
         instance = ffi.wasmtime_instance_t()

@@ -89,8 +89,10 @@ _STR_LENGTH = 0x1D  # VM_VALUE_STR_LENGTH
 _STR_PROTO = 0x21  # VM_VALUE_STR_PROTO
 _CALL_SENTINEL = -(2**31)  # bit 31 of mvx_call's packed parameter, as a signed int32
 _TRAPPED_BELOW = -0x10000  # results are values or -error codes; anything lower is the sentinel
-_POOL_LIMIT = 256
-_pool: list[_engine.Instance] = []  # instances of closed VMs, ready for the next restore
+# Instances of closed VMs, ready for the next restore.  Unbounded: instances
+# share one wasmtime Store and cannot be freed individually, so the process
+# keeps as many as were ever live at once and reuses them.
+_pool: list[_engine.Instance] = []
 _HEADER_SIZE = 28
 
 
@@ -250,11 +252,18 @@ class VM:
     and waits for them before closing).
     """
 
+    __slots__ = (
+        "__weakref__", "_arg0", "_async_ops", "_base", "_breakpoint_exception", "_breakpoint_hit",
+        "_closed_reason", "_converting", "_free", "_handle_stride", "_handles", "_handles16", "_scratch", "_host_exception", "_imports",
+        "_inst", "_layout", "_linked", "_max_args", "_mem16", "_next_token", "_pending", "_slow", "_snapshot",
+        "_task_group", "_this16", "async_handler", "exports",
+    )
+
     def __init__(self, instance: _engine.Instance, snapshot: bytes, imports: ImportMap,
                  breakpoint_hit: Callable[[int], Any] | None) -> None:
         self._inst: _engine.Instance | None = instance
         self._snapshot = snapshot
-        self._imports = dict(imports)
+        self._imports = imports if isinstance(imports, dict) else dict(imports)
         self._breakpoint_hit = breakpoint_hit
         self._host_exception: tuple[int, BaseException] | None = None
         self._breakpoint_exception: BaseException | None = None
@@ -264,12 +273,10 @@ class VM:
         self._converting: set[int] = set()  # ids of containers being copied in (cycle check)
         self._async_ops: dict[int, int] = {}  # token -> handle slot of the guest continuation
         self._next_token = 1
+        # Called as handler(token, import_id, fn, args) when the guest calls an async
+        # import; it owns running fn(*args) and later calling resolve_async().  When
+        # unset, `async with vm:` runs it in a task group.
         self.async_handler: AsyncHandler | None = None
-        """Called as ``handler(token, import_id, fn, args)`` when the guest calls an async import.
-
-        The handler owns running ``fn(*args)`` and later calling
-        :meth:`resolve_async`; when unset, ``async with vm:`` runs it in a task group.
-        """
         self._task_group: anyio.abc.TaskGroup | None = None
         self._closed_reason = "the VM is closed"
         self.exports: Exports = Exports(self)
@@ -280,7 +287,9 @@ class VM:
         self._mem16 = _mem16(instance)
         self._arg0 = (layout.args) >> 1
         self._handle_stride = layout.handle_size >> 1
-        self._handles16 = layout.handles >> 1
+        self._handles = 0  # set after restore: address of handle slot 0
+        self._handles16 = 0
+        self._scratch = 0  # set after restore: where strings and snapshots pass through
         self._this16 = layout.this_value >> 1
         self._max_args = layout.max_args
         self._slow = breakpoint_hit is not None
@@ -297,7 +306,7 @@ class VM:
         guest a promise.  ``breakpoint_hit(address)`` is called at breakpoints.
         """
         data = _snapshot_bytes(snapshot)
-        imports = dict(imports or {})
+        imports = dict(imports or {})  # a private copy: later changes to the caller's map don't apply
         for key, fn in imports.items():
             if not isinstance(key, int) or isinstance(key, bool) or not 0 <= key <= 0xFFFF:
                 raise TypeError(f"import IDs must be ints in 0..0xFFFF, got {key!r}")
@@ -320,9 +329,10 @@ class VM:
         vm = cls(instance, data, imports, breakpoint_hit)
         base = instance.base
         ctypes.memmove(base + layout.rom, data, len(data))
+        imports_at = layout.rom + ((len(data) + 7) & ~7)
         # Sorted by ID (the glue binary-searches it); the async flag rides above the ID bits.
         table = [key | (0x10000 if is_async_import(imports[key]) else 0) for key in sorted(imports)]
-        entries = (ctypes.c_uint32 * len(table)).from_address(base + layout.imports)
+        entries = (ctypes.c_uint32 * len(table)).from_address(base + imports_at)
         for i, entry in enumerate(table):
             entries[i] = entry
         ctypes.c_uint32.from_address(base + layout.import_count).value = len(table)
@@ -337,6 +347,9 @@ class VM:
         if err:
             vm._discard_instance()
             raise vm._restore_error(err, data)
+        vm._scratch = ctypes.c_uint32.from_address(base + layout.scratch_ptr).value
+        vm._handles = ctypes.c_uint32.from_address(base + layout.handles_ptr).value
+        vm._handles16 = vm._handles >> 1
         return vm
 
     def _restore_error(self, err: int, data: bytes) -> MicroviumError:
@@ -369,7 +382,7 @@ class VM:
         self._pending.clear()
         self._async_ops.clear()
         inst.detach()
-        if not inst.dead and len(_pool) < _POOL_LIMIT:
+        if not inst.dead:
             _pool.append(inst)
 
     def _discard_instance(self) -> None:
@@ -378,7 +391,7 @@ class VM:
         self._slow = True
         if inst is not None:
             inst.detach()
-            if not inst.dead and len(_pool) < _POOL_LIMIT:
+            if not inst.dead:
                 _pool.append(inst)
 
     def __del__(self) -> None:
@@ -444,7 +457,7 @@ class VM:
         size = self._guard(inst.snapshot)
         if size < 0:
             raise MicroviumError(f"cannot create snapshot ({error_name(-size)})", -size)
-        return ctypes.string_at(self._base + self._layout.scratch, size)
+        return ctypes.string_at(self._base + self._scratch, size)
 
     def stop_after_n_instructions(self, n: int) -> None:
         """Stop guest code after ``n`` more instructions (GasExhausted); -1 disables."""
@@ -511,7 +524,7 @@ class VM:
         return int(self._mem16[self._handles16 + slot * self._handle_stride])
 
     def _slot_addr(self, slot: int) -> int:
-        return self._layout.handles + slot * self._layout.handle_size
+        return self._handles + slot * self._layout.handle_size
 
     def _release_slot(self, slot: int) -> None:
         if self._inst is not None:
@@ -918,7 +931,7 @@ class VM:
         inst = self._live()
         if len(data) > self._layout.scratch_size:
             raise MicroviumError(f"{kind} of {len(data)} bytes does not fit in a VM", "MVM_E_ALLOCATION_TOO_LARGE")
-        ctypes.memmove(self._base + self._layout.scratch, data, len(data))
+        ctypes.memmove(self._base + self._scratch, data, len(data))
         make = inst.new_string if kind == "string" else inst.new_bytes
         return self._new(lambda _inst: make(len(data)))
 

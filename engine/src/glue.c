@@ -47,30 +47,51 @@ enum {
 uint8_t mvx_ram_page[65536] __attribute__((aligned(65536)));
 
 /*
- * Static state the host reads and writes in place.  Its layout is part of the
- * host ABI: mvactors/engine.py reads offsets with mvx_layout().
+ * Everything the host reads and writes in place, in one struct so its order
+ * is fixed: a small VM touches few memory pages (resident memory per VM is a
+ * product metric).  The state comes first; `area` then holds the snapshot,
+ * the import table (8-byte aligned after it) and the host's handle slots
+ * (after that), so for a small VM all of them share the state's page; the
+ * scratch area, used only for values in transit, sits at the end.  The
+ * layout is part of the host ABI: mvactors/engine.py reads it with
+ * mvx_layout(), and the per-restore positions from the pointers below.
  */
-static struct {
-  mvm_Handle args[MVX_MAX_ARGS];   /* call arguments */
-  mvm_Handle this_value;           /* `this` for method calls */
-  mvm_Handle result;               /* result of the last call or accessor */
-  mvm_Handle callback;             /* async continuation from mvm_asyncStart */
-  mvm_Handle target;               /* copy of the object for property access (the engine rewrites it) */
-  uint32_t out_size;               /* byte length returned by string/bytes reads */
-  int32_t fatal_code;              /* set before trapping on a fatal error */
-  uint32_t import_count;
-  int32_t missing_import;          /* first import the host could not satisfy */
-  uint32_t imports[MVX_MAX_IMPORTS]; /* sorted: id | MVX_IMPORT_ASYNC flag */
-  mvm_TsMemoryStats stats;
-  double f64;                      /* float parameter/result of mvx_op */
-  uint32_t cookie;                 /* identifies this instance in host calls */
-} mvx;
+enum {
+  MVX_SCRATCH_OFFSET = MVX_ROM_SIZE + 4 * MVX_MAX_IMPORTS + MVX_MAX_HANDLES * sizeof(mvm_Handle),
+  MVX_AREA_SIZE = MVX_SCRATCH_OFFSET + MVX_SCRATCH_SIZE,
+};
 
-static mvm_Handle mvx_handles[MVX_MAX_HANDLES];
-static uint32_t mvx_handles_linked;
-static uint8_t mvx_rom[MVX_ROM_SIZE] __attribute__((aligned(8)));
-static uint8_t mvx_scratch[MVX_SCRATCH_SIZE] __attribute__((aligned(8)));
-static mvm_VM* vm;
+static struct {
+  struct {
+    uint32_t cookie;                 /* identifies this instance in host calls */
+    uint32_t out_size;               /* byte length returned by string/bytes reads */
+    int32_t fatal_code;              /* set before trapping on a fatal error */
+    uint32_t import_count;
+    int32_t missing_import;          /* first import the host could not satisfy */
+    uint32_t* imports;               /* sorted: id | MVX_IMPORT_ASYNC flag; after the snapshot */
+    mvm_Handle* handles;             /* host handle slots; after the import table */
+    uint8_t* scratch;                /* strings, bytes and snapshots in transit */
+    double f64;                      /* float parameter/result of mvx_op */
+    mvm_Handle this_value;           /* `this` for method calls */
+    mvm_Handle result;               /* result of the last call or accessor */
+    mvm_Handle callback;             /* async continuation from mvm_asyncStart */
+    mvm_Handle target;               /* copy of the object for property access (the engine rewrites it) */
+    mvm_Handle args[MVX_MAX_ARGS];   /* call arguments */
+    mvm_TsMemoryStats stats;
+    /* glue-private */
+    mvm_VM* vm;
+    uint32_t handles_linked;
+    uint32_t last_free;              /* allocator: last freed block (see mvx_malloc) */
+    uint32_t high_water;             /* allocator: highest page offset handed out since reset */
+  } s;
+  uint8_t area[MVX_AREA_SIZE] __attribute__((aligned(8)));
+} mvx_mem;
+
+#define mvx mvx_mem.s
+#define vm mvx.vm
+#define mvx_rom mvx_mem.area
+#define MVX_HANDLE(slot) (&mvx.handles[slot])
+#define MVX_ALIGN8(n) (((n) + 7u) & ~7u)
 
 #ifndef MVX_NATIVE
 /* The engine formats only "%d" (PRId32) and "%.15g". */
@@ -107,22 +128,18 @@ typedef uint32_t mvx_block;
 #define BLOCK_SIZE(h) ((h) & ~(uint32_t)3)
 #define BLOCK_USED 1u
 #define MVX_LARGE_BLOCK 2048u
-static int mvx_heap_ready;
 /* The engine frees its stack after every outermost call and allocates it again
- * on the next one; remembering the last freed block makes that O(1). */
-static uint32_t mvx_last_free;
+ * on the next one; remembering the last freed block (mvx.last_free) makes that O(1). */
 
-/* Highest page offset handed out since the last reset: a recycled instance
- * zeroes up to here so nothing of the previous VM can reach a snapshot. */
-static uint32_t mvx_high_water;
+/* A recycled instance zeroes the page up to mvx.high_water so nothing of the
+ * previous VM can reach a snapshot. */
 
 static void mvx_heap_reset(void) {
-  if (mvx_high_water) memset(mvx_ram_page, 0, mvx_high_water);
-  mvx_high_water = 0;
+  if (mvx.high_water) memset(mvx_ram_page, 0, mvx.high_water);
+  mvx.high_water = 0;
   /* The first block starts at offset 4 so no payload sits at short-pointer 0. */
   *(mvx_block*)&mvx_ram_page[4] = (65536 - 4);
-  mvx_heap_ready = 1;
-  mvx_last_free = 0;
+  mvx.last_free = 0;
 }
 
 /* Marks `need` bytes of the free block at `offset` used: taken from the block's
@@ -130,7 +147,7 @@ static void mvx_heap_reset(void) {
 static void* mvx_take(uint32_t offset, uint32_t blockSize, uint32_t need, int high) {
   if (blockSize - need < 16) {
     *(mvx_block*)&mvx_ram_page[offset] = blockSize | BLOCK_USED;
-    if (offset + blockSize > mvx_high_water) mvx_high_water = offset + blockSize;
+    if (offset + blockSize > mvx.high_water) mvx.high_water = offset + blockSize;
     return (mvx_block*)&mvx_ram_page[offset] + 1;
   }
   if (high) {
@@ -140,7 +157,7 @@ static void* mvx_take(uint32_t offset, uint32_t blockSize, uint32_t need, int hi
     *(mvx_block*)&mvx_ram_page[offset + need] = blockSize - need;
   }
   *(mvx_block*)&mvx_ram_page[offset] = need | BLOCK_USED;
-  if (offset + need > mvx_high_water) mvx_high_water = offset + need;
+  if (offset + need > mvx.high_water) mvx.high_water = offset + need;
   return (mvx_block*)&mvx_ram_page[offset] + 1;
 }
 
@@ -151,14 +168,13 @@ static void* mvx_take(uint32_t offset, uint32_t blockSize, uint32_t need, int hi
  * which is what a copying GC at ~29 KB of heap in a 64 KB page needs.
  */
 void* mvx_malloc(size_t size) {
-  if (!mvx_heap_ready) mvx_heap_reset();
   if (size > 65536) return NULL;
   uint32_t need = ((uint32_t)size + sizeof(mvx_block) + 3) & ~(uint32_t)3;
   int high = need >= MVX_LARGE_BLOCK;
-  if (!high && mvx_last_free) {
-    mvx_block* cached = (mvx_block*)&mvx_ram_page[mvx_last_free];
-    uint32_t cachedOffset = mvx_last_free;
-    mvx_last_free = 0;
+  if (!high && mvx.last_free) {
+    mvx_block* cached = (mvx_block*)&mvx_ram_page[mvx.last_free];
+    uint32_t cachedOffset = mvx.last_free;
+    mvx.last_free = 0;
     if (!(*cached & BLOCK_USED) && BLOCK_SIZE(*cached) >= need && BLOCK_SIZE(*cached) - need < 16) {
       return mvx_take(cachedOffset, BLOCK_SIZE(*cached), need, 0);
     }
@@ -173,7 +189,7 @@ void* mvx_malloc(size_t size) {
       /* Merge following free blocks into this one. */
       uint32_t next = offset + blockSize;
       while (next < 65536 && !(*(mvx_block*)&mvx_ram_page[next] & BLOCK_USED)) {
-        if (next == mvx_last_free) mvx_last_free = 0;
+        if (next == mvx.last_free) mvx.last_free = 0;
         uint32_t nextSize = BLOCK_SIZE(*(mvx_block*)&mvx_ram_page[next]);
         blockSize += nextSize;
         next += nextSize;
@@ -208,7 +224,7 @@ void mvx_free(void* ptr) {
   if (!ptr) return;
   mvx_block* block = (mvx_block*)ptr - 1;
   *block &= ~BLOCK_USED;
-  mvx_last_free = (uint32_t)((uint8_t*)block - mvx_ram_page);
+  mvx.last_free = (uint32_t)((uint8_t*)block - mvx_ram_page);
 }
 
 /* ---- fatal errors, CRC ---- */
@@ -278,9 +294,9 @@ static void mvx_on_breakpoint(mvm_VM* v, uint16_t address) {
 MVX_API(mvx_layout) uintptr_t mvx_layout(int32_t what) {
   switch (what) {
     case 0: return (uintptr_t)&mvx;
-    case 1: return (uintptr_t)mvx_handles;
-    case 2: return (uintptr_t)mvx_rom;
-    case 3: return (uintptr_t)mvx_scratch;
+    case 1: return (uintptr_t)&mvx.handles - (uintptr_t)&mvx;
+    case 2: return (uintptr_t)mvx_mem.area;
+    case 3: return (uintptr_t)&mvx.scratch - (uintptr_t)&mvx;
     case 4: return (uintptr_t)mvx_ram_page;
     case 5: return (uintptr_t)&mvx.args[0] - (uintptr_t)&mvx;
     case 6: return (uintptr_t)&mvx.this_value - (uintptr_t)&mvx;
@@ -290,7 +306,7 @@ MVX_API(mvx_layout) uintptr_t mvx_layout(int32_t what) {
     case 10: return (uintptr_t)&mvx.fatal_code - (uintptr_t)&mvx;
     case 11: return (uintptr_t)&mvx.import_count - (uintptr_t)&mvx;
     case 12: return (uintptr_t)&mvx.missing_import - (uintptr_t)&mvx;
-    case 13: return (uintptr_t)&mvx.imports[0] - (uintptr_t)&mvx;
+    case 13: return (uintptr_t)&mvx.imports - (uintptr_t)&mvx;
     case 14: return (uintptr_t)&mvx.stats - (uintptr_t)&mvx;
     case 15: return sizeof(mvm_Handle);
     case 16: return MVX_MAX_HANDLES;
@@ -306,13 +322,18 @@ MVX_API(mvx_layout) uintptr_t mvx_layout(int32_t what) {
   }
 }
 
-/* Restores the snapshot the host wrote to the ROM area, with the import table
- * the host wrote to mvx.imports.  Returns an mvm_TeError. */
+/* Restores the snapshot of `size` bytes the host wrote at the start of the
+ * area, with the import table (mvx.import_count entries) it wrote right after
+ * it, 8-byte aligned.  Returns an mvm_TeError. */
 MVX_API(mvx_restore) int32_t mvx_restore(uint32_t size, int32_t with_breakpoints) {
+  if (size > MVX_ROM_SIZE || mvx.import_count > MVX_MAX_IMPORTS) return MVM_E_INVALID_ARGUMENTS;
+  mvx.imports = (uint32_t*)(mvx_rom + MVX_ALIGN8(size));
+  mvx.handles = (mvm_Handle*)((uint8_t*)mvx.imports + MVX_ALIGN8(4 * mvx.import_count));
+  mvx.scratch = mvx_rom + MVX_SCRATCH_OFFSET;
   mvx_heap_reset();
   mvx.fatal_code = 0;
   mvx.missing_import = -1;
-  mvx_handles_linked = 0;
+  mvx.handles_linked = 0;
   mvm_TeError err = mvm_restore(&vm, mvx_rom, size, NULL, mvx_resolve_import);
   if (err) {
     vm = NULL;
@@ -335,10 +356,11 @@ MVX_API(mvx_free_vm) void mvx_free_vm(void) {
 /* Links handles [linked, count) into the VM's root set so the GC sees them. */
 MVX_API(mvx_link_handles) int32_t mvx_link_handles(uint32_t count) {
   if (count > MVX_MAX_HANDLES) count = MVX_MAX_HANDLES;
-  while (mvx_handles_linked < count) {
-    mvm_initializeHandle(vm, &mvx_handles[mvx_handles_linked++]);
+  while (mvx.handles_linked < count) {
+    mvm_initializeHandle(vm, MVX_HANDLE(mvx.handles_linked));
+    mvx.handles_linked++;
   }
-  return (int32_t)mvx_handles_linked;
+  return (int32_t)mvx.handles_linked;
 }
 
 /* ---- calls ---- */
@@ -358,7 +380,7 @@ MVX_EXPORT(mvx_call) int32_t mvx_call(uint32_t target) {
   mvm_Value result = VM_VALUE_UNDEFINED;
   uint32_t argc = (target >> 16) & 0xFF;
   for (uint32_t i = 0; i < argc; i++) args[i] = mvm_handleGet(&mvx.args[i]);
-  mvm_TeError err = mvm_call(vm, mvm_handleGet(&mvx_handles[target & 0xFFFF]), &result, args, (uint8_t)argc);
+  mvm_TeError err = mvm_call(vm, mvm_handleGet(MVX_HANDLE(target & 0xFFFF)), &result, args, (uint8_t)argc);
   return mvx_result_or_error(err, result);
 }
 
@@ -368,7 +390,7 @@ MVX_API(mvx_call_this) int32_t mvx_call_this(uint32_t target) {
   mvm_Value result = VM_VALUE_UNDEFINED;
   uint32_t argc = (target >> 16) & 0xFF;
   for (uint32_t i = 0; i < argc; i++) args[i] = mvm_handleGet(&mvx.args[i]);
-  mvm_TeError err = mvm_callEx(vm, mvm_handleGet(&mvx_handles[target & 0xFFFF]), mvm_handleGet(&mvx.this_value),
+  mvm_TeError err = mvm_callEx(vm, mvm_handleGet(MVX_HANDLE(target & 0xFFFF)), mvm_handleGet(&mvx.this_value),
                                &result, args, (uint8_t)argc);
   return mvx_result_or_error(err, result);
 }
@@ -431,8 +453,8 @@ MVX_API(mvx_keys) int32_t mvx_keys(uintptr_t object) {
 /* ---- value construction and inspection ---- */
 
 MVX_API(mvx_new_number) int32_t mvx_new_number(double x) { return mvm_newNumber(vm, x); }
-MVX_API(mvx_new_string) int32_t mvx_new_string(uint32_t size) { return mvm_newString(vm, (const char*)mvx_scratch, size); }
-MVX_API(mvx_new_bytes) int32_t mvx_new_bytes(uint32_t size) { return mvm_uint8ArrayFromBytes(vm, mvx_scratch, size); }
+MVX_API(mvx_new_string) int32_t mvx_new_string(uint32_t size) { return mvm_newString(vm, (const char*)mvx.scratch, size); }
+MVX_API(mvx_new_bytes) int32_t mvx_new_bytes(uint32_t size) { return mvm_uint8ArrayFromBytes(vm, mvx.scratch, size); }
 MVX_API(mvx_new_array) int32_t mvx_new_array(void) { return vm_newArray(vm, 0); }
 
 MVX_API(mvx_new_object) int32_t mvx_new_object(void) {
@@ -489,7 +511,7 @@ MVX_API(mvx_snapshot) int32_t mvx_snapshot(void) {
     mvx_free(data);
     return -(int32_t)MVM_E_SNAPSHOT_TOO_LARGE;
   }
-  memcpy(mvx_scratch, data, size);
+  memcpy(mvx.scratch, data, size);
   mvx_free(data);
   return (int32_t)size;
 }
