@@ -147,6 +147,18 @@ def _snapshot_bytes(snapshot: SnapshotLike) -> bytes:
     raise TypeError(f"snapshot must be bytes, a sequence of ints or a path, not {type(snapshot).__name__}")
 
 
+def _new_instance() -> _engine.Instance:
+    try:
+        return _engine.Instance()
+    except _engine.EngineMissing:
+        raise
+    except Exception as exc:  # wasmtime reports exhaustion as a generic error
+        raise MicroviumError(
+            f"cannot create another WebAssembly instance ({exc}); each live VM needs two memory mappings "
+            "and the kernel allows vm.max_map_count in total (about 32,000 VMs by default): close or "
+            "hibernate idle VMs, or raise the limit", "MVM_E_MALLOC_FAIL") from exc
+
+
 def _mem16(inst: _engine.Instance) -> Any:
     """A uint16 view of the instance's linear memory (cached: the memory never moves)."""
     view = getattr(inst, "mem16", None)
@@ -341,7 +353,7 @@ class VM:
         if len(data) < _HEADER_SIZE:
             raise MicroviumError(f"snapshot is truncated: {len(data)} bytes is smaller than a snapshot header",
                                  "MVM_E_INVALID_BYTECODE")
-        instance = _pool.pop() if _pool else _engine.Instance()
+        instance = _pool.pop() if _pool else _new_instance()
         layout = instance.layout
         if len(data) > layout.rom_size:
             _pool.append(instance)
