@@ -11,6 +11,7 @@ from mvactors import null
 
 BUMP, CALL_HOST, CALL_HOST_WITH_MANY, CALL_HOST_WITH_NOTHING, PASS_OBJECT = 1, 2, 3, 4, 5
 PASS_REGISTRY, REGISTRY_SIZE, HOST_RESULT_PLUS_ONE, SAME_AS_REGISTRY, DESCRIBE_HOST_RESULT = 6, 7, 8, 9, 10
+ALLOCATE_AROUND_HOST = 11
 
 
 class Host:
@@ -130,3 +131,19 @@ def test_host_error_inside_reentrant_call(vm, host):
 def test_import_function_identity_through_the_guest(vm, host):
     host.behaviour = lambda x: x
     assert vm.exports[CALL_HOST](host) is host
+
+
+def test_gc_run_by_the_host_during_a_guest_call_keeps_live_values(vm, host):
+    seen = []
+
+    def behaviour(local):
+        host.vm.run_gc(squeeze=True)
+        seen.append(local.to_python())
+        host.vm.run_gc(squeeze=True)
+
+    host.behaviour = behaviour
+    for i in range(1, 6):
+        out = vm.exports[ALLOCATE_AROUND_HOST]({"name": "bob" * i, "list": [10, 20 + i]})
+        assert out.to_python() == [3, "x" + "bob" * i, "bob" * i, 20 + i, 50]
+    assert seen[0] == {"a": [1, 2, 3], "s": "xbob"}
+    assert len(seen) == 5

@@ -49,3 +49,14 @@ vmExport(7, registrySize);
 vmExport(8, hostResultPlusOne);
 vmExport(9, sameAsRegistry);
 vmExport(10, describeHostResult);
+
+// Allocates around a host call, so a GC run by the host mid-call must keep
+// the guest's live locals and arguments.
+function allocateAroundHost(arg) {
+  const local = { a: [1, 2, 3], s: "x" + arg.name };
+  host(local);
+  const junk = [];
+  for (let i = 0; i < 50; i++) junk.push({ i: i });
+  return [local.a[2], local.s, arg.name, arg.list[1], junk.length];
+}
+vmExport(11, allocateAroundHost);
