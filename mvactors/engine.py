@@ -272,7 +272,7 @@ _OPS: dict[str, tuple[int, int]] = {
     "new_number": (8, -1),  # float parameter, via mvx.f64
     "new_string": (9, 1),
     "new_bytes": (10, 1),
-    "new_array": (11, 0),
+    "new_array": (11, 1),
     "new_object": (12, 0),
     "type_of": (13, 1),
     "to_number": (14, -2),  # float result, via mvx.f64

@@ -85,6 +85,9 @@ class Hibernation:
     next_token: int = 1
 
 _HANDLE_CHUNK = 32
+_MAX_ALLOCATION = 0xFFF  # the engine's largest allocation; larger ones are fatal
+_MAX_STRING_BYTES = _MAX_ALLOCATION - 1  # strings carry a terminating NUL
+_MAX_ARRAY_ITEMS = _MAX_ALLOCATION // 2
 _STR_LENGTH = 0x1D  # VM_VALUE_STR_LENGTH
 _STR_PROTO = 0x21  # VM_VALUE_STR_PROTO
 _CALL_SENTINEL = -(2**31)  # bit 31 of mvx_call's packed parameter, as a signed int32
@@ -965,6 +968,11 @@ class VM:
 
     def _new_from_scratch(self, data: bytes, kind: str) -> int:
         inst = self._live()
+        limit = _MAX_STRING_BYTES if kind == "string" else _MAX_ALLOCATION
+        if len(data) > limit:
+            raise MicroviumError(
+                f"a {kind} value of {len(data)} bytes is too large for the VM (at most {limit} bytes: "
+                "Microvium allocations hold at most 4095 bytes)", "MVM_E_ALLOCATION_TOO_LARGE")
         if len(data) > self._layout.scratch_size:
             raise MicroviumError(f"{kind} of {len(data)} bytes does not fit in a VM", "MVM_E_ALLOCATION_TOO_LARGE")
         ctypes.memmove(self._base + self._scratch, data, len(data))
@@ -978,8 +986,12 @@ class VM:
         self._converting.add(id(container))
 
     def _new_array(self, items: Sequence[Any]) -> int:
+        if len(items) > _MAX_ARRAY_ITEMS:
+            raise MicroviumError(
+                f"a list of {len(items)} items is too long for a Microvium array (at most {_MAX_ARRAY_ITEMS}: "
+                "one allocation holds at most 4095 bytes)", "MVM_E_ARRAY_TOO_LONG")
         self._enter_container(items)
-        array = self._hold_value(self._new(lambda inst: inst.new_array()))
+        array = self._hold_value(self._new(lambda inst: inst.new_array(len(items))))
         try:
             for i, item in enumerate(items):
                 self._set_slot_property(array, i, item)
@@ -992,6 +1004,11 @@ class VM:
         for key in mapping:
             if not isinstance(key, str):
                 raise TypeError(f"dict keys passed to the VM must be str, not {type(key).__name__}")
+            if key == "__proto__":
+                raise TypeError("a dict key '__proto__' would set the guest object's prototype; rename the key")
+            if key.isascii() and key.isdigit():
+                raise TypeError(f"dict key {key!r} looks like an array index, which Microvium objects do not "
+                                "support as a property name; use a list or a non-numeric key")
         self._enter_container(mapping)
         obj = self._hold_value(self._new(lambda inst: inst.new_object()))
         try:

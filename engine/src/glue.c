@@ -455,7 +455,14 @@ MVX_API(mvx_keys) int32_t mvx_keys(uintptr_t object) {
 MVX_API(mvx_new_number) int32_t mvx_new_number(double x) { return mvm_newNumber(vm, x); }
 MVX_API(mvx_new_string) int32_t mvx_new_string(uint32_t size) { return mvm_newString(vm, (const char*)mvx.scratch, size); }
 MVX_API(mvx_new_bytes) int32_t mvx_new_bytes(uint32_t size) { return mvm_uint8ArrayFromBytes(vm, mvx.scratch, size); }
-MVX_API(mvx_new_array) int32_t mvx_new_array(void) { return vm_newArray(vm, 0); }
+/* An empty array with room for `capacity` items, so filling it never regrows
+ * (regrowing past 2047 items is a fatal engine error). */
+MVX_API(mvx_new_array) int32_t mvx_new_array(uint32_t capacity) {
+  bool created = mvx_enter();
+  Value array = vm_newArray(vm, (uint16_t)capacity);
+  mvx_leave(created);
+  return array;
+}
 
 MVX_API(mvx_new_object) int32_t mvx_new_object(void) {
   TsPropertyList* object = GC_ALLOCATE_TYPE(vm, TsPropertyList, TC_REF_PROPERTY_LIST);
@@ -622,7 +629,7 @@ MVX_EXPORT(mvx_op) int32_t mvx_op(int32_t op, int32_t a, int32_t b, int32_t c) {
     case 8: return mvx_new_number(mvx.f64);
     case 9: return mvx_new_string((uint32_t)a);
     case 10: return mvx_new_bytes((uint32_t)a);
-    case 11: return mvx_new_array();
+    case 11: return mvx_new_array((uint32_t)a);
     case 12: return mvx_new_object();
     case 13: return mvx_type_of(a);
     case 14: mvx.f64 = mvx_to_number(a); return 0;
