@@ -11,8 +11,9 @@ Limits, by design:
 * **One live VM per process.**  The native glue keeps its VM, RAM page, ROM
   and handles in C statics, so a second restore would clobber the first;
   ``NativeVM.restore`` refuses while another NativeVM is open.
-* Values crossing the boundary are ``None`` (undefined and null), ``bool``,
-  ``int``, ``float``, ``str`` and ``bytes`` (Uint8Array) in both directions;
+* Values crossing the boundary are ``None`` (undefined), ``mvactors.null``,
+  ``bool``, ``int``, ``float``, ``str`` and ``bytes`` (Uint8Array) in both
+  directions, converted as ``mvactors.VM`` converts them;
   results may also be arrays (``list``) and plain objects (``dict``), copied
   out recursively.  Functions and classes cannot be returned.
 * Async host imports are not supported (the import is registered as sync).
@@ -27,9 +28,9 @@ import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
-from .engine import native_library_path
+from .engine import EngineMissing, native_library_path
 from .errors import (
     E_HOST_ERROR,
     E_INSTRUCTION_COUNT_REACHED,
@@ -41,8 +42,9 @@ from .errors import (
     VMUnusable,
     error_name,
 )
+from .values import MAX_SAFE_INT, _Null, null
 
-NativeValue = None | bool | int | float | str | bytes | list[Any] | dict[str, Any]
+NativeValue = None | _Null | bool | int | float | str | bytes | list[Any] | dict[str, Any]
 """What ``NativeVM.call`` returns."""
 
 HostFunction = Callable[..., Any]
@@ -53,19 +55,19 @@ _STR_LENGTH = 29  # the interned string "length"
 # mvm_TeType
 _T_UNDEFINED, _T_NULL, _T_BOOLEAN, _T_NUMBER, _T_STRING = 0, 1, 2, 3, 4
 _T_FUNCTION, _T_OBJECT, _T_ARRAY, _T_UINT8_ARRAY, _T_CLASS = 5, 6, 7, 8, 9
-_TYPE_NAMES = "undefined null boolean number string function object array Uint8Array class".split()
+_TYPE_NAMES = ("undefined", "null", "boolean", "number", "string", "function", "object", "array", "Uint8Array", "class")
 
 _INT14_MIN, _INT14_MAX = -0x2000, 0x1FFF
-_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 
 # mvx_layout() indexes (engine/src/glue.c).
 _L_STATE, _L_HANDLES, _L_ROM, _L_SCRATCH = 0, 1, 2, 3
-_L_ARGS, _L_RESULT, _L_OUT_SIZE, _L_IMPORT_COUNT, _L_MISSING_IMPORT, _L_IMPORTS = 5, 7, 9, 11, 12, 13
+_L_ARGS, _L_RESULT, _L_OUT_SIZE, _L_IMPORT_COUNT, _L_MISSING_IMPORT, _L_IMPORTS, _L_STATS = 5, 7, 9, 11, 12, 13, 14
 _L_HANDLE_SIZE, _L_MAX_HANDLES, _L_MAX_ARGS, _L_MAX_IMPORTS, _L_SCRATCH_SIZE, _L_ROM_SIZE = 15, 16, 17, 18, 19, 20
 
 # Handles the driver uses to keep values alive while it copies nested results
 # out: one per nesting level plus one for the key being read.
 _HANDLE_DEPTH = 64
+_FUNC_HANDLE = _HANDLE_DEPTH  # holds the function being called
 
 _HOST_CALL = ctypes.CFUNCTYPE(
     ctypes.c_int32, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_size_t, ctypes.c_uint32, ctypes.c_size_t, ctypes.c_uint32
@@ -91,7 +93,7 @@ class _Library:
         self.restore = fn("mvx_restore", i32, u32, i32)
         self.free_vm = fn("mvx_free_vm", None)
         self.link_handles = fn("mvx_link_handles", i32, u32)
-        self.call = fn("mvx_call", i32, size, i32, i32)
+        self.call = fn("mvx_call", i32, u32)
         self.export = fn("mvx_export", i32, u32)
         self.get = fn("mvx_get", i32, size, size)
         self.keys = fn("mvx_keys", i32, size)
@@ -104,26 +106,32 @@ class _Library:
         self.bytes = fn("mvx_bytes", size, i32)
         self.snapshot = fn("mvx_snapshot", i32)
         self.set_gas = fn("mvx_set_gas", None, i32)
+        self.gc = fn("mvx_gc", None, i32)
+        self.memory_stats = fn("mvx_memory_stats", None)
         self.get_gas = fn("mvx_get_gas", i32)
         self.set_host = fn("mvx_set_host", None, _HOST_CALL, _HOST_BREAKPOINT)
 
         layout = self.layout
         state = layout(_L_STATE)
-        self.handles = layout(_L_HANDLES)
-        self.rom = layout(_L_ROM)
-        self.scratch = layout(_L_SCRATCH)
-        self.args = state + layout(_L_ARGS)
-        self.result = state + layout(_L_RESULT)
-        self.out_size = state + layout(_L_OUT_SIZE)
-        self.import_count = state + layout(_L_IMPORT_COUNT)
-        self.missing_import = state + layout(_L_MISSING_IMPORT)
-        self.imports = state + layout(_L_IMPORTS)
-        self.handle_size = layout(_L_HANDLE_SIZE)
-        self.max_handles = layout(_L_MAX_HANDLES)
-        self.max_args = layout(_L_MAX_ARGS)
-        self.max_imports = layout(_L_MAX_IMPORTS)
-        self.scratch_size = layout(_L_SCRATCH_SIZE)
-        self.rom_size = layout(_L_ROM_SIZE)
+        # Handle slots and the scratch area move with each restore (they follow the
+        # snapshot and import table); read their pointers after restoring.
+        self.handles_ptr: int = state + layout(_L_HANDLES)
+        self.rom: int = layout(_L_ROM)
+        self.scratch_ptr: int = state + layout(_L_SCRATCH)
+        self.handles = 0
+        self.scratch = 0
+        self.args: int = state + layout(_L_ARGS)
+        self.result: int = state + layout(_L_RESULT)
+        self.out_size: int = state + layout(_L_OUT_SIZE)
+        self.import_count: int = state + layout(_L_IMPORT_COUNT)
+        self.missing_import: int = state + layout(_L_MISSING_IMPORT)
+        self.stats: int = state + layout(_L_STATS)
+        self.handle_size: int = layout(_L_HANDLE_SIZE)
+        self.max_handles: int = layout(_L_MAX_HANDLES)
+        self.max_args: int = layout(_L_MAX_ARGS)
+        self.max_imports: int = layout(_L_MAX_IMPORTS)
+        self.scratch_size: int = layout(_L_SCRATCH_SIZE)
+        self.rom_size: int = layout(_L_ROM_SIZE)
         # The callbacks must outlive every call into the library: keep them here.
         self.host_call = _HOST_CALL(_dispatch_host_call)
         self.host_breakpoint = _HOST_BREAKPOINT(_dispatch_breakpoint)
@@ -144,7 +152,7 @@ def native_available() -> bool:
     """Whether the native reference build exists (tests skip without it)."""
     try:
         native_library_path()
-    except Exception:
+    except EngineMissing:
         return False
     return True
 
@@ -157,7 +165,7 @@ def _dispatch_host_call(cookie: int, import_id: int, args: int, argc: int, resul
         return E_HOST_ERROR
     try:
         return vm._host_call(import_id, args, argc, result, bool(is_async))
-    except BaseException as exc:  # noqa: BLE001 - re-raised by NativeVM.call
+    except BaseException as exc:  # re-raised by NativeVM.call
         vm._pending = exc
         return E_HOST_ERROR
 
@@ -203,7 +211,10 @@ class NativeVM:
             raise MicroviumError("import ids are 16-bit unsigned integers", 11)
         ctypes.memmove(lib.rom, data, len(data))
         table = sorted(imports)
-        (ctypes.c_uint32 * max(len(table), 1)).from_address(lib.imports)[: len(table)] = table
+        # The glue reads the import table 8-byte aligned right after the snapshot.
+        slots = (ctypes.c_uint32 * lib.max_imports).from_address(lib.rom + ((len(data) + 7) & ~7))
+        for i, import_id in enumerate(table):
+            slots[i] = import_id
         ctypes.c_uint32.from_address(lib.import_count).value = len(table)
         err = lib.restore(len(data), 0)
         if err:
@@ -211,7 +222,9 @@ class NativeVM:
                 missing = ctypes.c_int32.from_address(lib.missing_import).value
                 raise MicroviumError(f"the snapshot imports host function {missing}, which was not provided", err)
             raise MicroviumError(f"the engine could not restore the snapshot: {error_name(err)}", err)
-        lib.link_handles(_HANDLE_DEPTH)
+        lib.handles = ctypes.c_void_p.from_address(lib.handles_ptr).value or 0
+        lib.scratch = ctypes.c_void_p.from_address(lib.scratch_ptr).value or 0
+        lib.link_handles(_FUNC_HANDLE + 1)
         vm = cls(lib, imports)
         cls._live = vm
         return vm
@@ -236,8 +249,10 @@ class NativeVM:
         value = lib.export(export_id)
         if value < 0:
             raise MicroviumError(f"the snapshot has no export {export_id}", -value)
+        ctypes.c_uint16.from_address(self._handle(_FUNC_HANDLE)).value = value
         self._pending = None
-        value = lib.call(lib.result, len(args), 0)
+        # mvx_call takes the handle index of the function, argc in bits 16..23.
+        value = lib.call(_FUNC_HANDLE | len(args) << 16)
         if value < 0:
             self._raise(-value)
         return self._decode(value, 0)
@@ -272,6 +287,8 @@ class NativeVM:
         lib = self._lib
         if value is None:
             encoded = _UNDEFINED
+        elif isinstance(value, _Null):
+            encoded = _NULL
         elif value is True:
             encoded = _TRUE
         elif value is False:
@@ -279,10 +296,10 @@ class NativeVM:
         elif isinstance(value, int):
             if _INT14_MIN <= value <= _INT14_MAX:
                 encoded = ((value << 2) | 3) & 0xFFFF
-            elif _INT32_MIN <= value <= _INT32_MAX:
+            elif -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
                 encoded = lib.new_number(float(value))
             else:
-                raise OverflowError(f"{value} does not fit a VM int32; pass a float")
+                raise OverflowError(f"int {value} has no exact JavaScript number; pass a float")
         elif isinstance(value, float):
             encoded = lib.new_number(value)
         elif isinstance(value, str):
@@ -298,7 +315,7 @@ class NativeVM:
         if len(data) > lib.scratch_size:
             raise MicroviumError(f"value of {len(data)} bytes exceeds the scratch area", 3)
         ctypes.memmove(lib.scratch, data, len(data))
-        value = make(len(data))
+        value = int(make(len(data)))
         if value < 0:  # pragma: no cover - allocation failure is fatal in the glue
             raise MicroviumError("the engine could not allocate the value", -value)
         return value
@@ -313,13 +330,16 @@ class NativeVM:
         if value & 3 == 3:  # int14: the common case, decoded without a call
             return (value >> 2) - 0x4000 if value & 0x8000 else value >> 2
         kind = lib.type_of(value)
-        if kind in (_T_UNDEFINED, _T_NULL):
+        if kind == _T_UNDEFINED:
             return None
+        if kind == _T_NULL:
+            return null
         if kind == _T_BOOLEAN:
             return value == _TRUE
         if kind == _T_NUMBER:
             x: float = lib.to_number(value)
-            if x.is_integer() and _INT32_MIN <= x <= _INT32_MAX and math.copysign(1.0, x) > 0:
+            # Same mapping as mvactors.VM: integral numbers in the safe range are ints.
+            if x.is_integer() and -MAX_SAFE_INT <= x <= MAX_SAFE_INT and not (x == 0 and math.copysign(1.0, x) < 0):
                 return int(x)
             return x
         if kind == _T_STRING:
@@ -333,12 +353,23 @@ class NativeVM:
         raise TypeError(f"the native driver cannot return a guest {_TYPE_NAMES[kind]}")
 
     def _decode_container(self, value: int, kind: int, depth: int) -> list[Any] | dict[str, Any]:
-        lib = self._lib
         if depth + 3 > _HANDLE_DEPTH:
             raise MicroviumError("result nested too deeply for the native driver", 8)
         # Decoding allocates nothing today, but the container, its key list and
         # the current key sit in handles anyway so a GC could not strand them.
-        holder, keys_holder, key_slot = self._handle(depth), self._handle(depth + 1), self._handle(depth + 2)
+        slots = self._handle(depth), self._handle(depth + 1), self._handle(depth + 2)
+        try:
+            return self._copy_container(value, kind, depth, *slots)
+        finally:
+            # A stale handle would keep the value alive: the heap (and so GC
+            # timing and snapshots) must not depend on what the host looked at.
+            for slot in slots:
+                ctypes.c_uint16.from_address(slot).value = _UNDEFINED
+
+    def _copy_container(
+        self, value: int, kind: int, depth: int, holder: int, keys_holder: int, key_slot: int
+    ) -> list[Any] | dict[str, Any]:
+        lib = self._lib
         ctypes.c_uint16.from_address(holder).value = value
         if kind == _T_ARRAY:
             items: list[Any] = []
@@ -363,7 +394,7 @@ class NativeVM:
         return int(self._lib.to_number(self._get(holder, key_slot)))
 
     def _get(self, holder: int, key_slot: int) -> int:
-        value = self._lib.get(holder, key_slot)
+        value = int(self._lib.get(holder, key_slot))
         if value < 0:
             raise MicroviumError("could not read a guest property", -value)
         return value
@@ -381,6 +412,16 @@ class NativeVM:
     def set_gas(self, n: int) -> None:
         """Stop guest code after ``n`` more instructions (GasExhausted); -1 disables the limit."""
         self._check().set_gas(n)
+
+    def run_gc(self, squeeze: bool = False) -> None:
+        """Collect garbage now (``squeeze``: also compact into as few buckets as possible)."""
+        self._check().gc(1 if squeeze else 0)
+
+    def memory_stats(self) -> tuple[int, ...]:
+        """The engine's ``mvm_TsMemoryStats`` fields, in declaration order (as ``VM.get_memory_stats``)."""
+        lib = self._check()
+        lib.memory_stats()
+        return tuple((ctypes.c_size_t * 12).from_address(lib.stats))
 
     def gas_remaining(self) -> int:
         """Instructions left before GasExhausted, or -1 when no limit is set."""
@@ -400,7 +441,7 @@ class NativeVM:
             raise VMUnusable("this NativeVM is closed")
         return self._lib
 
-    def __enter__(self) -> NativeVM:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
