@@ -86,6 +86,11 @@ class Layout:
         self.stats = state + layout(_L_STATS)
         self.cookie = state + layout(_L_COOKIE)
         self.f64 = state + layout(_L_F64)
+        self.state = state
+        self.state_size = layout(25)
+        self.low_end = state + layout(26)
+        self.top_start = state + layout(27)
+        self.handles_linked = state + layout(28)
         self.handle_size = layout(_L_HANDLE_SIZE)
         self.max_handles = layout(_L_MAX_HANDLES)
         self.max_args = layout(_L_MAX_ARGS)

@@ -72,6 +72,28 @@ async def run_async_import(fn: Callable[..., Awaitable[Any]], args: list[Any]) -
         return False, rejection_value(exc)
 
 
+class Savepoint:
+    """The in-memory state of a VM between calls, for :meth:`VM.rollback` (same VM only)."""
+
+    __slots__ = ("async_ops", "export_ids", "free", "handles", "linked", "next_token", "page_low", "page_top",
+                 "state", "top_start", "vm_id")
+
+    def __init__(self, vm_id: int, state: bytes, page_low: bytes, page_top: bytes, top_start: int,
+                 handles: bytes, linked: int, free: list[int], async_ops: dict[int, int], next_token: int,
+                 export_ids: list[int]) -> None:
+        self.vm_id = vm_id
+        self.state = state
+        self.page_low = page_low
+        self.page_top = page_top
+        self.top_start = top_start
+        self.handles = handles
+        self.linked = linked
+        self.free = free
+        self.async_ops = async_ops
+        self.next_token = next_token
+        self.export_ids = export_ids
+
+
 @dataclass(frozen=True)
 class Hibernation:
     """A VM at rest: its snapshot plus where the host's references point inside it.
@@ -292,6 +314,7 @@ class VM:
         "_scratch",
         "_slow",
         "_snapshot",
+        "_sp_slots",
         "_task_group",
         "_this16",
         "async_handler",
@@ -317,6 +340,7 @@ class VM:
         # unset, `async with vm:` runs it in a task group.
         self.async_handler: AsyncHandler | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
+        self._sp_slots: list[int] | None = None  # slots taken since the active savepoint
         self._closed_reason = "the VM is closed"
         self.exports: Exports = Exports(self)
         base = instance.base
@@ -557,6 +581,8 @@ class VM:
             self._linked = inst.link_handles(min(slot + _HANDLE_CHUNK, self._layout.max_handles))
             free.extend(range(self._linked - 1, slot, -1))
         self._mem16[self._handles16 + slot * self._handle_stride] = value
+        if self._sp_slots is not None:
+            self._sp_slots.append(slot)
         return slot
 
     def _slot_value(self, slot: int) -> int:
@@ -781,6 +807,76 @@ class VM:
         slot = self._async_ops.pop(token, None)
         if slot is not None:
             self._release_slot(slot)
+
+    # ---- savepoints ----
+
+    def savepoint(self) -> Savepoint:
+        """Capture the VM's state between calls so :meth:`rollback` can return to it.
+
+        Copies only the parts of the VM's memory page in use, so it is cheap
+        for small VMs (a few KB).  One savepoint is active at a time: taking
+        another replaces it.
+        """
+        if self._inst is None:
+            raise self._unusable()
+        layout = self._layout
+        base = self._base
+        extent = ctypes.c_uint32 * 2  # low_end, top_start: adjacent fields
+        low_end, top_start = extent.from_address(base + layout.low_end)
+        page = base + layout.page
+        string_at = ctypes.string_at
+        self._sp_slots = []
+        return Savepoint(
+            id(self),
+            string_at(base + layout.state, layout.state_size),
+            string_at(page, low_end),
+            string_at(page + top_start, 65536 - top_start) if top_start < 65536 else b"",
+            top_start,
+            string_at(base + self._handles, self._linked * layout.handle_size),
+            self._linked,
+            self._free.copy(),
+            self._async_ops.copy(),
+            self._next_token,
+            list(self.exports._cache),
+        )
+
+    def rollback(self, savepoint: Savepoint) -> None:
+        """Return the VM to ``savepoint``: every effect of the calls since then is undone.
+
+        Guest values obtained since the savepoint read as ``undefined``
+        afterwards; asynchronous host calls started since then are forgotten.
+        """
+        inst = self._live()
+        if savepoint.vm_id != id(self) or self._sp_slots is None:
+            raise MicroviumError("rollback() needs the VM's own, latest savepoint", "MVM_E_INVALID_ARGUMENTS")
+        layout = self._layout
+        base = self._base
+        page = base + layout.page
+        taken = set(self._sp_slots)
+        now_free = set(self._free)
+        linked_now = self._linked
+        ctypes.memmove(base + layout.state, savepoint.state, len(savepoint.state))
+        ctypes.memmove(page, savepoint.page_low, len(savepoint.page_low))
+        ctypes.memmove(page + savepoint.top_start, savepoint.page_top, len(savepoint.page_top))
+        ctypes.memmove(base + self._handles, savepoint.handles, len(savepoint.handles))
+        if linked_now > savepoint.linked:
+            # Handles linked since the savepoint are no longer in the VM's root list.
+            inst.link_handles(linked_now)
+        # Slots taken since the savepoint may still be held by proxies: empty them and
+        # keep them out of the free list until those proxies release them.
+        for slot in taken:
+            self._mem16[self._handles16 + slot * self._handle_stride] = UNDEFINED
+        self._free = [slot for slot in savepoint.free if slot not in taken or slot in now_free]
+        self._free.extend(slot for slot in range(savepoint.linked, linked_now) if slot in now_free)
+        self._linked = linked_now
+        self._async_ops = dict(savepoint.async_ops)
+        self._next_token = savepoint.next_token
+        cache = self.exports._cache
+        for export_id in set(cache).difference(savepoint.export_ids):
+            del cache[export_id]
+        self._sp_slots = []
+        self._host_exception = None
+        self._breakpoint_exception = None
 
     # ---- hibernation ----
 
@@ -1183,5 +1279,5 @@ class VM:
 # Linear memory size of the engine module: fixed at build time (engine/build.py).
 instance_memory_size = 6 * 65536
 
-__all__ = ["VM", "ExportNotFound", "Hibernation", "HostFunctionError", "MemoryStats", "rejection_value",
+__all__ = ["VM", "ExportNotFound", "Hibernation", "Savepoint", "HostFunctionError", "MemoryStats", "rejection_value",
            "run_async_import"]

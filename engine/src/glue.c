@@ -82,7 +82,10 @@ static struct {
     mvm_VM* vm;
     uint32_t handles_linked;
     uint32_t last_free;              /* allocator: last freed block (see mvx_malloc) */
-    uint32_t high_water;             /* allocator: highest page offset handed out since reset */
+    /* allocator: the page has been used only in [0, low_end) and [top_start, 64K)
+     * since the last reset (what a recycled instance zeroes and a savepoint copies) */
+    uint32_t low_end;
+    uint32_t top_start;
   } s;
   uint8_t area[MVX_AREA_SIZE] __attribute__((aligned(8)));
 } mvx_mem;
@@ -131,12 +134,13 @@ typedef uint32_t mvx_block;
 /* The engine frees its stack after every outermost call and allocates it again
  * on the next one; remembering the last freed block (mvx.last_free) makes that O(1). */
 
-/* A recycled instance zeroes the page up to mvx.high_water so nothing of the
+/* A recycled instance zeroes the parts of the page it used so nothing of the
  * previous VM can reach a snapshot. */
-
 static void mvx_heap_reset(void) {
-  if (mvx.high_water) memset(mvx_ram_page, 0, mvx.high_water);
-  mvx.high_water = 0;
+  if (mvx.low_end) memset(mvx_ram_page, 0, mvx.low_end);
+  if (mvx.top_start && mvx.top_start < 65536) memset(mvx_ram_page + mvx.top_start, 0, 65536 - mvx.top_start);
+  mvx.low_end = 8; /* the first block header, written below */
+  mvx.top_start = 65536;
   /* The first block starts at offset 4 so no payload sits at short-pointer 0. */
   *(mvx_block*)&mvx_ram_page[4] = (65536 - 4);
   mvx.last_free = 0;
@@ -144,10 +148,19 @@ static void mvx_heap_reset(void) {
 
 /* Marks `need` bytes of the free block at `offset` used: taken from the block's
  * start (low) or its end (high), leaving the rest free. */
+static void mvx_note_used(uint32_t offset, uint32_t size) {
+  if (offset < 32768) {
+    /* + 4: the header of the free block that follows */
+    if (offset + size + 4 > mvx.low_end) mvx.low_end = offset + size + 4 > 65536 ? 65536 : offset + size + 4;
+  } else if (offset < mvx.top_start) {
+    mvx.top_start = offset;
+  }
+}
+
 static void* mvx_take(uint32_t offset, uint32_t blockSize, uint32_t need, int high) {
   if (blockSize - need < 16) {
     *(mvx_block*)&mvx_ram_page[offset] = blockSize | BLOCK_USED;
-    if (offset + blockSize > mvx.high_water) mvx.high_water = offset + blockSize;
+    mvx_note_used(offset, blockSize);
     return (mvx_block*)&mvx_ram_page[offset] + 1;
   }
   if (high) {
@@ -157,7 +170,8 @@ static void* mvx_take(uint32_t offset, uint32_t blockSize, uint32_t need, int hi
     *(mvx_block*)&mvx_ram_page[offset + need] = blockSize - need;
   }
   *(mvx_block*)&mvx_ram_page[offset] = need | BLOCK_USED;
-  if (offset + need > mvx.high_water) mvx.high_water = offset + need;
+  mvx_note_used(offset, need);
+  if (high) mvx_note_used(offset - (blockSize - need), 0); /* the shrunk free block's header */
   return (mvx_block*)&mvx_ram_page[offset] + 1;
 }
 
@@ -318,6 +332,10 @@ MVX_API(mvx_layout) uintptr_t mvx_layout(int32_t what) {
     case 22: return (MVM_ENGINE_MAJOR_VERSION << 8) | MVM_ENGINE_MINOR_VERSION;
     case 23: return (uintptr_t)&mvx.cookie - (uintptr_t)&mvx;
     case 24: return (uintptr_t)&mvx.f64 - (uintptr_t)&mvx;
+    case 25: return sizeof mvx;
+    case 26: return (uintptr_t)&mvx.low_end - (uintptr_t)&mvx;
+    case 27: return (uintptr_t)&mvx.top_start - (uintptr_t)&mvx;
+    case 28: return (uintptr_t)&mvx.handles_linked - (uintptr_t)&mvx;
     default: return 0;
   }
 }
