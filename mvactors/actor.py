@@ -19,7 +19,7 @@ import msgpack
 
 from .errors import GasExhausted, GuestError, MicroviumError, VMUnusable
 from .imports import RuntimeImport
-from .values import GuestFunction, GuestPromise, GuestRef
+from .values import MAX_SAFE_INT, GuestFunction, GuestPromise, GuestRef, null
 from .vm import VM, Hibernation, is_async_import
 
 if TYPE_CHECKING:
@@ -106,12 +106,16 @@ class Reply:
             if self._event is None:
                 self._event = anyio.Event()
             await self._event.wait()
+        return self.result()
+
+    def result(self) -> Any:
+        """The outcome of a done reply (raises the turn's error)."""
         if self._error is not None:
             raise self._error
         return self._outcome
 
 
-@dataclass
+@dataclass(eq=False)  # mailbox operations compare by identity, never by arguments
 class Message:
     """A mailbox entry: a call of ``export_id`` or the completion of async host call ``token``."""
 
@@ -151,6 +155,16 @@ class ActorMetrics:
     rehydrations: int = 0
     failed_turns: int = 0
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=1024))
+    mailbox: deque[Any] | None = field(default=None, repr=False, compare=False)  # the actor's, for its depth
+
+    @property
+    def mailbox_depth(self) -> int:
+        """Messages waiting (including a paused turn's)."""
+        return len(self.mailbox) if self.mailbox is not None else 0
+
+    def turn_latency(self, p: float) -> float:
+        """The ``p``-th percentile of recent turn latencies, in seconds (NaN before the first turn)."""
+        return percentile(sorted(self.latencies), p)
 
     def snapshot(self) -> dict[str, Any]:
         lat = sorted(self.latencies)
@@ -161,6 +175,7 @@ class ActorMetrics:
             "hibernations": self.hibernations,
             "rehydrations": self.rehydrations,
             "failed_turns": self.failed_turns,
+            "mailbox_depth": self.mailbox_depth,
             "turn_latency_p50_us": percentile(lat, 50) * 1e6,
             "turn_latency_p99_us": percentile(lat, 99) * 1e6,
         }
@@ -198,7 +213,7 @@ class Actor:
         self.mailbox: deque[Message] = deque()
         self.mailbox_size = mailbox_size
         self.overflow = overflow
-        self.metrics = ActorMetrics()
+        self.metrics = ActorMetrics(mailbox=self.mailbox)
         self.pause: PauseEvent | None = None
         self.failure: BaseException | None = None
         self._imports = dict(imports)
@@ -245,13 +260,18 @@ class Actor:
         """
         reply = Reply()
         message = Message(export_id=export_id, args=args, reply=reply)
-        await self._enqueue(message)
         try:
             if timeout is None:
+                await self._enqueue(message)
                 return await reply.wait()
+            # The timeout covers waiting for mailbox space too.
             with anyio.fail_after(timeout):
+                await self._enqueue(message)
                 return await reply.wait()
-        except BaseException:
+        except BaseException as exc:
+            if reply.done and isinstance(exc, TimeoutError):
+                # The deadline raced with the reply: the turn ran, so report its outcome.
+                return reply.result()
             self._withdraw(message)
             raise
 
@@ -289,11 +309,15 @@ class Actor:
 
     # ---- mailbox ----
 
-    async def _enqueue(self, message: Message) -> None:
+    def _check_alive(self) -> None:
         if self.failure is not None:
             raise ActorFailed(f"actor {self.id} failed: {self.failure}", "MVM_E_FATAL_ERROR_MUST_KILL_VM")
+
+    async def _enqueue(self, message: Message) -> None:
+        self._check_alive()
         if not isinstance(message.export_id, int) or isinstance(message.export_id, bool):
             raise TypeError(f"export IDs are ints, not {type(message.export_id).__name__}")
+        check_args(message.args)
         while self.mailbox_size is not None and len(self.mailbox) >= self.mailbox_size:
             if self.overflow == "raise":
                 raise MailboxFull(f"actor {self.id}'s mailbox is full ({self.mailbox_size} messages)",
@@ -301,6 +325,7 @@ class Actor:
             if self._space is None:
                 self._space = anyio.Event()
             await self._space.wait()
+            self._check_alive()  # the actor may have failed while we waited
         message.enqueued_at = time.perf_counter()
         self.mailbox.append(message)
         self.runtime._schedule(self)
@@ -313,9 +338,12 @@ class Actor:
         self.runtime._schedule(self)
 
     def _withdraw(self, message: Message) -> None:
-        if self.mailbox and message in self.mailbox and not (self._running and self.mailbox[0] is message):
-            self.mailbox.remove(message)
-            self._signal_space()
+        if not (self._running and self.mailbox and self.mailbox[0] is message):
+            for queued in self.mailbox:
+                if queued is message:
+                    self.mailbox.remove(message)  # identity: Message compares by identity
+                    self._signal_space()
+                    break
         for call_id, reply in list(self._waiting.items()):
             if reply is message.reply:
                 del self._waiting[call_id]
@@ -437,6 +465,14 @@ class Actor:
                 return
             self._roll_back(vm, rollback)
             error = exc
+        except GuestError as exc:
+            error = exc
+            try:
+                # A plain copy: the proxy dies when the VM hibernates or rolls back.
+                error = GuestError(plain(exc.value))
+                error.__cause__ = exc.__cause__
+            except Exception:
+                pass
         except Exception as exc:
             error = exc
         finally:
@@ -528,6 +564,7 @@ class Actor:
             if message.reply is not None:
                 message.reply.fail(ActorFailed(f"actor {self.id} failed: {exc}", "MVM_E_FATAL_ERROR_MUST_KILL_VM"))
         self.mailbox.clear()
+        self._signal_space()  # senders blocked on a full mailbox see the failure
         for reply in self._waiting.values():
             reply.fail(ActorFailed(f"actor {self.id} failed: {exc}", "MVM_E_FATAL_ERROR_MUST_KILL_VM"))
         self._waiting.clear()
@@ -536,6 +573,42 @@ class Actor:
             self._vm.close()
             self._vm = None
         self.runtime._on_failed(self)
+
+
+def check_args(args: tuple[Any, ...]) -> None:
+    """Reject, when a message is sent, arguments no VM accepts (the turn would fail later, silently for send).
+
+    Mirrors the value mapping of :class:`~mvactors.VM`: None, null, bool, int
+    within ±2**53, float, str, bytes-like, lists/tuples, dicts with str keys,
+    guest values and callables (import-map functions); anything else is a
+    TypeError.  Finer checks (array lengths, key spellings) stay with the VM.
+    """
+    stack: list[Any] = list(args)
+    seen: set[int] = set()
+    while stack:
+        value = stack.pop()
+        if value is None or value is null or isinstance(value, (bool, float, str, bytes, bytearray, memoryview)):
+            continue
+        if isinstance(value, int):
+            if not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
+                raise OverflowError(f"int {value} is outside ±2**53 and has no exact JavaScript number; "
+                                    "pass float(x) to accept rounding")
+            continue
+        if isinstance(value, (list, tuple, dict)):
+            if id(value) in seen:
+                continue  # shared or cyclic: checked once (the VM reports cycles)
+            seen.add(id(value))
+            if isinstance(value, dict):
+                for key in value:
+                    if not isinstance(key, str):
+                        raise TypeError(f"dict keys passed to the VM must be str, not {type(key).__name__}")
+                stack.extend(value.values())
+            else:
+                stack.extend(value)
+            continue
+        if isinstance(value, GuestRef) or callable(value):
+            continue
+        raise TypeError(f"values of type {type(value).__name__} cannot be passed to the VM")
 
 
 def _sleep_marker() -> RuntimeImport:

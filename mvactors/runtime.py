@@ -240,6 +240,7 @@ class Runtime:
             "turns": totals.turns,
             "turns_per_second": totals.turns / elapsed if elapsed else 0.0,
             "pauses": totals.pauses,
+            "gas_used": totals.gas_used,
             "hibernations": sum(a.metrics.hibernations for a in self._actors.values()),
             "rehydrations": sum(a.metrics.rehydrations for a in self._actors.values()),
             "mailbox_depth": sum(len(a.mailbox) for a in self._actors.values()),
