@@ -26,6 +26,8 @@ DIST_C = ENGINE_DIR / "node_modules" / "microvium" / "dist-c"
 OUT = ENGINE_DIR.parent / "mvactors" / "_engine"
 
 WASM_MEMORY_BYTES = 6 * 65536  # fixed: the module never grows, so the host's base pointer stays valid
+# The patched engine copy (see ENGINE_PATCHES) comes first on the include path.
+PATCHED_DIR_NAME = "engine"
 COMMON_FLAGS = ["-O2", "-std=c11", f"-I{SRC}", f"-I{DIST_C}", "-Wno-unused-function"]
 
 
@@ -53,8 +55,37 @@ def sources_digest() -> str:
     return h.hexdigest()
 
 
+# Upstream bugs in microvium@8.0.0, fixed in a build-time copy of the engine
+# (the package itself stays untouched).  Each patch must apply exactly once, so
+# a version bump that changes the code fails the build instead of silently
+# dropping the fix.
+ENGINE_PATCHES = [
+    (
+        # The GC checks room for an object's extension properties as one word
+        # each, but copies two (key and value), so it can write up to a child
+        # list's size past the end of its to-space bucket and corrupt the heap.
+        "uint16_t* end = writePtr + childPropCount;",
+        "uint16_t* end = writePtr + childPropCount * 2;",
+    ),
+]
+
+
+def patched_engine_source(tmp: Path) -> Path:
+    """A copy of microvium.c with ENGINE_PATCHES applied; returns its directory."""
+    source = (DIST_C / "microvium.c").read_text(encoding="utf-8")
+    for old, new in ENGINE_PATCHES:
+        count = source.count(old)
+        if count != 1:
+            sys.exit(f"engine/build.py: expected one occurrence of {old!r} in microvium.c, found {count}")
+        source = source.replace(old, new)
+    out = tmp / "engine"
+    out.mkdir(exist_ok=True)
+    (out / "microvium.c").write_text(source, encoding="utf-8")
+    return out
+
+
 def build_wasm(tmp: Path) -> None:
-    zig = [sys.executable, "-m", "ziglang", "cc", "--target=wasm32-freestanding"]
+    zig = [sys.executable, "-m", "ziglang", "cc", "--target=wasm32-freestanding", f"-I{tmp / PATCHED_DIR_NAME}"]
     # Without non-trapping float-to-int, clang guards out-of-range conversions
     # and yields INT_MIN like x86 (the native reference) instead of saturating.
     flags = COMMON_FLAGS + ["-mbulk-memory", "-mno-nontrapping-fptoint", "-nostdlib", f"-I{SRC / 'libc'}"]
@@ -73,10 +104,10 @@ def build_wasm(tmp: Path) -> None:
     )
 
 
-def build_native() -> None:
+def build_native(tmp: Path) -> None:
     cc = os.environ.get("CC", "gcc")
     run(
-        [cc, *COMMON_FLAGS, "-DMVX_NATIVE", "-fPIC", "-shared", "-fvisibility=hidden"]
+        [cc, f"-I{tmp / PATCHED_DIR_NAME}", *COMMON_FLAGS, "-DMVX_NATIVE", "-fPIC", "-shared", "-fvisibility=hidden"]
         + ["-o", str(OUT / "libmvx_native.so"), str(SRC / "glue.c"), "-lm"]
     )
 
@@ -96,9 +127,10 @@ def main() -> None:
         return
     tmp = OUT / "obj"
     tmp.mkdir(exist_ok=True)
+    patched_engine_source(tmp)
     build_wasm(tmp)
     if not args.wasm_only:
-        build_native()
+        build_native(tmp)
     shutil.rmtree(tmp)
     stamp.write_text(digest)
     print("built engine into", OUT)

@@ -275,11 +275,6 @@ def test_int_min_remainder_minus_one_does_not_crash(snapshots: dict[str, bytes])
         assert vm.exports[1](-4, 2).to_python()[4] == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="mvm_createSnapshot mallocs its output (heap + ROM size) inside the VM's 64 KB RAM page; with "
-    "~15+ KB of heap there is often no contiguous block left and it fails with MVM_E_SNAPSHOT_TOO_LARGE",
-)
 def test_snapshot_of_a_full_heap(snapshots: dict[str, bytes]) -> None:
     with mvactors.VM.restore(snapshots["numbers"], {1: Echo()}) as vm:
         failures = []
@@ -309,13 +304,6 @@ print("done")
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="microvium 8.0.0 gc_processShortPtrValue checks `writePtr + childPropCount` (should be "
-    "`writePtr + childPropCount * 2`: two words per property) before merging an object's extension "
-    "property lists, so the GC writes past its to-space bucket onto the glue allocator's next block "
-    "header: HEAP_CORRUPT abort natively; in wasm (other heap layouts) mvx_malloc's merge loop spun forever",
-)
 @pytest.mark.parametrize("side", ["Native", "Wasm"])
 def test_gc_compacting_extended_object(side: str) -> None:
     # In a subprocess with a timeout: the failure is an abort or a hang inside the engine.

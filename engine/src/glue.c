@@ -86,6 +86,7 @@ static struct {
      * since the last reset (what a recycled instance zeroes and a savepoint copies) */
     uint32_t low_end;
     uint32_t top_start;
+    uint32_t snapshotting;           /* mvx_malloc serves the snapshot buffer from scratch */
   } s;
   uint8_t area[MVX_AREA_SIZE] __attribute__((aligned(8)));
 } mvx_mem;
@@ -182,6 +183,10 @@ static void* mvx_take(uint32_t offset, uint32_t blockSize, uint32_t need, int hi
  * which is what a copying GC at ~29 KB of heap in a 64 KB page needs.
  */
 void* mvx_malloc(size_t size) {
+  if (mvx.snapshotting) {
+    mvx.snapshotting = 0;
+    return size <= MVX_SCRATCH_SIZE ? mvx.scratch : NULL;
+  }
   if (size > 65536) return NULL;
   uint32_t need = ((uint32_t)size + sizeof(mvx_block) + 3) & ~(uint32_t)3;
   int high = need >= MVX_LARGE_BLOCK;
@@ -235,7 +240,7 @@ static uint32_t mvx_heap_info(int32_t what) {
 }
 
 void mvx_free(void* ptr) {
-  if (!ptr) return;
+  if (!ptr || ptr == (void*)mvx.scratch) return;
   mvx_block* block = (mvx_block*)ptr - 1;
   *block &= ~BLOCK_USED;
   mvx.last_free = (uint32_t)((uint8_t*)block - mvx_ram_page);
@@ -528,16 +533,20 @@ MVX_API(mvx_promise_state) int32_t mvx_promise_state(int32_t value) {
 /* ---- snapshot, GC, stats, gas, debugging ---- */
 
 /* Writes a snapshot to the scratch area; returns its size, or -error. */
+/* Writes a snapshot into the scratch area; returns its size, or -error.
+ * The engine's only allocation while snapshotting is its output buffer, which
+ * would need heap-plus-ROM bytes contiguous in the RAM page (often impossible
+ * once the heap is large); mvx_malloc hands it the scratch area instead. */
 MVX_API(mvx_snapshot) int32_t mvx_snapshot(void) {
   size_t size = 0;
+  mvx.snapshotting = 1;
   void* data = mvm_createSnapshot(vm, &size);
+  mvx.snapshotting = 0;
   if (!data) return -(int32_t)MVM_E_SNAPSHOT_TOO_LARGE;
-  if (size > MVX_SCRATCH_SIZE) {
+  if (data != mvx.scratch) {
+    memcpy(mvx.scratch, data, size);
     mvx_free(data);
-    return -(int32_t)MVM_E_SNAPSHOT_TOO_LARGE;
   }
-  memcpy(mvx.scratch, data, size);
-  mvx_free(data);
   return (int32_t)size;
 }
 
