@@ -222,6 +222,7 @@ class Actor:
         self._record: bytes | None = None
         self._promises: dict[int, GuestPromise] = {}  # call id -> guest promise being awaited
         self._waiting: dict[int, Reply] = {}  # call id -> caller waiting on that promise
+        self._token_owner: dict[int, int] = {}  # async host call token -> call id whose chain awaits it
         self._pending_async: dict[int, PendingAsync] = {}
         self._turn_async: list[tuple[int, int, Callable[..., Any], list[Any]]] = []
         self._turn_host_calls: list[HostCallRecord] = []
@@ -433,22 +434,29 @@ class Actor:
             vm.stop_after_n_instructions(budget)
         self._turn_async.clear()
         self._turn_host_calls.clear()
+        token = message.token
+        # The call whose awaited chain this completion continues (its caller waits on the result).
+        owner = self._token_owner.pop(token, None) if message.is_completion else None
+        pending = self._pending_async.pop(token, None) if message.is_completion else None
         self._running = True
         started = time.perf_counter()
         result: Any = None
         error: BaseException | None = None
+        used: int | None = None
         try:
             if message.is_completion:
-                self._pending_async.pop(message.token, None)
-                vm.resolve_async(message.token, message.ok, message.value)
+                vm.resolve_async(token, message.ok, message.value)
             else:
                 result = vm.exports[message.export_id](*message.args)
         except GasExhausted:
             self._running = False
             assert rollback is not None and budget is not None
             self._roll_back(vm, rollback)
-            if message.is_completion:
-                self._pending_async[message.token] = PendingAsync(0, ())
+            if message.is_completion:  # it is delivered again on resume
+                if pending is not None:
+                    self._pending_async[token] = pending
+                if owner is not None:
+                    self._token_owner[token] = owner
             reason: Literal["per_turn", "quota"] = (
                 "quota" if self.quota_left is not None and budget >= self.quota_left else "per_turn")
             self.pause = PauseEvent(reason, message.describe(), tuple(self._turn_host_calls), budget)
@@ -463,7 +471,10 @@ class Actor:
                     message.reply.fail(exc)
                 self._fail_actor(exc)
                 return
+            used = _spent(vm, budget)
             self._roll_back(vm, rollback)
+            if message.is_completion and self._vm is not None:
+                self._vm.cancel_async(token)  # its continuation can never run: drop it from the heap
             error = exc
         except GuestError as exc:
             error = exc
@@ -480,30 +491,40 @@ class Actor:
         self.mailbox.popleft()
         self._signal_space()
         self._extra_gas = None
-        if budget is not None and self._vm is not None and error is None:
-            used = budget - self._vm.get_remaining_instructions()
+        if used is None and self._vm is not None:
+            used = _spent(self._vm, budget)
+        if used:
+            # Failing turns spend gas too: a guest that throws cannot outrun its quota.
             self.metrics.gas_used += used
             if self.quota_left is not None:
-                self.quota_left -= used
+                self.quota_left = max(0, self.quota_left - used)
         self.metrics.turns += 1
         if error is not None:
             self.metrics.failed_turns += 1
         self.metrics.latencies.append(time.perf_counter() - started)
-        self._commit_async()
         reply = message.reply
         if reply is not None:
             if error is not None:
                 reply.fail(error)
             elif isinstance(result, GuestPromise):
-                call_id = self._next_call_id
+                owner = self._next_call_id
                 self._next_call_id += 1
-                self._promises[call_id] = result
-                self._waiting[call_id] = reply
+                self._promises[owner] = result
+                self._waiting[owner] = reply
             else:
                 try:
                     reply.resolve(plain(result))
                 except Exception as exc:
                     reply.fail(exc)
+        elif error is not None and owner is not None:
+            # The continuation of an awaited chain failed (host function error, fatal engine
+            # error rolled back): its promise can never settle, so its caller gets the error.
+            waiting = self._waiting.pop(owner, None)
+            self._promises.pop(owner, None)
+            if waiting is not None:
+                waiting.fail(error)
+            owner = None
+        self._commit_async(owner)
         if self._waiting:
             self._settle_waiting()
 
@@ -522,9 +543,11 @@ class Actor:
         self._attach(restored)
         self._turn_async.clear()
 
-    def _commit_async(self) -> None:
+    def _commit_async(self, owner: int | None) -> None:
         runtime = self.runtime
         for token, import_id, fn, args in self._turn_async:
+            if owner is not None:
+                self._token_owner[token] = owner
             copied = tuple(plain(a) for a in args)
             if fn is _sleep_marker():
                 ms = copied[0] if copied else 0
@@ -569,10 +592,22 @@ class Actor:
             reply.fail(ActorFailed(f"actor {self.id} failed: {exc}", "MVM_E_FATAL_ERROR_MUST_KILL_VM"))
         self._waiting.clear()
         self._promises.clear()
+        self._token_owner.clear()
         if self._vm is not None:
             self._vm.close()
             self._vm = None
         self.runtime._on_failed(self)
+
+
+def _spent(vm: VM, budget: int | None) -> int:
+    """Instructions a turn used out of ``budget`` (0 when unmetered or unreadable)."""
+    if budget is None:
+        return 0
+    try:
+        remaining = vm.get_remaining_instructions()
+    except MicroviumError:
+        return 0
+    return budget - remaining if 0 <= remaining <= budget else 0
 
 
 def check_args(args: tuple[Any, ...]) -> None:

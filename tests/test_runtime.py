@@ -17,6 +17,7 @@ from runtime_support import (
     FAIL,
     FAIL_LATER,
     FETCH_ADD,
+    FETCH_THEN_ALLOCATE,
     GET_COUNT,
     GET_STATE,
     HANDLE,
@@ -29,7 +30,16 @@ from runtime_support import (
 )
 
 import mvactors
-from mvactors import ActorFailed, ExportNotFound, GasPolicy, GuestError, MailboxFull, MicroviumError, VMUnusable
+from mvactors import (
+    ActorFailed,
+    ExportNotFound,
+    GasPolicy,
+    GuestError,
+    HostFunctionError,
+    MailboxFull,
+    MicroviumError,
+    VMUnusable,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -259,6 +269,36 @@ async def test_heap_exhaustion_with_gas_rolls_back_and_keeps_the_actor(rt_actor,
             assert actor.state == "idle"
             assert await actor.call(ALLOCATE, 10) == 10
             assert await actor.call(INCREMENT, 1) == 4
+
+
+async def test_failing_continuation_fails_the_awaiting_call(rt_actor, host):
+    """An error in the turn that resumes an awaited chain reaches that chain's caller (no hang)."""
+
+    def trace(kind: str, a: Any = None, b: Any = None) -> None:
+        if kind == "woke":
+            raise RuntimeError("trace store offline")
+
+    async with mvactors.Runtime() as rt:
+        actor = await rt.spawn(rt_actor, host.imports("a", i1=trace))
+        with anyio.fail_after(TIMEOUT):
+            with pytest.raises(HostFunctionError) as info:
+                await actor.call(NAP, 0, "x")
+            assert isinstance(info.value.__cause__, RuntimeError)
+            assert await actor.call(INCREMENT, 1) == 2  # nap's effects before the failure stay
+
+
+async def test_fatal_error_in_a_continuation_with_gas_fails_only_that_call(rt_actor, host):
+    async with mvactors.Runtime() as rt:
+        actor = await rt.spawn(rt_actor, host.imports("a"), gas=GasPolicy(per_turn=10_000_000))
+        with anyio.fail_after(TIMEOUT):
+            assert await actor.call(INCREMENT, 1) == 1
+            with pytest.raises(VMUnusable):
+                await actor.call(FETCH_THEN_ALLOCATE, "k", 100_000)
+            assert actor.state == "idle"
+            assert await actor.call(FETCH_THEN_ALLOCATE, "k", 10) == 10
+            assert await actor.call(GET_COUNT) == 1
+            # The rolled-back continuation is not kept alive in the actor's records.
+            assert not actor._vm.pending_async_calls
 
 
 async def test_failed_actor_releases_blocked_senders(rt_actor, host):

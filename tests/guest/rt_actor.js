@@ -100,6 +100,10 @@ function allocate(n) {
 function echo(x) {
   return x;
 }
+async function fetchThenAllocate(key, n) {
+  await fetch(key);
+  return allocate(n);
+}
 
 vmExport(1, handle);
 vmExport(2, getCount);
@@ -115,3 +119,4 @@ vmExport(11, fail);
 vmExport(12, failLater);
 vmExport(13, allocate);
 vmExport(14, echo);
+vmExport(15, fetchThenAllocate);

@@ -1,0 +1,195 @@
+"""Gas: a turn that runs out pauses the actor, rolls its heap back, and re-runs on resume."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+from runtime_support import (
+    FAIL,
+    FETCH_THEN_SPIN,
+    GET_COUNT,
+    GET_STATE,
+    INCREMENT,
+    SPIN,
+    TIMEOUT,
+    Host,
+)
+
+import mvactors
+from mvactors import GasPolicy, GuestError, HostCallRecord, MicroviumError, PauseEvent
+
+pytestmark = pytest.mark.anyio
+
+SPIN_400 = 79800  # sum(range(400)), what spin(400) adds
+
+
+@pytest.fixture
+def rt_actor(snapshot: Any) -> bytes:
+    return snapshot("rt_actor")  # type: ignore[no-any-return]
+
+
+class Pauses:
+    """on_pause hook: records events and lets a test wait for the n-th pause."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, PauseEvent]] = []
+        self._waiting: tuple[int, anyio.Event] | None = None
+
+    def __call__(self, actor: mvactors.Actor, event: PauseEvent) -> None:
+        self.events.append((actor.id, event))
+        if self._waiting is not None and len(self.events) >= self._waiting[0]:
+            self._waiting[1].set()
+
+    async def wait(self, n: int) -> None:
+        if len(self.events) < n:
+            event = anyio.Event()
+            self._waiting = (n, event)
+            await event.wait()
+
+
+async def run_unlimited(rt_actor: bytes, script: list[tuple[Any, ...]]) -> tuple[list[Any], Any]:
+    """Results of ``script``'s calls and the final guest state, without any gas limit."""
+    host = Host()
+    async with mvactors.Runtime() as rt:
+        actor = await rt.spawn(rt_actor, host.imports("u"))
+        results = [await actor.call(*step) for step in script]
+        return results, await actor.call(GET_STATE)
+
+
+async def test_pause_rolls_back_and_resume_matches_an_uninterrupted_run(rt_actor):
+    script = [(SPIN, 5), (INCREMENT, 2), (SPIN, 400), (INCREMENT, 1), (SPIN, 3)]
+    expected_results, expected_state = await run_unlimited(rt_actor, script)
+
+    host, pauses = Host(), Pauses()
+    async with mvactors.Runtime(on_pause=pauses) as rt:
+        actor = await rt.spawn(rt_actor, host.imports("g"), gas=GasPolicy(per_turn=1500))
+        results: dict[int, Any] = {}
+        with anyio.fail_after(TIMEOUT):
+            async with anyio.create_task_group() as tg:
+
+                async def call(i: int) -> None:
+                    results[i] = await actor.call(*script[i])
+
+                for i in range(2):
+                    await call(i)
+                tg.start_soon(call, 2)  # runs out of gas
+                await pauses.wait(1)
+                assert actor.state == "paused"
+                pause = actor.pause
+                assert pause is not None and pause.reason == "per_turn" and pause.gas_budget == 1500
+                assert pause.message == "call of export 4"
+                # The aborted turn's synchronous host call is reported (its effect is not undone).
+                assert pause.host_calls == (HostCallRecord(1, ("spin", 400, 12)),)
+                assert host.kinds("spin")[-1] == ("g", "spin", 400, 12)
+                assert not host.kinds("spun", "g")[2:]
+                # More mail queues behind the paused turn; the caller keeps waiting.
+                tg.start_soon(call, 3)
+                await anyio.wait_all_tasks_blocked()
+                assert 2 not in results and 3 not in results
+                assert actor.mailbox_depth == 2
+                assert rt.stats()["paused"] == 1
+                await actor.resume(10_000)
+            await call(4)
+            state = await actor.call(GET_STATE)
+            assert actor.state == "idle" and actor.pause is None
+    assert [results[i] for i in range(len(script))] == expected_results
+    assert state == expected_state  # history has 400 once: the partial turn left nothing behind
+    assert actor.metrics.pauses == 1 and rt.stats()["pauses"] == 1
+
+
+async def test_pause_during_a_completion_turn(rt_actor):
+    """A host call's completion that runs out of gas is rolled back and re-delivered on resume."""
+    _, expected_state = await run_unlimited(rt_actor, [(FETCH_THEN_SPIN, "k", 400)])
+    host, pauses = Host(), Pauses()
+    async with mvactors.Runtime(on_pause=pauses) as rt:
+        actor = await rt.spawn(rt_actor, host.imports("g"), gas=GasPolicy(per_turn=1500))
+        with anyio.fail_after(TIMEOUT):
+            async with anyio.create_task_group() as tg:
+                result: list[int] = []
+
+                async def call() -> None:
+                    result.append(await actor.call(FETCH_THEN_SPIN, "k", 400))
+
+                tg.start_soon(call)
+                await pauses.wait(1)
+                assert actor.pause is not None and actor.pause.message.startswith("completion of async host call")
+                await actor.resume(10_000)
+            assert result == [SPIN_400]
+            assert await actor.call(GET_STATE) == expected_state
+        assert host.fetches == [("g", "k")]  # the host call itself is not repeated
+
+
+async def test_resume_without_extra_gas_pauses_again(rt_actor):
+    host, pauses = Host(), Pauses()
+    async with mvactors.Runtime(on_pause=pauses) as rt:
+        actor = await rt.spawn(rt_actor, host.imports("g"), gas=GasPolicy(per_turn=1500))
+        with anyio.fail_after(TIMEOUT):
+            await actor.send(SPIN, 400)
+            await pauses.wait(1)
+            await actor.resume()  # same budget: the same turn runs out again
+            await pauses.wait(2)
+            assert actor.state == "paused"
+            with pytest.raises(ValueError):
+                await actor.resume(-5)
+            await actor.resume(20_000)
+            assert await actor.call(GET_COUNT) == SPIN_400
+        with pytest.raises(MicroviumError):
+            await actor.resume()  # not paused
+
+
+async def test_quota_exhaustion_pauses_and_extra_gas_continues(rt_actor):
+    host, pauses = Host(), Pauses()
+    async with mvactors.Runtime(on_pause=pauses) as rt:
+        actor = await rt.spawn(rt_actor, host.imports("q"), gas=GasPolicy(quota=3000))
+        other = await rt.spawn(rt_actor, host.imports("o"))
+        with anyio.fail_after(TIMEOUT):
+            async with anyio.create_task_group() as tg:
+                done: list[int] = []
+
+                async def run() -> None:
+                    for _ in range(5):
+                        done.append(await actor.call(SPIN, 50))  # ~1000 instructions each
+
+                tg.start_soon(run)
+                await pauses.wait(1)
+                assert actor.pause is not None and actor.pause.reason == "quota"
+                assert len(done) < 5
+                assert actor.metrics.gas_used <= 3000
+                assert await other.call(INCREMENT, 1) == 1  # other actors are unaffected
+                await actor.resume(10_000)
+            assert done == [1225 * i for i in range(1, 6)]
+
+
+async def test_failing_turns_count_against_the_quota(rt_actor):
+    """A guest that throws still spends gas: it cannot run forever on a finite quota."""
+    host, pauses = Host(), Pauses()
+    async with mvactors.Runtime(on_pause=pauses) as rt:
+        actor = await rt.spawn(rt_actor, host.imports("q"), gas=GasPolicy(quota=500))
+        with anyio.fail_after(TIMEOUT):
+            async with anyio.create_task_group() as tg:
+
+                async def run() -> None:
+                    for _ in range(1000):
+                        with pytest.raises(GuestError):
+                            await actor.call(FAIL, "again")
+
+                tg.start_soon(run)
+                await pauses.wait(1)
+                assert actor.pause is not None and actor.pause.reason == "quota"
+                assert 0 < actor.metrics.gas_used <= 500
+                tg.cancel_scope.cancel()
+
+
+async def test_gas_limits_are_per_actor(rt_actor):
+    host, pauses = Host(), Pauses()
+    async with mvactors.Runtime(on_pause=pauses) as rt:
+        tight = await rt.spawn(rt_actor, host.imports("t"), gas=GasPolicy(per_turn=1500))
+        loose = await rt.spawn(rt_actor, host.imports("l"), gas=GasPolicy(per_turn=100_000))
+        with anyio.fail_after(TIMEOUT):
+            await tight.send(SPIN, 400)
+            assert await loose.call(SPIN, 400) == SPIN_400
+            await pauses.wait(1)
+            assert [e[0] for e in pauses.events] == [tight.id]
+            assert loose.state == "idle" and tight.state == "paused"
