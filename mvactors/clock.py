@@ -57,10 +57,17 @@ class VirtualClock:
             await anyio.lowlevel.checkpoint()
             return
         event = anyio.Event()
-        heapq.heappush(self._waiters, (deadline, next(self._seq), event))
+        entry = (deadline, next(self._seq), event)
+        heapq.heappush(self._waiters, entry)
         if self._sleeper_added is not None:
             self._sleeper_added.set()
-        await event.wait()
+        try:
+            await event.wait()
+        finally:
+            if not event.is_set():
+                # Cancelled: a stale deadline would make time jump to a moment nobody waits for.
+                self._waiters.remove(entry)
+                heapq.heapify(self._waiters)
 
     def advance_to(self, deadline: float) -> None:
         """Move time forward to ``deadline``, waking every sleeper due by then."""
