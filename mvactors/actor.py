@@ -294,12 +294,12 @@ class Actor:
         await anyio.lowlevel.checkpoint()
 
     async def hibernate(self) -> None:
-        """Snapshot the VM to bytes and release its instance now (if idle)."""
+        """Snapshot the VM to bytes and release its instance now (also with queued mail or paused)."""
         self.runtime._hibernate(self)
         await anyio.lowlevel.checkpoint()
 
     async def checkpoint(self) -> None:
-        """Save this actor's durable record to the runtime's store."""
+        """Save this actor's durable record to the runtime's store (ActorFailed if it failed)."""
         store = self.runtime.store
         if store is None:
             raise MicroviumError("the runtime has no store; pass store= to Runtime", "MVM_E_INVALID_ARGUMENTS")
@@ -396,10 +396,14 @@ class Actor:
         return self._attach(vm)
 
     def _hibernate_now(self) -> bool:
+        # Queued mail and a paused turn are fine: the next turn wakes the VM from the record.
         vm = self._vm
-        if vm is None or self._running or self.mailbox or self.pause is not None or self.failure is not None:
+        if vm is None or self._running or self.failure is not None:
             return False
-        hibernation = vm.hibernate(keep=self._promises)
+        try:
+            hibernation = vm.hibernate(keep=self._promises)
+        except MicroviumError:
+            return False  # cannot be snapshotted right now: stays resident
         self._record = encode_record(hibernation, self)
         self._promises = {}
         vm.close()
@@ -409,9 +413,12 @@ class Actor:
 
     def durable_record(self) -> bytes:
         """Snapshot plus pending work, for a checkpoint store (the VM stays resident)."""
+        self._check_alive()
         if self._vm is None:
             assert self._record is not None
-            return self._record
+            # Re-encoded: sleeps' remaining time and the quota are as of now, not as of hibernation.
+            hibernation, _ = decode_record(self._record)
+            return encode_record(hibernation, self)
         return encode_record(self._vm.hibernate(keep=self._promises), self)
 
     # ---- turns (called by the runtime's scheduler) ----

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
 from .actor import Actor, ActorMetrics, GasPolicy, PauseEvent, decode_record, encode_record, percentile
 from .clock import Clock, VirtualClock, WallClock
@@ -74,6 +75,7 @@ class Runtime:
         self._resident: OrderedDict[str, Actor] = OrderedDict()  # LRU order: oldest first
         self._ready: deque[Actor] = deque()
         self._work: anyio.Event | None = None
+        self._idle_scope: anyio.CancelScope | None = None  # the scheduler's wait for the next idle deadline
         self._timers: list[tuple[float, int, Actor, int]] = []
         self._timer_seq = itertools.count()
         self._timer_scope: anyio.CancelScope | None = None
@@ -161,12 +163,26 @@ class Runtime:
         record = await self.store.load(actor_id)
         if record is None:
             raise KeyError(f"no checkpoint for actor {actor_id!r} in the store")
+        if actor_id in self._actors:  # restored concurrently while the store was loading
+            raise MicroviumError(f"actor {actor_id!r} is already running here", "MVM_E_INVALID_ARGUMENTS")
         _, meta = decode_record(record)
-        actor = Actor(self, actor_id, imports or {}, gas or GasPolicy(), self.mailbox_size, self.overflow)
+        imports = dict(imports or {})
+        for pending in meta["pending"].values():
+            if pending.due is None and pending.import_id not in imports:
+                raise MicroviumError(f"actor {actor_id!r} awaits host function {pending.import_id}, "
+                                     "which is not in the import map", "MVM_E_UNRESOLVED_IMPORT")
+        actor = Actor(self, actor_id, imports, gas or GasPolicy(), self.mailbox_size, self.overflow)
         actor._record = record
         actor.quota_left = meta["quota_left"] if actor.gas.quota is not None else None
         self._actors[actor_id] = actor
-        actor._ensure_vm()
+        try:
+            actor._ensure_vm()
+        except BaseException:
+            del self._actors[actor_id]
+            self._resident.pop(actor_id, None)
+            raise
+        # Calls awaited in the checkpointed process have no caller here.
+        actor._promises.clear()
         now = self.clock.now()
         for token, pending in meta["pending"].items():
             actor._pending_async[token] = pending
@@ -174,12 +190,9 @@ class Runtime:
                 pending.due = now + pending.due
                 self._add_timer(actor, token, pending.due)
             else:
-                fn = actor._imports.get(pending.import_id)
-                if fn is None:
-                    raise MicroviumError(f"actor {actor_id!r} awaits host function {pending.import_id}, "
-                                         "which is not in the import map", "MVM_E_UNRESOLVED_IMPORT")
+                fn = actor._imports[pending.import_id]
                 self._start_host_call(actor, token, getattr(fn, "fn", fn), pending.args)
-        self._enforce_residency()
+        await anyio.lowlevel.checkpoint()
         return actor
 
     def get(self, actor_id: str) -> Actor:
@@ -272,6 +285,8 @@ class Runtime:
         if work is not None:
             self._work = None
             work.set()
+            if self._idle_scope is not None:
+                self._idle_scope.cancel()
 
     async def _run_scheduler(self) -> None:
         ready = self._ready
@@ -281,21 +296,33 @@ class Runtime:
                 self._enforce_residency()
                 self._check_idle()
                 work = self._work = anyio.Event()
-                await work.wait()
+                deadline = self._next_idle_deadline()
+                if deadline is None:
+                    await work.wait()
+                else:
+                    # Wake for new mail or when the least recently active actor has idled long enough.
+                    with anyio.CancelScope() as scope:
+                        self._idle_scope = scope
+                        await self.clock.sleep_until(deadline)
+                    self._idle_scope = None
                 continue
             actor = ready.popleft()
             actor.scheduled = False
             if not actor.mailbox or actor.pause is not None or actor.failure is not None:
                 continue
             before = actor.metrics.turns, actor.metrics.gas_used, actor.metrics.failed_turns
-            actor.run_turn()
+            try:
+                actor.run_turn()
+            except Exception as exc:  # a host-side failure outside the guest call: that actor only
+                actor._running = False
+                actor._fail_actor(exc)
             metrics = actor.metrics
             self._totals.turns += metrics.turns - before[0]
             self._totals.gas_used += metrics.gas_used - before[1]
             if metrics.latencies and metrics.turns != before[0]:
                 self._latencies.append(metrics.latencies[-1])
-            actor.last_active = self.clock.now()
             if actor._vm is not None and actor.id in self._resident:
+                actor.last_active = self.clock.now()
                 self._resident.move_to_end(actor.id)
             self._schedule(actor)
             turns += 1
@@ -314,8 +341,12 @@ class Runtime:
     # ---- residency ----
 
     def _resident_added(self, actor: Actor) -> None:
+        """``actor``'s VM just became live (spawn, wake, restore): keep within ``max_resident``."""
+        actor.last_active = self.clock.now()
         self._resident[actor.id] = actor
         self._resident.move_to_end(actor.id)
+        if self.max_resident is not None and len(self._resident) > self.max_resident:
+            self._enforce_residency(keep=actor)
 
     def _hibernate(self, actor: Actor) -> bool:
         if actor._hibernate_now():
@@ -323,21 +354,36 @@ class Runtime:
             return True
         return False
 
-    def _enforce_residency(self) -> None:
+    def _enforce_residency(self, keep: Actor | None = None) -> None:
+        """Hibernate least recently active actors beyond ``max_resident`` or idle ``hibernate_after``.
+
+        ``_resident`` is ordered by ``last_active`` (oldest first), so the scan
+        stops at the first actor that is neither excess nor stale.
+        """
         limit = self.max_resident
         idle_after = self.hibernate_after
         if limit is None and idle_after is None:
             return
         now = self.clock.now()
-        for actor in list(self._resident.values()):
-            over = limit is not None and len(self._resident) > limit
+        excess = len(self._resident) - limit if limit is not None else 0
+        victims: list[Actor] = []
+        for actor in self._resident.values():
             stale = idle_after is not None and now - actor.last_active >= idle_after
-            if not over and not stale:
-                if idle_after is None:
-                    break
+            if excess <= 0 and not stale:
+                break
+            if actor is keep or actor._running:
                 continue
-            if not actor.scheduled:
-                self._hibernate(actor)
+            victims.append(actor)
+            excess -= 1
+        for actor in victims:
+            self._hibernate(actor)
+
+    def _next_idle_deadline(self) -> float | None:
+        """When the least recently active resident actor reaches ``hibernate_after``."""
+        if self.hibernate_after is None or not self._resident:
+            return None
+        oldest = next(iter(self._resident.values()))
+        return oldest.last_active + self.hibernate_after
 
     # ---- async host calls and timers ----
 
