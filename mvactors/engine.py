@@ -58,7 +58,7 @@ class EngineMissing(RuntimeError):
 class Host(Protocol):
     """What an instance calls back into while the guest runs."""
 
-    def on_host_call(self, import_id: int, args: int, argc: int, result: int, is_async: bool) -> int: ...
+    def on_host_call(self, import_id: int) -> int: ...
 
     def on_breakpoint(self, address: int) -> None: ...
 
@@ -91,6 +91,7 @@ class Layout:
         self.low_end = state + layout(26)
         self.top_start = state + layout(27)
         self.handles_linked = state + layout(28)
+        self.call_info = state + layout(29)
         self.handle_size = layout(_L_HANDLE_SIZE)
         self.max_handles = layout(_L_MAX_HANDLES)
         self.max_args = layout(_L_MAX_ARGS)
@@ -128,6 +129,7 @@ def c_pow(x: float, y: float) -> float:
 # ---- the WebAssembly engine ----
 
 _UNCHECKED_CB = ffi.wasmtime_func_unchecked_callback_t
+_ADDRESS_CB = ctypes.CFUNCTYPE(ctypes.c_size_t, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
 _FINALIZER = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 _RAW_CALL = ctypes.CFUNCTYPE(
     ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p
@@ -181,20 +183,26 @@ class WasmEngine:
             cls._instance = WasmEngine()
         return cls._instance
 
-    def register(self, host: Host, base: int) -> int:
+    def new_cookie(self, base: int) -> int:
+        """A number identifying a new instance in host calls (16 bits: instances are mapping-limited)."""
         cookie = self._next_cookie
+        if cookie > 0xFFFF:
+            raise EngineMissing("too many engine instances for one process (65,535)")
         self._next_cookie += 1
-        self.hosts[cookie] = host
         self.bases[cookie] = base
         return cookie
 
-    def unregister(self, cookie: int) -> None:
-        self.hosts.pop(cookie, None)
-        self.bases.pop(cookie, None)
-
-    def _define(self, name: str, params: list[wasmtime.ValType], results: list[wasmtime.ValType], fn: Any) -> None:
+    def _define(self, name: str, params: list[wasmtime.ValType], results: list[wasmtime.ValType], fn: Any,
+                raw_address: bool = False) -> None:
         functype = wasmtime.FuncType(params, results)
-        callback = _UNCHECKED_CB(fn)
+        if raw_address:
+            # Receiving the raw buffer as a plain address avoids building a ctypes
+            # pointer object on every call.
+            own = _ADDRESS_CB(fn)
+            self._callbacks.append(own)
+            callback = ctypes.cast(own, _UNCHECKED_CB)
+        else:
+            callback = _UNCHECKED_CB(fn)
         self._callbacks.append((functype, callback))
         module = b"mvh"
         error = ffi.wasmtime_linker_define_func_unchecked(
@@ -218,16 +226,21 @@ class WasmEngine:
         c_double_p = ctypes.POINTER(ctypes.c_double)
         bases = self.bases
 
-        def call(_env: Any, _caller: Any, raw: Any, _n: int) -> int:
+        views: dict[int, Any] = {}  # raw buffer address -> int32 view (a handful of addresses recur)
+
+        def call(_env: Any, _caller: Any, raw: int, _n: int) -> int:
+            # The guest's details of the call are in the instance's memory; the raw
+            # buffer carries only cookie << 16 | import id, and takes the result.
+            view = views.get(raw)
+            if view is None:
+                view = views[raw] = ctypes.c_int32.from_address(raw)
+            packed = view.value & 0xFFFFFFFF
             # Errors must not escape a ctypes callback (they would only be
-            # printed); host objects catch everything and return a code.
-            p = ctypes.cast(raw, c_int32_p)
+            # printed); hosts catch everything and return a code.
             try:
-                host = hosts[p[0]]
-                code = host.on_host_call(p[4], p[8] & 0xFFFFFFFF, p[12], p[16] & 0xFFFFFFFF, p[20] != 0)
+                view.value = hosts[packed >> 16].on_host_call(packed & 0xFFFF)
             except BaseException:  # pragma: no cover - hosts already catch
-                code = 14  # MVM_E_HOST_ERROR
-            p[0] = code
+                view.value = 14  # MVM_E_HOST_ERROR
             return 0
 
         def breakpoint(_env: Any, _caller: Any, raw: Any, _n: int) -> int:
@@ -256,7 +269,7 @@ class WasmEngine:
             p[0] = len(text)
             return 0
 
-        self._define("call", [i32] * 6, [i32], call)
+        self._define("call", [i32], [i32], call, raw_address=True)
         self._define("breakpoint", [i32, i32], [], breakpoint)
         self._define("fmod", [f64, f64], [f64], fmod)
         self._define("pow", [f64, f64], [f64], pow_)
@@ -348,10 +361,13 @@ class Instance:
         self.base: int = ctypes.cast(base, ctypes.c_void_p).value or 0
         self.dead = False
         self.fatal: EngineTrap | None = None
-        self.cookie = 0
         if engine.layout is None:
             engine.layout = Layout(self.layout_fn)
         self.layout = engine.layout
+        self.cookie = engine.new_cookie(self.base)
+        ctypes.c_uint32.from_address(self.base + self.layout.cookie).value = self.cookie
+        # The details of a host call in progress: arguments address, count, result address, async flag.
+        self.call_info = (ctypes.c_uint32 * 4).from_address(self.base + self.layout.call_info)
 
     def _export(self, name: str) -> Any:
         item = ffi.wasmtime_extern_t()
@@ -440,14 +456,10 @@ class Instance:
 
     def attach(self, host: Host) -> None:
         """Route this instance's host calls and breakpoints to ``host``."""
-        self.detach()
-        self.cookie = self.engine.register(host, self.base)
-        ctypes.c_uint32.from_address(self.base + self.layout.cookie).value = self.cookie
+        self.engine.hosts[self.cookie] = host
 
     def detach(self) -> None:
-        if self.cookie:
-            self.engine.unregister(self.cookie)
-            self.cookie = 0
+        self.engine.hosts.pop(self.cookie, None)
 
     def _fail(self) -> None:
         trap_ptr = _TRAP.value

@@ -107,6 +107,7 @@ class Hibernation:
     next_token: int = 1
 
 _HANDLE_CHUNK = 32
+_PLAIN_RESULTS = frozenset({type(None), bool, int, float, str, bytes, list, tuple, dict})
 _MAX_ALLOCATION = 0xFFF  # the engine's largest allocation; larger ones are fatal
 _MAX_STRING_BYTES = _MAX_ALLOCATION - 1  # strings carry a terminating NUL
 _MAX_ARRAY_ITEMS = _MAX_ALLOCATION // 2
@@ -225,12 +226,21 @@ def _fast_function_class(inst: _engine.Instance) -> type[GuestFunction]:
     stride = layout.handle_size >> 1
     max_args = layout.max_args
 
+    one_arg = _CALL_SENTINEL | (1 << 16)
+
     def __call__(self: GuestFunction, *args: Any) -> Any:
         vm = self._vm
         if vm._slow:
             return vm._call(self._slot, args)
         n = len(args)
-        if n:
+        if n == 1:  # the common case, without the loop
+            arg = args[0]
+            if type(arg) is int and -8192 <= arg < 8192:
+                mem16[arg0] = ((arg << 2) | 3) & 0xFFFF
+            else:
+                mem16[arg0] = vm._to_guest(arg)
+            i32[0] = one_arg | self._slot
+        else:
             if n > max_args:
                 return vm._call(self._slot, args)
             i = arg0
@@ -240,7 +250,7 @@ def _fast_function_class(inst: _engine.Instance) -> type[GuestFunction]:
                 else:
                     mem16[i] = vm._to_guest(arg)
                 i += stride
-        i32[0] = _CALL_SENTINEL | self._slot | (n << 16)
+            i32[0] = _CALL_SENTINEL | self._slot | (n << 16)
         # The wasmtime error/trap outputs are checked only on the slow path: a
         # trap leaves the sentinel parameter in place, which no result equals.
         call_raw(ctx, faddr, raw, 1, trap_addr)
@@ -715,23 +725,32 @@ class VM:
 
     # ---- host callbacks (called by the engine while the guest runs) ----
 
-    def on_host_call(self, import_id: int, args: int, argc: int, result: int, is_async: bool) -> int:
+    def on_host_call(self, import_id: int) -> int:
         try:
+            info = self._inst.call_info  # type: ignore[union-attr]
             fn = self._imports[import_id]
-            mem16 = self._mem16
-            first = args >> 1
-            py_args = [self._from_guest(mem16[first + i]) for i in range(argc)]
-            if is_async:
+            argc = info[1]
+            if argc:
+                mem16 = self._mem16
+                first = info[0] >> 1
+                from_guest = self._from_guest
+                py_args = [from_guest(mem16[first + i]) for i in range(argc)]
+            else:
+                py_args = []
+            if info[3]:  # asynchronous import
                 self._start_async(import_id, fn, py_args)
                 return 0
             ret = fn(*py_args)
-            if inspect.isawaitable(ret):
+            if ret is None:
+                self._mem16[info[2] >> 1] = UNDEFINED
+                return 0
+            if type(ret) not in _PLAIN_RESULTS and inspect.isawaitable(ret):
                 close = getattr(ret, "close", None)
                 if close is not None:
                     close()
                 raise TypeError(f"host function {import_id} returned an awaitable; declare it `async def` "
                                 "or wrap it with mvactors.async_import() so the guest gets a promise")
-            mem16[result >> 1] = self._to_guest(ret)
+            self._mem16[info[2] >> 1] = self._to_guest(ret)
             return 0
         except BaseException as exc:
             self._host_exception = (import_id, exc)

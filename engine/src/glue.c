@@ -72,6 +72,10 @@ static struct {
     mvm_Handle* handles;             /* host handle slots; after the import table */
     uint8_t* scratch;                /* strings, bytes and snapshots in transit */
     double f64;                      /* float parameter/result of mvx_op */
+    uint32_t call_args;              /* host call in progress (wasm): address of the arguments, */
+    uint32_t call_argc;              /*   their count, */
+    uint32_t call_result;            /*   where the result goes, */
+    uint32_t call_async;             /*   and whether the import is asynchronous */
     mvm_Handle this_value;           /* `this` for method calls */
     mvm_Handle result;               /* result of the last call or accessor */
     mvm_Handle callback;             /* async continuation from mvm_asyncStart */
@@ -283,13 +287,23 @@ static uint32_t mvx_find_import(mvm_HostFunctionID id) {
 }
 
 static mvm_TeError mvx_dispatch(mvm_VM* v, mvm_HostFunctionID id, mvm_Value* result, mvm_Value* args, uint8_t argCount) {
-  uint32_t entry = mvx_find_import(id);
-  if (entry & MVX_IMPORT_ASYNC) {
+  uint32_t is_async = (mvx_find_import(id) & MVX_IMPORT_ASYNC) != 0;
+  if (is_async) {
     /* Must run before anything else touches the VM: it reads a register. */
     mvm_handleSet(&mvx.callback, mvm_asyncStart(v, result));
-    return (mvm_TeError)mvh_call(mvx.cookie, id, (uintptr_t)args, argCount, (uintptr_t)result, 1);
   }
-  return (mvm_TeError)mvh_call(mvx.cookie, id, (uintptr_t)args, argCount, (uintptr_t)result, 0);
+#ifdef MVX_NATIVE
+  return (mvm_TeError)mvh_call(mvx.cookie, id, (uintptr_t)args, argCount, (uintptr_t)result, is_async);
+#else
+  /* One parameter (instance cookie and import ID) and the rest in memory: each
+   * parameter the host reads from wasmtime's raw buffer costs it far more than
+   * reading the instance's memory through a view it already has. */
+  mvx.call_args = (uint32_t)(uintptr_t)args;
+  mvx.call_argc = argCount;
+  mvx.call_result = (uint32_t)(uintptr_t)result;
+  mvx.call_async = is_async;
+  return (mvm_TeError)mvh_call((mvx.cookie << 16) | id);
+#endif
 }
 
 static mvm_TeError mvx_resolve_import(mvm_HostFunctionID id, void* context, mvm_TfHostFunction* out) {
@@ -341,6 +355,7 @@ MVX_API(mvx_layout) uintptr_t mvx_layout(int32_t what) {
     case 26: return (uintptr_t)&mvx.low_end - (uintptr_t)&mvx;
     case 27: return (uintptr_t)&mvx.top_start - (uintptr_t)&mvx;
     case 28: return (uintptr_t)&mvx.handles_linked - (uintptr_t)&mvx;
+    case 29: return (uintptr_t)&mvx.call_args - (uintptr_t)&mvx;
     default: return 0;
   }
 }
