@@ -435,7 +435,8 @@ class Actor:
         except MicroviumError as exc:
             self._fail_actor(exc)
             return
-        rollback = vm.hibernate(keep=self._promises, collect=False) if self.gas.active else None
+        # With gas, a turn that runs out is undone: copy the VM's used memory aside (cheap).
+        savepoint = vm.savepoint() if self.gas.active else None
         budget = self._turn_budget()
         if budget is not None:
             vm.stop_after_n_instructions(budget)
@@ -449,7 +450,6 @@ class Actor:
         started = time.perf_counter()
         result: Any = None
         error: BaseException | None = None
-        used: int | None = None
         try:
             if message.is_completion:
                 vm.resolve_async(token, message.ok, message.value)
@@ -457,8 +457,9 @@ class Actor:
                 result = vm.exports[message.export_id](*message.args)
         except GasExhausted:
             self._running = False
-            assert rollback is not None and budget is not None
-            self._roll_back(vm, rollback)
+            assert savepoint is not None and budget is not None
+            vm.rollback(savepoint)
+            self._turn_async.clear()
             if message.is_completion:  # it is delivered again on resume
                 if pending is not None:
                     self._pending_async[token] = pending
@@ -471,18 +472,13 @@ class Actor:
             self.runtime._on_pause(self)
             return
         except VMUnusable as exc:
+            # The engine discarded the instance: nothing to roll back to (gas or not).
             self._running = False
-            if rollback is None:
-                self.mailbox.popleft()
-                if message.reply is not None:
-                    message.reply.fail(exc)
-                self._fail_actor(exc)
-                return
-            used = _spent(vm, budget)
-            self._roll_back(vm, rollback)
-            if message.is_completion and self._vm is not None:
-                self._vm.cancel_async(token)  # its continuation can never run: drop it from the heap
-            error = exc
+            self.mailbox.popleft()
+            if message.reply is not None:
+                message.reply.fail(exc)
+            self._fail_actor(exc)
+            return
         except GuestError as exc:
             error = exc
             try:
@@ -498,8 +494,7 @@ class Actor:
         self.mailbox.popleft()
         self._signal_space()
         self._extra_gas = None
-        if used is None and self._vm is not None:
-            used = _spent(self._vm, budget)
+        used = _spent(vm, budget)
         if used:
             # Failing turns spend gas too: a guest that throws cannot outrun its quota.
             self.metrics.gas_used += used
@@ -524,8 +519,8 @@ class Actor:
                 except Exception as exc:
                     reply.fail(exc)
         elif error is not None and owner is not None:
-            # The continuation of an awaited chain failed (host function error, fatal engine
-            # error rolled back): its promise can never settle, so its caller gets the error.
+            # The continuation of an awaited chain failed (a host function raised): its
+            # promise can never settle, so its caller gets the error.
             waiting = self._waiting.pop(owner, None)
             self._promises.pop(owner, None)
             if waiting is not None:
@@ -541,14 +536,6 @@ class Actor:
             budget = self.quota_left if budget is None else min(budget, self.quota_left)
             budget = max(budget, 1)
         return budget
-
-    def _roll_back(self, vm: VM, rollback: Hibernation) -> None:
-        vm.close()
-        self._vm = None
-        restored, refs = VM.wake(rollback, self._vm_imports)
-        self._promises = {int(k): v for k, v in refs.items()}
-        self._attach(restored)
-        self._turn_async.clear()
 
     def _commit_async(self, owner: int | None) -> None:
         runtime = self.runtime

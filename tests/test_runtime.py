@@ -240,10 +240,11 @@ async def test_bad_input_fails_the_call_not_the_actor(rt_actor, host):
         assert actor.metrics.failed_turns == 2  # bad arguments are refused before any turn
 
 
-async def test_heap_exhaustion_fails_that_actor_only(rt_actor, host):
-    async with mvactors.Runtime() as rt:
-        victim = await rt.spawn(rt_actor, host.imports("v"), actor_id="victim")
-        bystander = await rt.spawn(rt_actor, host.imports("b"), actor_id="bystander")
+@pytest.mark.parametrize("gas", [None, GasPolicy(per_turn=10_000_000)], ids=["no-gas", "gas"])
+async def test_heap_exhaustion_fails_that_actor_only(rt_actor, host, gas):
+    async with mvactors.Runtime(store=mvactors.MemoryStore()) as rt:
+        victim = await rt.spawn(rt_actor, host.imports("v"), actor_id="victim", gas=gas)
+        bystander = await rt.spawn(rt_actor, host.imports("b"), actor_id="bystander", gas=gas)
         with anyio.fail_after(TIMEOUT):
             assert await bystander.call(INCREMENT, 7) == 7
             assert await victim.call(INCREMENT, 1) == 1
@@ -254,21 +255,23 @@ async def test_heap_exhaustion_fails_that_actor_only(rt_actor, host):
                 await victim.call(GET_COUNT)
             with pytest.raises(ActorFailed):
                 await victim.send(GET_COUNT)
+            with pytest.raises(ActorFailed):
+                await victim.checkpoint()
             assert await bystander.call(INCREMENT, 1) == 8
             assert rt.stats()["failed"] == 1
-        assert bystander.state == "idle"
+            assert bystander.state == "idle"
 
 
-async def test_heap_exhaustion_with_gas_rolls_back_and_keeps_the_actor(rt_actor, host):
+async def test_fatal_error_in_a_continuation_fails_the_caller_and_that_actor(rt_actor, host):
     async with mvactors.Runtime() as rt:
-        actor = await rt.spawn(rt_actor, host.imports("a"), gas=GasPolicy(per_turn=10_000_000))
+        victim = await rt.spawn(rt_actor, host.imports("v"), gas=GasPolicy(per_turn=10_000_000))
+        bystander = await rt.spawn(rt_actor, host.imports("b"))
         with anyio.fail_after(TIMEOUT):
-            assert await actor.call(INCREMENT, 3) == 3
-            with pytest.raises(VMUnusable):
-                await actor.call(ALLOCATE, 100_000)
-            assert actor.state == "idle"
-            assert await actor.call(ALLOCATE, 10) == 10
-            assert await actor.call(INCREMENT, 1) == 4
+            assert await victim.call(FETCH_THEN_ALLOCATE, "k", 10) == 10
+            with pytest.raises((VMUnusable, ActorFailed)):
+                await victim.call(FETCH_THEN_ALLOCATE, "k", 100_000)
+            assert victim.state == "failed"
+            assert await bystander.call(FETCH_THEN_ALLOCATE, "k", 10) == 10
 
 
 async def test_failing_continuation_fails_the_awaiting_call(rt_actor, host):
@@ -285,20 +288,6 @@ async def test_failing_continuation_fails_the_awaiting_call(rt_actor, host):
                 await actor.call(NAP, 0, "x")
             assert isinstance(info.value.__cause__, RuntimeError)
             assert await actor.call(INCREMENT, 1) == 2  # nap's effects before the failure stay
-
-
-async def test_fatal_error_in_a_continuation_with_gas_fails_only_that_call(rt_actor, host):
-    async with mvactors.Runtime() as rt:
-        actor = await rt.spawn(rt_actor, host.imports("a"), gas=GasPolicy(per_turn=10_000_000))
-        with anyio.fail_after(TIMEOUT):
-            assert await actor.call(INCREMENT, 1) == 1
-            with pytest.raises(VMUnusable):
-                await actor.call(FETCH_THEN_ALLOCATE, "k", 100_000)
-            assert actor.state == "idle"
-            assert await actor.call(FETCH_THEN_ALLOCATE, "k", 10) == 10
-            assert await actor.call(GET_COUNT) == 1
-            # The rolled-back continuation is not kept alive in the actor's records.
-            assert not actor._vm.pending_async_calls
 
 
 async def test_failed_actor_releases_blocked_senders(rt_actor, host):
