@@ -7,6 +7,7 @@ import functools
 import inspect
 import math
 import os
+import struct
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,6 +108,7 @@ class Hibernation:
     next_token: int = 1
 
 _HANDLE_CHUNK = 32
+_MAX_IMPORTS = 1024  # MVX_MAX_IMPORTS in the glue
 _PLAIN_RESULTS = frozenset({type(None), bool, int, float, str, bytes, list, tuple, dict})
 _MAX_ALLOCATION = 0xFFF  # the engine's largest allocation; larger ones are fatal
 _MAX_STRING_BYTES = _MAX_ALLOCATION - 1  # strings carry a terminating NUL
@@ -196,6 +198,41 @@ def _mem16(inst: _engine.Instance) -> Any:
 
 def _new_host_func(inst: _engine.Instance, import_id: int) -> int:
     return int(inst.new_host_func(import_id))
+
+
+_import_tables: dict[tuple[tuple[int, Any], ...], tuple[dict[int, Any], bytes]] = {}
+
+
+def _prepare_imports(imports: ImportMap | None) -> tuple[dict[int, Any], bytes]:
+    """Validate an import map; returns a private copy and the glue's packed import table.
+
+    Cached by the map's contents: actors restore with the same map over and over.
+    """
+    if not imports:
+        return {}, b""
+    try:
+        key = tuple(imports.items())
+        cached = _import_tables.get(key)
+    except TypeError:  # an unhashable callable: no caching
+        key, cached = (), None
+    if cached is not None:
+        return cached
+    copy = dict(imports)  # private: later changes to the caller's map don't apply
+    for import_id, fn in copy.items():
+        if not isinstance(import_id, int) or isinstance(import_id, bool) or not 0 <= import_id <= 0xFFFF:
+            raise TypeError(f"import IDs must be ints in 0..0xFFFF, got {import_id!r}")
+        if not callable(fn):
+            raise TypeError(f"import {import_id} must be callable, not {type(fn).__name__}")
+    if len(copy) > _MAX_IMPORTS:
+        raise MicroviumError(f"at most {_MAX_IMPORTS} imports are supported", "MVM_E_INVALID_ARGUMENTS")
+    # Sorted by ID (the glue binary-searches it); the async flag rides above the ID bits.
+    entries = [i | (0x10000 if is_async_import(copy[i]) else 0) for i in sorted(copy)]
+    prepared = (copy, struct.pack(f"<{len(entries)}I", *entries))
+    if key:
+        if len(_import_tables) >= 256:
+            _import_tables.clear()
+        _import_tables[key] = prepared
+    return prepared
 
 
 def is_async_import(fn: Callable[..., Any]) -> bool:
@@ -379,12 +416,7 @@ class VM:
         guest a promise.  ``breakpoint_hit(address)`` is called at breakpoints.
         """
         data = _snapshot_bytes(snapshot)
-        imports = dict(imports or {})  # a private copy: later changes to the caller's map don't apply
-        for key, fn in imports.items():
-            if not isinstance(key, int) or isinstance(key, bool) or not 0 <= key <= 0xFFFF:
-                raise TypeError(f"import IDs must be ints in 0..0xFFFF, got {key!r}")
-            if not callable(fn):
-                raise TypeError(f"import {key} must be callable, not {type(fn).__name__}")
+        imports, table = _prepare_imports(imports)
         if breakpoint_hit is not None and not callable(breakpoint_hit):
             raise TypeError("breakpoint_hit must be callable")
         if len(data) < _HEADER_SIZE:
@@ -396,19 +428,11 @@ class VM:
             _pool.append(instance)
             raise MicroviumError(f"snapshot is {len(data)} bytes; the engine accepts at most {layout.rom_size}",
                                  "MVM_E_SNAPSHOT_TOO_LARGE")
-        if len(imports) > layout.max_imports:
-            _pool.append(instance)
-            raise MicroviumError(f"at most {layout.max_imports} imports are supported", "MVM_E_INVALID_ARGUMENTS")
         vm = cls(instance, data, imports, breakpoint_hit)
         base = instance.base
         ctypes.memmove(base + layout.rom, data, len(data))
-        imports_at = layout.rom + ((len(data) + 7) & ~7)
-        # Sorted by ID (the glue binary-searches it); the async flag rides above the ID bits.
-        table = [key | (0x10000 if is_async_import(imports[key]) else 0) for key in sorted(imports)]
-        entries = (ctypes.c_uint32 * len(table)).from_address(base + imports_at)
-        for i, entry in enumerate(table):
-            entries[i] = entry
-        ctypes.c_uint32.from_address(base + layout.import_count).value = len(table)
+        ctypes.memmove(base + layout.rom + ((len(data) + 7) & ~7), table, len(table))
+        ctypes.c_uint32.from_address(base + layout.import_count).value = len(imports)
         instance.attach(vm)
         try:
             err = instance.restore(len(data), 1 if breakpoint_hit is not None else 0)
