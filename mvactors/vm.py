@@ -515,6 +515,12 @@ class VM:
             if tg is not None:
                 return await tg.__aexit__(*exc)
             return None
+        except BaseExceptionGroup as group:
+            # One failure (the body's, or one host task's) comes out as itself, not
+            # wrapped in a group, as it would from plain code.
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
         finally:
             self._task_group = None
             self.close()
