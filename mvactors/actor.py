@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from array import array
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ from .vm import VM, Hibernation, is_async_import
 
 if TYPE_CHECKING:
     from .runtime import Runtime
+
+_LATENCY_WINDOW = 128
 
 ActorState = Literal["idle", "running", "paused", "hibernated", "failed"]
 
@@ -154,7 +157,10 @@ class ActorMetrics:
     hibernations: int = 0
     rehydrations: int = 0
     failed_turns: int = 0
-    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=1024))
+    # The last _LATENCY_WINDOW turn latencies (seconds), a ring allocated at the first turn:
+    # at most ~1 KB per actor however long it runs (a fleet has tens of thousands).
+    latencies: array[float] | None = None
+    last_latency: float = math.nan
     mailbox: deque[Any] | None = field(default=None, repr=False, compare=False)  # the actor's, for its depth
 
     @property
@@ -162,12 +168,22 @@ class ActorMetrics:
         """Messages waiting (including a paused turn's)."""
         return len(self.mailbox) if self.mailbox is not None else 0
 
+    def record_latency(self, seconds: float) -> None:
+        self.last_latency = seconds
+        ring = self.latencies
+        if ring is None:
+            ring = self.latencies = array("d")
+        if len(ring) < _LATENCY_WINDOW:
+            ring.append(seconds)
+        else:
+            ring[(self.turns - 1) % _LATENCY_WINDOW] = seconds  # turns already counts this one
+
     def turn_latency(self, p: float) -> float:
         """The ``p``-th percentile of recent turn latencies, in seconds (NaN before the first turn)."""
-        return percentile(sorted(self.latencies), p)
+        return percentile(sorted(self.latencies or ()), p)
 
     def snapshot(self) -> dict[str, Any]:
-        lat = sorted(self.latencies)
+        lat = sorted(self.latencies or ())
         return {
             "turns": self.turns,
             "gas_used": self.gas_used,
@@ -313,6 +329,21 @@ class Actor:
     def _check_alive(self) -> None:
         if self.failure is not None:
             raise ActorFailed(f"actor {self.id} failed: {self.failure}", "MVM_E_FATAL_ERROR_MUST_KILL_VM")
+        if self.runtime._tg is None:
+            raise MicroviumError(f"actor {self.id}'s runtime is not running", "MVM_E_REQUIRES_ACTIVE_VM")
+
+    def _runtime_stopped(self) -> None:
+        """The runtime exited: callers still waiting get an error instead of waiting forever."""
+        error = MicroviumError(f"the runtime stopped before actor {self.id} answered", "MVM_E_REQUIRES_ACTIVE_VM")
+        for message in self.mailbox:
+            if message.reply is not None:
+                message.reply.fail(error)
+        self.mailbox.clear()
+        for reply in self._waiting.values():
+            reply.fail(error)
+        self._waiting.clear()
+        self._promises.clear()
+        self._signal_space()
 
     async def _enqueue(self, message: Message) -> None:
         self._check_alive()
@@ -503,7 +534,7 @@ class Actor:
         self.metrics.turns += 1
         if error is not None:
             self.metrics.failed_turns += 1
-        self.metrics.latencies.append(time.perf_counter() - started)
+        self.metrics.record_latency(time.perf_counter() - started)
         reply = message.reply
         if reply is not None:
             if error is not None:

@@ -11,6 +11,7 @@ their next message.
 from __future__ import annotations
 
 import heapq
+import inspect
 import itertools
 import time
 from collections import OrderedDict, deque
@@ -39,7 +40,7 @@ class Runtime:
     ``max_resident`` caps live VMs (least recently used idle actors
     hibernate); ``hibernate_after`` hibernates actors idle that many seconds.
     ``store`` is a CheckpointStore for :meth:`Actor.checkpoint` / :meth:`restore`.
-    ``on_pause(actor, event)`` is called when an actor runs out of gas.
+    ``on_pause(actor, event)`` is called (as a task; it may be async) when an actor runs out of gas.
     """
 
     def __init__(
@@ -110,6 +111,7 @@ class Runtime:
         finally:
             self._tg = None
             for actor in self._actors.values():
+                actor._runtime_stopped()
                 if actor._vm is not None:
                     actor._vm.close()
                     actor._vm = None
@@ -319,8 +321,8 @@ class Runtime:
             metrics = actor.metrics
             self._totals.turns += metrics.turns - before[0]
             self._totals.gas_used += metrics.gas_used - before[1]
-            if metrics.latencies and metrics.turns != before[0]:
-                self._latencies.append(metrics.latencies[-1])
+            if metrics.turns != before[0]:
+                self._latencies.append(metrics.last_latency)
             if actor._vm is not None and actor.id in self._resident:
                 actor.last_active = self.clock.now()
                 self._resident.move_to_end(actor.id)
@@ -333,7 +335,15 @@ class Runtime:
     def _on_pause(self, actor: Actor) -> None:
         self._totals.pauses += 1
         if self.on_pause is not None and actor.pause is not None:
-            self.on_pause(actor, actor.pause)
+            # Run as a task, not inside the turn: the hook may be async (e.g. await actor.resume()),
+            # and an exception in it is the host's bug, which surfaces from the runtime.
+            self._task_group().start_soon(self._run_pause_hook, self.on_pause, actor, actor.pause)
+
+    @staticmethod
+    async def _run_pause_hook(hook: Callable[[Actor, PauseEvent], Any], actor: Actor, event: PauseEvent) -> None:
+        result = hook(actor, event)
+        if inspect.isawaitable(result):
+            await result
 
     def _on_failed(self, actor: Actor) -> None:
         self._resident.pop(actor.id, None)
@@ -346,7 +356,7 @@ class Runtime:
         self._resident[actor.id] = actor
         self._resident.move_to_end(actor.id)
         if self.max_resident is not None and len(self._resident) > self.max_resident:
-            self._enforce_residency(keep=actor)
+            self._shed(len(self._resident) - self.max_resident, None, keep=actor)
 
     def _hibernate(self, actor: Actor) -> bool:
         if actor._hibernate_now():
@@ -354,18 +364,20 @@ class Runtime:
             return True
         return False
 
-    def _enforce_residency(self, keep: Actor | None = None) -> None:
-        """Hibernate least recently active actors beyond ``max_resident`` or idle ``hibernate_after``.
+    def _enforce_residency(self) -> None:
+        """Hibernate least recently active actors beyond ``max_resident`` or idle ``hibernate_after``."""
+        limit = self.max_resident
+        if limit is None and self.hibernate_after is None:
+            return
+        self._shed(len(self._resident) - limit if limit is not None else 0, self.hibernate_after)
+
+    def _shed(self, excess: int, idle_after: float | None, keep: Actor | None = None) -> None:
+        """Hibernate ``excess`` actors and those idle ``idle_after`` seconds, least recently active first.
 
         ``_resident`` is ordered by ``last_active`` (oldest first), so the scan
         stops at the first actor that is neither excess nor stale.
         """
-        limit = self.max_resident
-        idle_after = self.hibernate_after
-        if limit is None and idle_after is None:
-            return
         now = self.clock.now()
-        excess = len(self._resident) - limit if limit is not None else 0
         victims: list[Actor] = []
         for actor in self._resident.values():
             stale = idle_after is not None and now - actor.last_active >= idle_after
@@ -376,7 +388,11 @@ class Runtime:
             victims.append(actor)
             excess -= 1
         for actor in victims:
-            self._hibernate(actor)
+            if not self._hibernate(actor):
+                # It cannot be snapshotted now: count it as active so it is retried later,
+                # not again and again at once.
+                actor.last_active = now
+                self._resident.move_to_end(actor.id)
 
     def _next_idle_deadline(self) -> float | None:
         """When the least recently active resident actor reaches ``hibernate_after``."""

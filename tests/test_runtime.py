@@ -407,6 +407,26 @@ async def test_timeout_after_the_turn_started_does_not_undo_it(rt_actor, host):
             assert await actor.call(GET_STATE) == [5, ["k"]]
 
 
+async def test_stopping_the_runtime_releases_waiting_callers(rt_actor, host):
+    outcome: list[BaseException] = []
+    with anyio.fail_after(TIMEOUT):
+        async with anyio.create_task_group() as outer, mvactors.Runtime() as rt:
+            actor = await rt.spawn(rt_actor, host.imports("a"))
+            host.gate("k")
+
+            async def waiter() -> None:
+                try:
+                    await actor.call(FETCH_ADD, "k")
+                except MicroviumError as exc:
+                    outcome.append(exc)
+
+            outer.start_soon(waiter)
+            await host.started("k").wait()
+    assert len(outcome) == 1
+    with pytest.raises(MicroviumError):
+        await actor.call(GET_COUNT)
+
+
 # ---- metrics ----
 
 
@@ -434,6 +454,19 @@ async def test_metrics_and_stats(rt_actor, host):
         assert stats["mailbox_depth"] == 0 and stats["pauses"] == 0
         assert stats["turn_latency_p50_us"] > 0
         assert rt.resident_count == 1
+
+
+async def test_latency_history_is_bounded(rt_actor, host):
+    async with mvactors.Runtime() as rt:
+        actor = await rt.spawn(rt_actor, host.imports("a"))
+        with anyio.fail_after(TIMEOUT):
+            for _ in range(300):
+                await actor.send(INCREMENT, 1)
+            assert await actor.call(GET_COUNT) == 300
+        m = actor.metrics
+        assert m.turns == 301 and m.latencies is not None and len(m.latencies) == 128
+        assert m.last_latency in m.latencies
+        assert 0 < m.turn_latency(50) <= m.turn_latency(99)
 
 
 async def test_runtime_must_be_running(rt_actor):

@@ -193,3 +193,33 @@ async def test_gas_limits_are_per_actor(rt_actor):
             await pauses.wait(1)
             assert [e[0] for e in pauses.events] == [tight.id]
             assert loose.state == "idle" and tight.state == "paused"
+
+
+async def test_async_pause_hook_can_grant_more_gas(rt_actor):
+    """A supervisor as an async on_pause hook: the caller never notices the pause."""
+    events: list[PauseEvent] = []
+
+    async def supervisor(actor: mvactors.Actor, event: PauseEvent) -> None:
+        events.append(event)
+        await actor.resume(event.gas_budget * 100)
+
+    host = Host()
+    async with mvactors.Runtime(on_pause=supervisor) as rt:
+        actor = await rt.spawn(rt_actor, host.imports("g"), gas=GasPolicy(per_turn=1500))
+        with anyio.fail_after(TIMEOUT):
+            assert await actor.call(SPIN, 400) == SPIN_400
+            assert await actor.call(SPIN, 400) == 2 * SPIN_400
+        assert len(events) == 2 and actor.metrics.pauses == 2
+
+
+async def test_pause_hook_errors_surface_from_the_runtime(rt_actor):
+    def broken(actor: mvactors.Actor, event: PauseEvent) -> None:
+        raise RuntimeError("supervisor bug")
+
+    host = Host()
+    with pytest.raises(BaseExceptionGroup) as info:
+        async with mvactors.Runtime(on_pause=broken) as rt:
+            actor = await rt.spawn(rt_actor, host.imports("g"), gas=GasPolicy(per_turn=1500))
+            with anyio.fail_after(TIMEOUT):
+                await actor.call(SPIN, 400)
+    assert info.group_contains(RuntimeError, match="supervisor bug")
