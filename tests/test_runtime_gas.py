@@ -6,6 +6,8 @@ from typing import Any
 
 import anyio
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from runtime_support import (
     FAIL,
     FETCH_THEN_SPIN,
@@ -15,6 +17,7 @@ from runtime_support import (
     SPIN,
     TIMEOUT,
     Host,
+    wait_until,
 )
 
 import mvactors
@@ -223,3 +226,61 @@ async def test_pause_hook_errors_surface_from_the_runtime(rt_actor):
             with anyio.fail_after(TIMEOUT):
                 await actor.call(SPIN, 400)
     assert info.group_contains(RuntimeError, match="supervisor bug")
+
+
+# ---- property: metering, pausing and hibernating never change what a guest computes ----
+
+step = st.one_of(
+    st.tuples(st.just(INCREMENT), st.integers(-5, 5)),
+    st.tuples(st.just(SPIN), st.integers(0, 120)),
+    st.tuples(st.just(FETCH_THEN_SPIN), st.sampled_from(["a", "b"]), st.integers(0, 120)),
+    st.just(("hibernate",)),
+)
+
+
+async def run_script(rt_actor: bytes, script: list[tuple[Any, ...]], gas: GasPolicy | None,
+                     max_resident: int | None) -> tuple[list[Any], Any, int]:
+    """Send every step, resuming pauses with ample gas; returns results, final state and pauses."""
+    host = Host()
+    host.values.update(a=3, b=4)
+    pauses = 0
+
+    async def supervisor(actor: mvactors.Actor, event: PauseEvent) -> None:
+        nonlocal pauses
+        pauses += 1
+        await actor.resume(10**6)
+
+    async with mvactors.Runtime(on_pause=supervisor, max_resident=max_resident) as rt:
+        actor = await rt.spawn(rt_actor, host.imports("p"), gas=gas)
+        await rt.spawn(rt_actor, host.imports("other"))  # competes for residency
+        results: dict[int, Any] = {}
+        with anyio.fail_after(TIMEOUT):
+            async with anyio.create_task_group() as tg:
+
+                async def call(i: int, s: tuple[Any, ...], *, task_status: Any) -> None:
+                    task_status.started()
+                    # Queued before this task first yields (the mailbox is unbounded), so before
+                    # the next step: mailbox order is script order on both backends.
+                    results[i] = await actor.call(*s)
+
+                for i, s in enumerate(script):
+                    if s[0] == "hibernate":
+                        await actor.hibernate()
+                    else:
+                        await tg.start(call, i, s)
+                        if s[0] == FETCH_THEN_SPIN:
+                            # When a host call completes relative to later mail is up to the
+                            # event loop; wait for it so both runs see the same order.
+                            await wait_until(lambda i=i: i in results)
+            state = await actor.call(GET_STATE)
+        return [results[i] for i in sorted(results)], state, pauses
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(script=st.lists(step, max_size=8), per_turn=st.integers(100, 3000), max_resident=st.sampled_from([None, 1]))
+def test_gas_pauses_and_hibernation_do_not_change_results(rt_actor, backend, script, per_turn, max_resident):
+    expected = anyio.run(run_script, rt_actor, script, None, None, backend=backend)
+    got = anyio.run(run_script, rt_actor, script, GasPolicy(per_turn=per_turn), max_resident, backend=backend)
+    assert got[:2] == expected[:2]
+    assert expected[2] == 0
