@@ -428,3 +428,60 @@ async def test_spin_still_works_after_many_hibernations(rt_actor, host):
                 await b.call(SPIN, i)
                 await a.hibernate()
             assert await a.call(GET_STATE) == await b.call(GET_STATE)
+
+
+async def test_many_actors_under_a_residency_cap_with_timers_and_host_calls(rt_actor):
+    """50 actors, 4 live VMs, virtual timers and host calls all at once: every message counts once."""
+    host = Host()
+    n, cap = 50, 4
+    async with mvactors.Runtime(clock="virtual", max_resident=cap) as rt:
+        peak = 0
+
+        def imports(actor_id: str) -> dict[int, Any]:
+            table = host.imports(actor_id)
+            trace = table[1]
+
+            def watch(kind: str, a: Any = None, b: Any = None) -> None:
+                nonlocal peak
+                peak = max(peak, rt.resident_count)
+                trace(kind, a, b)
+
+            table[1] = watch
+            return table
+
+        actors = [await rt.spawn(rt_actor, imports(f"a{i}"), actor_id=f"a{i}") for i in range(n)]
+        host.values.update({f"k{i}": i for i in range(n)})
+        with anyio.fail_after(TIMEOUT):
+            async with anyio.create_task_group() as tg:
+                for i, actor in enumerate(actors):
+                    tg.start_soon(actor.call, NAP, 10 * (n - i), f"t{i}")  # fire in reverse order
+                    tg.start_soon(actor.call, FETCH_ADD, f"k{i}")
+                    for _ in range(3):
+                        tg.start_soon(actor.send, INCREMENT, 1000)
+            await rt.wait_idle()
+            for i, actor in enumerate(actors):
+                count, history = await actor.call(GET_STATE)
+                assert count == 3000 + i + 1
+                assert sorted(history, key=str) == sorted([f"k{i}", f"t{i}"], key=str)
+        woke = [t[2] for t in host.kinds("woke")]
+        assert woke == [f"t{i}" for i in reversed(range(n))]
+        assert peak <= cap and rt.resident_count <= cap
+        assert rt.stats()["hibernations"] >= n - cap
+
+
+async def test_quota_left_survives_checkpoint_and_restore(rt_actor):
+    store = MemoryStore()
+    paused = anyio.Event()
+    host = Host()
+    async with mvactors.Runtime(store=store) as rt:
+        actor = await rt.spawn(rt_actor, host.imports("q"), actor_id="q", gas=GasPolicy(quota=2500))
+        with anyio.fail_after(TIMEOUT):
+            assert await actor.call(SPIN, 50) == 1225  # ~1,000 instructions of 2,500
+            await actor.checkpoint()
+    async with mvactors.Runtime(store=store, on_pause=lambda a, e: paused.set()) as rt:
+        actor = await rt.restore("q", host.imports("q"), gas=GasPolicy(quota=2500))
+        with anyio.fail_after(TIMEOUT):
+            assert await actor.call(SPIN, 50) == 2450
+            await actor.send(SPIN, 50)  # would need ~1,000 more: the restored quota has ~500 left
+            await paused.wait()
+            assert actor.pause is not None and actor.pause.reason == "quota"
