@@ -297,13 +297,19 @@ class Actor:
         await self._enqueue(Message(export_id=export_id, args=args))
 
     async def resume(self, extra_gas: int | None = None) -> None:
-        """Re-run the paused turn, with ``extra_gas`` instructions (default: the per-turn budget)."""
-        if self.pause is None:
+        """Re-run the paused turn, with ``extra_gas`` instructions (default: the per-turn budget).
+
+        After a ``"quota"`` pause, ``extra_gas`` is also added to the quota; after a
+        ``"per_turn"`` pause it is this turn's budget only (still within the quota).
+        """
+        pause = self.pause
+        if pause is None:
             raise MicroviumError(f"actor {self.id} is not paused (state {self.state})", "MVM_E_INVALID_ARGUMENTS")
-        if extra_gas is not None and (not isinstance(extra_gas, int) or extra_gas <= 0):
-            raise ValueError(f"extra_gas must be a positive int, got {extra_gas!r}")
+        if extra_gas is not None and (
+                not isinstance(extra_gas, int) or isinstance(extra_gas, bool) or not 0 < extra_gas <= 0x7FFFFFFF):
+            raise ValueError(f"extra_gas must be a positive int below 2**31, got {extra_gas!r}")
         self._extra_gas = extra_gas
-        if extra_gas is not None and self.quota_left is not None:
+        if extra_gas is not None and self.quota_left is not None and pause.reason == "quota":
             self.quota_left += extra_gas
         self.pause = None
         self.runtime._schedule(self)

@@ -284,3 +284,28 @@ def test_gas_pauses_and_hibernation_do_not_change_results(rt_actor, backend, scr
     got = anyio.run(run_script, rt_actor, script, GasPolicy(per_turn=per_turn), max_resident, backend=backend)
     assert got[:2] == expected[:2]
     assert expected[2] == 0
+
+
+async def test_per_turn_extra_gas_does_not_raise_the_quota(rt_actor):
+    host, pauses = Host(), Pauses()
+    async with mvactors.Runtime(on_pause=pauses) as rt:
+        actor = await rt.spawn(rt_actor, host.imports("g"), gas=GasPolicy(per_turn=1500, quota=12_000))
+        with anyio.fail_after(TIMEOUT):
+            await actor.send(SPIN, 400)  # ~7,650 instructions: over the per-turn budget
+            await pauses.wait(1)
+            assert actor.pause is not None and actor.pause.reason == "per_turn"
+            await actor.resume(10_000)
+            assert await actor.call(GET_COUNT) == SPIN_400
+            left = actor.quota_left
+            assert left is not None and 0 < left < 12_000 - 7_000
+            await actor.send(SPIN, 400)
+            await pauses.wait(2)
+            assert actor.pause is not None and actor.pause.reason == "per_turn"
+            await actor.resume(10_000)  # more than the quota left: it runs out of quota instead
+            await pauses.wait(3)
+            assert actor.pause is not None and actor.pause.reason == "quota"
+            assert actor.pause.gas_budget == left
+            with pytest.raises(ValueError):
+                await actor.resume(2**31)
+            await actor.resume(10_000)  # a quota pause: extra gas raises the quota
+            assert await actor.call(GET_COUNT) == 2 * SPIN_400
