@@ -135,6 +135,18 @@ async def test_call_returns_plain_copies_of_guest_values(rt_actor, host):
             rt.get("nobody")
 
 
+async def test_state_is_running_only_inside_a_turn(rt_actor, host):
+    seen: list[str] = []
+    async with mvactors.Runtime() as rt:
+        actor = await rt.spawn(rt_actor, host.imports("a", i1=lambda *a: seen.append(rt.get("a").state)),
+                               actor_id="a")
+        with anyio.fail_after(TIMEOUT):
+            assert actor.state == "idle"
+            await actor.call(HANDLE, 0, 0)
+            assert actor.state == "idle"
+    assert seen == ["running", "running"]
+
+
 # ---- async host calls ----
 
 

@@ -485,3 +485,21 @@ async def test_quota_left_survives_checkpoint_and_restore(rt_actor):
             await actor.send(SPIN, 50)  # would need ~1,000 more: the restored quota has ~500 left
             await paused.wait()
             assert actor.pause is not None and actor.pause.reason == "quota"
+
+
+async def test_restore_rejects_a_corrupt_record_and_leaves_nothing_behind(rt_actor, host):
+    store = MemoryStore()
+    await store.save("junk", b"\x93not a record")
+    async with mvactors.Runtime(store=store) as rt:
+        actor = await rt.spawn(rt_actor, host.imports("a"), actor_id="a")
+        with anyio.fail_after(TIMEOUT):
+            await actor.call(INCREMENT, 1)
+            await actor.checkpoint()
+        record = await store.load("a")
+        assert record is not None
+        await store.save("truncated", record[: len(record) // 2])
+        for actor_id in ("junk", "truncated"):
+            with pytest.raises(MicroviumError):
+                await rt.restore(actor_id, host.imports(actor_id))
+            assert actor_id not in rt
+        assert len(rt) == 1 and rt.resident_count == 1
