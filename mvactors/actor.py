@@ -296,6 +296,20 @@ class Actor:
         """Queue a call of ``export_id`` without waiting for it; returns once accepted."""
         await self._enqueue(Message(export_id=export_id, args=args))
 
+    def send_nowait(self, export_id: int, *args: Any) -> None:
+        """Queue a call of ``export_id`` from synchronous code; MailboxFull if there is no room.
+
+        For host functions that forward messages during another actor's turn:
+        the message is queued at once, in call order, without a task in between
+        (so a virtual-clock simulation stays deterministic on any event loop).
+        Raises MailboxFull when the mailbox is full, whatever the overflow policy.
+        """
+        message = Message(export_id=export_id, args=args)
+        self._check_message(message)
+        if self._full():
+            raise self._mailbox_full()
+        self._accept(message)
+
     async def resume(self, extra_gas: int | None = None) -> None:
         """Re-run the paused turn, with ``extra_gas`` instructions (default: the per-turn budget).
 
@@ -351,22 +365,34 @@ class Actor:
         self._promises.clear()
         self._signal_space()
 
-    async def _enqueue(self, message: Message) -> None:
+    def _check_message(self, message: Message) -> None:
         self._check_alive()
         if not isinstance(message.export_id, int) or isinstance(message.export_id, bool):
             raise TypeError(f"export IDs are ints, not {type(message.export_id).__name__}")
         check_args(message.args)
-        while self.mailbox_size is not None and len(self.mailbox) >= self.mailbox_size:
+
+    def _full(self) -> bool:
+        return self.mailbox_size is not None and len(self.mailbox) >= self.mailbox_size
+
+    def _mailbox_full(self) -> MailboxFull:
+        return MailboxFull(f"actor {self.id}'s mailbox is full ({self.mailbox_size} messages)",
+                           "MVM_E_INVALID_ARGUMENTS")
+
+    def _accept(self, message: Message) -> None:
+        message.enqueued_at = time.perf_counter()
+        self.mailbox.append(message)
+        self.runtime._schedule(self)
+
+    async def _enqueue(self, message: Message) -> None:
+        self._check_message(message)
+        while self._full():
             if self.overflow == "raise":
-                raise MailboxFull(f"actor {self.id}'s mailbox is full ({self.mailbox_size} messages)",
-                                  "MVM_E_INVALID_ARGUMENTS")
+                raise self._mailbox_full()
             if self._space is None:
                 self._space = anyio.Event()
             await self._space.wait()
             self._check_alive()  # the actor may have failed while we waited
-        message.enqueued_at = time.perf_counter()
-        self.mailbox.append(message)
-        self.runtime._schedule(self)
+        self._accept(message)
 
     def _deliver_completion(self, token: int, ok: bool, value: Any) -> None:
         """Queue the completion of async host call ``token`` (never blocks: capacity is for senders)."""

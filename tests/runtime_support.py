@@ -15,6 +15,7 @@ import mvactors
 # Export IDs of tests/guest/rt_actor.js
 HANDLE, GET_COUNT, INCREMENT, SPIN, GET_STATE, FETCH_ADD, FETCH_THEN_SPIN = 1, 2, 3, 4, 5, 6, 7
 NAP, TICKER, RECEIVE, FAIL, FAIL_LATER, ALLOCATE, ECHO, FETCH_THEN_ALLOCATE = 8, 9, 10, 11, 12, 13, 14, 15
+TICKER_SYNC = 16
 
 # Import IDs of tests/guest/rt_actor.js
 TRACE, FETCH, POST, SLEEP = 1, 2, 3, 9

@@ -489,3 +489,26 @@ async def test_runtime_must_be_running(rt_actor):
         mvactors.Runtime(clock="sundial")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         GasPolicy(per_turn=0)
+
+
+async def test_send_nowait_queues_from_synchronous_code(rt_actor, host):
+    paused = anyio.Event()
+    async with mvactors.Runtime(on_pause=lambda a, e: paused.set()) as rt:
+        target = await rt.spawn(rt_actor, host.imports("t"), actor_id="t", gas=GasPolicy(per_turn=1500),
+                                mailbox_size=2)
+        # A host function of another actor forwards during its own turn.
+        forwarder = await rt.spawn(rt_actor, host.imports("f", i1=lambda kind, a=None, b=None: (
+            rt.get("t").send_nowait(INCREMENT, a) if kind == "enter" else None)))
+        with anyio.fail_after(TIMEOUT):
+            await forwarder.call(HANDLE, 5, 0)
+            assert await target.call(GET_COUNT) == 5
+            target.send_nowait(SPIN, 400)  # pauses: stays queued
+            await paused.wait()
+            target.send_nowait(INCREMENT, 1)
+            with pytest.raises(MailboxFull):  # whatever the overflow policy
+                target.send_nowait(INCREMENT, 1)
+            with pytest.raises(TypeError):
+                target.send_nowait(INCREMENT, object())
+            await target.resume(100_000)
+            await wait_until(lambda: target.mailbox_depth == 0)
+            assert await target.call(GET_COUNT) == 5 + 79800 + 1

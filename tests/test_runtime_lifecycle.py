@@ -18,8 +18,10 @@ from runtime_support import (
     HANDLE,
     INCREMENT,
     NAP,
+    RECEIVE,
     SPIN,
     TICKER,
+    TICKER_SYNC,
     TIMEOUT,
     Host,
     ManualClock,
@@ -192,8 +194,11 @@ async def test_hibernate_after_on_the_virtual_clock(rt_actor, host):
             assert rt.clock.now() == pytest.approx(91.0)
 
 
-async def simulate(rt_actor: bytes, rounds: int = 4) -> tuple[list[tuple[Any, ...]], float]:
-    """A ring of actors that sleep (virtual) and post to their neighbour; returns the trace."""
+async def simulate(rt_actor: bytes, rounds: int = 4, sync_post: bool = False) -> tuple[list[tuple[Any, ...]], float]:
+    """A ring of actors that sleep (virtual) and post to their neighbour; returns the trace.
+
+    ``sync_post`` forwards with ``send_nowait`` inside the turn instead of an async host call.
+    """
     host = Host()
     async with mvactors.Runtime(clock="virtual") as rt:
         host.runtime = rt
@@ -203,19 +208,28 @@ async def simulate(rt_actor: bytes, rounds: int = 4) -> tuple[list[tuple[Any, ..
             imports = host.imports(f"a{i}")
             trace = imports[1]
             imports[1] = lambda kind, a=None, b=None, trace=trace: trace(kind, a, (b, rt.clock.now()))
+            if sync_post:
+                imports[3] = lambda target, value: rt.get(f"a{target}").send_nowait(RECEIVE, value)
             actors.append(await rt.spawn(rt_actor, imports, actor_id=f"a{i}"))
-        results: dict[int, int] = {}
         with anyio.fail_after(TIMEOUT):
-            async with anyio.create_task_group() as tg:
-
-                async def run(i: int) -> None:
-                    results[i] = await actors[i].call(TICKER, i, (i + 1) % size, rounds, 1000 * (i + 1))
-
-                for i in range(size):
-                    tg.start_soon(run, i)
+            for i in range(size):  # from one task, in order: the inputs are the same every run
+                await actors[i].send(TICKER_SYNC if sync_post else TICKER, i, (i + 1) % size, rounds, 1000 * (i + 1))
             await rt.wait_idle()
-            assert results == dict.fromkeys(range(size), rounds)
+            for actor in actors:
+                assert await actor.call(GET_COUNT) == rounds
             return host.trace, rt.clock.now()
+
+
+def check_simulation(trace: list[tuple[Any, ...]], end: float) -> None:
+    # Actor i ticks at step_i * (1 + 2 + ... + k) seconds of virtual time.
+    for i in range(4):
+        ticks = [t for t in trace if t[0] == f"a{i}" and t[1] == "tick"]
+        times = [t[3][1] for t in ticks]
+        assert times == pytest.approx([(i + 1) * k * (k + 1) / 2 for k in range(1, 5)])
+        received = [t for t in trace if t[0] == f"a{(i + 1) % 4}" and t[1] == "recv"]
+        assert [t[2] for t in received] == [i * 1000 + k for k in range(4)]
+        assert [t[3][1] for t in received] == times  # delivered at the same virtual instant
+    assert end == pytest.approx(40.0)  # the slowest actor's last tick
 
 
 async def test_virtual_clock_is_deterministic_and_does_not_wait(rt_actor, anyio_backend):
@@ -223,22 +237,23 @@ async def test_virtual_clock_is_deterministic_and_does_not_wait(rt_actor, anyio_
     first, end = await simulate(rt_actor)
     second, _ = await simulate(rt_actor)
     wall = time.perf_counter() - started
-    # Actor i ticks at step_i * (1 + 2 + ... + k) seconds of virtual time.
-    for i in range(4):
-        ticks = [t for t in first if t[0] == f"a{i}" and t[1] == "tick"]
-        times = [t[3][1] for t in ticks]
-        assert times == pytest.approx([(i + 1) * k * (k + 1) / 2 for k in range(1, 5)])
-        received = [t for t in first if t[0] == f"a{(i + 1) % 4}" and t[1] == "recv"]
-        assert [t[2] for t in received] == [i * 1000 + k for k in range(4)]
-        assert [t[3][1] for t in received] == times  # delivered at the same virtual instant
-    assert end == pytest.approx(40.0)  # the slowest actor's last tick
+    check_simulation(first, end)
     assert wall < 10  # 80 s of simulated time (two runs) without waiting for it
     if anyio_backend == "asyncio":
         assert first == second  # the whole interleaving repeats exactly
     else:
-        # trio shuffles runnable tasks on purpose; each actor's own trace still repeats exactly.
+        # The async host calls that forward messages are tasks, which trio runs in a random
+        # order on purpose; each actor's own trace still repeats exactly.
         for i in range(4):
             assert [t for t in first if t[0] == f"a{i}"] == [t for t in second if t[0] == f"a{i}"]
+
+
+def test_virtual_simulation_with_sync_forwarding_is_identical_on_every_event_loop(rt_actor):
+    """With send_nowait the runtime alone orders everything: same trace on asyncio and trio, every run."""
+    runs = [anyio.run(simulate, rt_actor, 4, True, backend=backend)
+            for backend in ("asyncio", "trio", "trio", "asyncio", "trio")]
+    check_simulation(*runs[0])
+    assert all(run == runs[0] for run in runs[1:])
 
 
 async def test_virtual_clock_jumps_over_long_sleeps(rt_actor, host):

@@ -77,6 +77,16 @@ async function ticker(self, next, rounds, step) {
   }
   return count;
 }
+// The same with a synchronous post (Microvium cannot await a non-promise).
+async function tickerSync(self, next, rounds, step) {
+  for (let i = 0; i < rounds; i++) {
+    await sleep(step * (i + 1));
+    count = count + 1;
+    trace("tick", self, i);
+    post(next, self * 1000 + i);
+  }
+  return count;
+}
 function receive(value) {
   history.push(value);
   trace("recv", value, history.length);
@@ -120,3 +130,4 @@ vmExport(12, failLater);
 vmExport(13, allocate);
 vmExport(14, echo);
 vmExport(15, fetchThenAllocate);
+vmExport(16, tickerSync);
