@@ -309,3 +309,41 @@ async def test_per_turn_extra_gas_does_not_raise_the_quota(rt_actor):
                 await actor.resume(2**31)
             await actor.resume(10_000)  # a quota pause: extra gas raises the quota
             assert await actor.call(GET_COUNT) == 2 * SPIN_400
+
+
+async def test_a_paused_actor_can_hibernate_and_resume_from_the_record(rt_actor):
+    host, pauses = Host(), Pauses()
+    async with mvactors.Runtime(on_pause=pauses) as rt:
+        actor = await rt.spawn(rt_actor, host.imports("g"), gas=GasPolicy(per_turn=1500))
+        with anyio.fail_after(TIMEOUT):
+            assert await actor.call(INCREMENT, 3) == 3
+            await actor.send(SPIN, 400)
+            await pauses.wait(1)
+            await actor.hibernate()
+            assert actor.state == "paused" and rt.resident_count == 0
+            assert rt.stats()["hibernated"] == 1 and rt.stats()["paused"] == 1
+            await actor.resume(20_000)
+            assert await actor.call(GET_STATE) == [3 + SPIN_400, [400]]
+        assert actor.metrics.rehydrations == 1
+
+
+async def test_a_paused_call_that_times_out_is_never_applied(rt_actor):
+    host, pauses = Host(), Pauses()
+    async with mvactors.Runtime(on_pause=pauses) as rt:
+        actor = await rt.spawn(rt_actor, host.imports("g"), gas=GasPolicy(per_turn=1500))
+        with anyio.fail_after(TIMEOUT):
+            async with anyio.create_task_group() as tg:
+                timed_out = anyio.Event()
+
+                async def impatient() -> None:
+                    with pytest.raises(TimeoutError):
+                        await actor.call(SPIN, 400, timeout=0.05)
+                    timed_out.set()
+
+                tg.start_soon(impatient)
+                await pauses.wait(1)
+                await actor.send(INCREMENT, 1)
+                await timed_out.wait()
+            assert actor.mailbox_depth == 1 and actor.state == "paused"
+            await actor.resume(20_000)  # goes on with the next message
+            assert await actor.call(GET_STATE) == [1, []]
