@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio
 import msgpack
 
+from .clock import WallClock
 from .errors import GasExhausted, GuestError, MicroviumError, VMUnusable
 from .imports import RuntimeImport
 from .values import MAX_SAFE_INT, GuestFunction, GuestPromise, GuestRef, null
@@ -273,7 +274,8 @@ class Actor:
 
         A guest async function's promise is awaited.  Raises GuestError when the
         guest throws or rejects.  On timeout or cancellation before the turn
-        starts, the message is withdrawn (never applied).
+        starts, the message is withdrawn (never applied).  ``timeout`` is in
+        seconds of the runtime's clock (simulated seconds on a virtual clock).
         """
         reply = Reply()
         message = Message(export_id=export_id, args=args, reply=reply)
@@ -282,15 +284,42 @@ class Actor:
                 await self._enqueue(message)
                 return await reply.wait()
             # The timeout covers waiting for mailbox space too.
-            with anyio.fail_after(timeout):
-                await self._enqueue(message)
-                return await reply.wait()
+            if isinstance(self.runtime.clock, WallClock):
+                with anyio.fail_after(timeout):
+                    await self._enqueue(message)
+                    return await reply.wait()
+            return await self._call_until(message, reply, self.runtime.clock.now() + timeout)
         except BaseException as exc:
             if reply.done and isinstance(exc, TimeoutError):
                 # The deadline raced with the reply: the turn ran, so report its outcome.
                 return reply.result()
             self._withdraw(message)
             raise
+
+    async def _call_until(self, message: Message, reply: Reply, deadline: float) -> Any:
+        """A call with its deadline on the runtime's clock (simulated seconds on a virtual clock)."""
+        clock = self.runtime.clock
+        scope = anyio.CancelScope()
+        timer_scope = anyio.CancelScope()
+        expired = False
+
+        async def expire() -> None:
+            nonlocal expired
+            with timer_scope:
+                await clock.sleep_until(deadline)
+                expired = True
+                scope.cancel()
+
+        self.runtime._task_group().start_soon(expire)
+        try:
+            with scope:
+                await self._enqueue(message)
+                return await reply.wait()
+        finally:
+            timer_scope.cancel()
+        if expired and not reply.done:
+            raise TimeoutError
+        return reply.result()
 
     async def send(self, export_id: int, *args: Any) -> None:
         """Queue a call of ``export_id`` without waiting for it; returns once accepted."""

@@ -518,3 +518,35 @@ async def test_restore_rejects_a_corrupt_record_and_leaves_nothing_behind(rt_act
                 await rt.restore(actor_id, host.imports(actor_id))
             assert actor_id not in rt
         assert len(rt) == 1 and rt.resident_count == 1
+
+
+@pytest.mark.parametrize("clock_kind", ["virtual", "manual"])
+async def test_call_timeouts_run_on_the_runtime_clock(rt_actor, host, clock_kind):
+    """On a simulated clock, timeout= is simulated seconds: deterministic, and no wall time passes."""
+    clock: Any = "virtual" if clock_kind == "virtual" else ManualClock()
+    async with mvactors.Runtime(clock=clock) as rt:
+        actor = await rt.spawn(rt_actor, host.imports("a"))
+        with anyio.fail_after(TIMEOUT):
+            if clock_kind == "virtual":
+                with pytest.raises(TimeoutError):
+                    await actor.call(NAP, 60_000, "slow", timeout=30)  # the guest sleeps 60 s
+                assert rt.clock.now() == pytest.approx(30.0)
+                assert await actor.call(NAP, 10_000, "quick", timeout=30) == "quick"
+                assert rt.clock.now() == pytest.approx(40.0)
+            else:
+                async with anyio.create_task_group() as tg:
+                    outcome: list[Any] = []
+
+                    async def call() -> None:
+                        try:
+                            outcome.append(await actor.call(NAP, 5_000, "x", timeout=2))
+                        except TimeoutError as exc:
+                            outcome.append(exc)
+
+                    tg.start_soon(call)
+                    await host.seen("nap").wait()
+                    clock.advance(1.5)
+                    await anyio.wait_all_tasks_blocked()
+                    assert not outcome  # 1.5 s of the runtime's clock: not yet
+                    clock.advance(0.5)
+                assert len(outcome) == 1 and isinstance(outcome[0], TimeoutError)
