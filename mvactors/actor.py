@@ -696,6 +696,9 @@ def _spent(vm: VM, budget: int | None) -> int:
     return budget - remaining if 0 <= remaining <= budget else 0
 
 
+_SCALAR_TYPES = frozenset({str, float, bool, type(None), bytes})
+
+
 def check_args(args: tuple[Any, ...]) -> None:
     """Reject, when a message is sent, arguments no VM accepts (the turn would fail later, silently for send).
 
@@ -704,6 +707,15 @@ def check_args(args: tuple[Any, ...]) -> None:
     guest values and callables (import-map functions); anything else is a
     TypeError.  Finer checks (array lengths, key spellings) stay with the VM.
     """
+    for value in args:  # the common case: scalars only, checked without building a stack
+        t = type(value)
+        if t is int:
+            if not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
+                break
+        elif t not in _SCALAR_TYPES:
+            break
+    else:
+        return
     stack: list[Any] = list(args)
     seen: set[int] = set()
     while stack:
