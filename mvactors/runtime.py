@@ -3,9 +3,9 @@
 One scheduler task runs turns for actors with mail, round-robin; guest code
 is synchronous, so a turn never yields and turns of one actor never overlap.
 Asynchronous host calls run as tasks in the runtime's task group and come
-back as completion messages.  Idle actors hibernate to bytes (LRU beyond
-``max_resident``, or after ``hibernate_after`` idle seconds) and wake on
-their next message.
+back as completion messages.  Actors hibernate to bytes (the least recently
+active beyond ``max_resident``, or after ``hibernate_after`` idle seconds of
+the runtime's clock) and wake on their next message.
 """
 
 from __future__ import annotations
@@ -37,8 +37,10 @@ class Runtime:
 
     ``clock`` is ``"wall"`` (default), ``"virtual"`` (deterministic simulated
     time that jumps to the next timer when every task is blocked) or a Clock.
-    ``max_resident`` caps live VMs (least recently used idle actors
-    hibernate); ``hibernate_after`` hibernates actors idle that many seconds.
+    ``max_resident`` caps live VMs: when a VM wakes beyond it, the least
+    recently active other actors hibernate at once (also with queued mail or a
+    paused turn; never the one running).  ``hibernate_after`` hibernates
+    actors idle that many seconds of the runtime's clock.
     ``store`` is a CheckpointStore for :meth:`Actor.checkpoint` / :meth:`restore`.
     ``on_pause(actor, event)`` is called (as a task; it may be async) when an actor runs out of gas.
     """
