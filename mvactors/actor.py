@@ -148,7 +148,7 @@ def plain(value: Any) -> Any:
     return value
 
 
-@dataclass
+@dataclass(slots=True)
 class ActorMetrics:
     """Counters and turn latencies of one actor."""
 
@@ -214,12 +214,33 @@ class PendingAsync:
     due: float | None = None  # for sleeps: when it fires on the runtime clock
 
 
+class _NoMail(deque):  # type: ignore[type-arg]
+    """The empty mailbox of a hibernated actor, shared: adding to it is a bug (use Actor._mail())."""
+
+    def append(self, item: Any) -> None:
+        raise AssertionError("a hibernated actor's shared empty mailbox was written to")
+
+    appendleft = extend = extendleft = insert = append  # type: ignore[assignment]
+
+
+_NO_MAIL: deque[Any] = _NoMail()
+_NO_PROMISES: dict[int, Any] = {}  # read-only by convention: replaced, never mutated, while hibernated
+
+
 class Actor:
     """A guest VM with a mailbox, run by a :class:`~mvactors.Runtime`.
 
     Get one from ``await rt.spawn(...)``.  Results of :meth:`call` are plain
     Python copies of guest values (the VM may hibernate between turns).
     """
+
+    # A fleet keeps up to millions of these, most hibernated: no per-instance dict.
+    __slots__ = (
+        "__weakref__", "_extra_gas", "_imports", "_next_call_id", "_pending_async", "_promises", "_record",
+        "_running", "_space", "_token_owner", "_turn_async", "_turn_host_calls", "_vm", "_vm_imports", "_waiting",
+        "failure", "gas", "id", "last_active", "mailbox", "mailbox_size", "metrics", "overflow", "pause",
+        "quota_left", "runtime", "scheduled",
+    )
 
     def __init__(self, runtime: Runtime, actor_id: str, imports: Mapping[int, Callable[..., Any]],
                  gas: GasPolicy, mailbox_size: int | None, overflow: Literal["wait", "raise"]) -> None:
@@ -233,8 +254,9 @@ class Actor:
         self.metrics = ActorMetrics(mailbox=self.mailbox)
         self.pause: PauseEvent | None = None
         self.failure: BaseException | None = None
-        self._imports = dict(imports)
-        self._vm_imports = self._wrap_imports(self._imports)
+        # Shared, not copied: the runtime hands every actor with the same map the same dict.
+        self._imports = imports
+        self._vm_imports = self._wrap_imports(imports)
         self._vm: VM | None = None
         self._record: bytes | None = None
         self._promises: dict[int, GuestPromise] = {}  # call id -> guest promise being awaited
@@ -407,9 +429,16 @@ class Actor:
         return MailboxFull(f"actor {self.id}'s mailbox is full ({self.mailbox_size} messages)",
                            "MVM_E_INVALID_ARGUMENTS")
 
+    def _mail(self) -> deque[Message]:
+        """The mailbox, for adding to it (a hibernated actor with no mail holds none)."""
+        mailbox = self.mailbox
+        if mailbox is _NO_MAIL:
+            mailbox = self.mailbox = self.metrics.mailbox = deque()
+        return mailbox
+
     def _accept(self, message: Message) -> None:
         message.enqueued_at = time.perf_counter()
-        self.mailbox.append(message)
+        self._mail().append(message)
         self.runtime._schedule(self)
 
     async def _enqueue(self, message: Message) -> None:
@@ -427,7 +456,7 @@ class Actor:
         """Queue the completion of async host call ``token`` (never blocks: capacity is for senders)."""
         if self.failure is not None or token not in self._pending_async:
             return
-        self.mailbox.append(Message(token=token, ok=ok, value=value, enqueued_at=time.perf_counter()))
+        self._mail().append(Message(token=token, ok=ok, value=value, enqueued_at=time.perf_counter()))
         self.runtime._schedule(self)
 
     def _withdraw(self, message: Message) -> None:
@@ -450,9 +479,9 @@ class Actor:
 
     # ---- residency ----
 
-    def _wrap_imports(self, imports: Mapping[int, Callable[..., Any]]) -> dict[int, Callable[..., Any]]:
+    def _wrap_imports(self, imports: Mapping[int, Callable[..., Any]]) -> Mapping[int, Callable[..., Any]]:
         if not self.gas.active:
-            return dict(imports)
+            return imports
         # With gas, a turn can be rolled back: record the synchronous host calls it made.
         wrapped: dict[int, Callable[..., Any]] = {}
         for import_id, fn in imports.items():
@@ -497,7 +526,10 @@ class Actor:
         except MicroviumError:
             return False  # cannot be snapshotted right now: stays resident
         self._record = encode_record(hibernation, self)
-        self._promises = {}
+        self._promises = _NO_PROMISES
+        if not self.mailbox:
+            # An empty deque still holds a ~760 B block; a hibernated actor drops it.
+            self.mailbox = self.metrics.mailbox = _NO_MAIL
         vm.close()
         self._vm = None
         self.metrics.hibernations += 1
