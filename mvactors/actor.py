@@ -596,13 +596,20 @@ class Actor:
             self.runtime._on_pause(self)
             return
         except VMUnusable as exc:
-            # The engine discarded the instance: nothing to roll back to (gas or not).
             self._running = False
-            self.mailbox.popleft()
-            if message.reply is not None:
-                message.reply.fail(exc)
-            self._fail_actor(exc)
-            return
+            if savepoint is None:
+                # The engine discarded the instance and there is nothing to roll back to.
+                self.mailbox.popleft()
+                if message.reply is not None:
+                    message.reply.fail(exc)
+                self._fail_actor(exc)
+                return
+            # A metered turn is undone even after a fatal error (out of memory, say): the
+            # VM comes back from the savepoint in a fresh instance, and only this message
+            # fails (for a completion, the caller awaiting that chain gets the error).
+            vm.rollback(savepoint)
+            self._turn_async.clear()
+            error = exc
         except GuestError as exc:
             error = exc
             try:

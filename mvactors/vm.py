@@ -345,6 +345,7 @@ class VM:
         "_breakpoint_hit",
         "_closed_reason",
         "_converting",
+        "_died",
         "_free",
         "_handle_stride",
         "_handles",
@@ -358,6 +359,7 @@ class VM:
         "_mem16",
         "_next_token",
         "_pending",
+        "_revived",
         "_scratch",
         "_slow",
         "_snapshot",
@@ -388,6 +390,8 @@ class VM:
         self.async_handler: AsyncHandler | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
         self._sp_slots: list[int] | None = None  # slots taken since the active savepoint
+        self._died = False  # a fatal error retired the instance (rollback() can revive the VM)
+        self._revived = False
         self._closed_reason = "the VM is closed"
         self.exports: Exports = Exports(self)
         base = instance.base
@@ -658,6 +662,7 @@ class VM:
             reason = f"the engine trapped: {trap}"
         self._closed_reason = f"the VM is unusable after a fatal error: {reason}"
         self._discard_instance()
+        self._died = True
         return VMUnusable(f"the VM hit a fatal error and cannot be used again: {reason}", code or 45)
 
     def _call(self, slot: int, args: tuple[Any, ...], this: GuestRef | None = None) -> Any:
@@ -714,8 +719,11 @@ class VM:
         raise AssertionError("unreachable")
 
     def _update_slow(self) -> None:
-        # The fast call path skips all bookkeeping unless this flag is set.
-        self._slow = self._inst is None or bool(self._pending) or self._breakpoint_hit is not None
+        # The fast call path skips all bookkeeping unless this flag is set.  A VM revived
+        # into another instance stays on the slow path: proxies made before hold fast
+        # paths bound to the old instance.
+        self._slow = (self._inst is None or bool(self._pending) or self._breakpoint_hit is not None
+                      or self._revived)
 
     def _raise_call_error(self, err: int) -> None:
         if self._pending:
@@ -892,12 +900,16 @@ class VM:
     def rollback(self, savepoint: Savepoint) -> None:
         """Return the VM to ``savepoint``: every effect of the calls since then is undone.
 
-        Guest values obtained since the savepoint read as ``undefined``
-        afterwards; asynchronous host calls started since then are forgotten.
+        Works after a fatal engine error too (out of memory, say): the VM comes
+        back in a fresh WebAssembly instance.  Guest values obtained since the
+        savepoint read as ``undefined`` afterwards; asynchronous host calls
+        started since then are forgotten.
         """
-        inst = self._live()
         if savepoint.vm_id != id(self) or self._sp_slots is None:
             raise MicroviumError("rollback() needs the VM's own, latest savepoint", "MVM_E_INVALID_ARGUMENTS")
+        inst = self._inst if self._inst is not None or not self._died else self._revive()
+        if inst is None:
+            raise self._unusable()
         layout = self._layout
         base = self._base
         page = base + layout.page
@@ -905,6 +917,8 @@ class VM:
         now_free = set(self._free)
         linked_now = self._linked
         ctypes.memmove(base + layout.state, savepoint.state, len(savepoint.state))
+        # The state came from this VM's instance at savepoint time, which may not be this one.
+        ctypes.c_uint32.from_address(base + layout.cookie).value = inst.cookie
         ctypes.memmove(page, savepoint.page_low, len(savepoint.page_low))
         ctypes.memmove(page + savepoint.top_start, savepoint.page_top, len(savepoint.page_top))
         ctypes.memmove(base + self._handles, savepoint.handles, len(savepoint.handles))
@@ -926,6 +940,28 @@ class VM:
         self._sp_slots = []
         self._host_exception = None
         self._breakpoint_exception = None
+
+    def _revive(self) -> _engine.Instance:
+        """A fresh instance with this VM's snapshot and import table, for rollback() after a fatal error.
+
+        Instances share one memory layout, so the savepoint's bytes mean the same there.
+        """
+        instance = _pool.pop() if _pool else _new_instance()
+        base = instance.base
+        layout = instance.layout
+        data = self._snapshot
+        _, table = _prepare_imports(self._imports)
+        ctypes.memmove(base + layout.rom, data, len(data))
+        ctypes.memmove(base + layout.rom + ((len(data) + 7) & ~7), table, len(table))
+        instance.attach(self)
+        self._inst = instance
+        self._base = base
+        self._mem16 = _mem16(instance)
+        self._died = False
+        self._closed_reason = "the VM is closed"
+        self.exports._cache.clear()  # their fast call paths are bound to the old instance
+        self._revived = self._slow = True
+        return instance
 
     # ---- hibernation ----
 

@@ -89,3 +89,50 @@ def test_rollback_forgets_pending_async_calls_started_since():
         with pytest.raises(KeyError):
             vm.resolve_async(1, True, 5)
         assert vm.exports[2]() == 0
+
+
+def test_rollback_revives_a_vm_after_a_fatal_error():
+    source = """
+        let kept = null;
+        let length = 0;
+        let n = 0;
+        vmExport(1, () => { n++; return n; });
+        vmExport(2, () => { while (true) { kept = { next: kept, pad: [1, 2, 3, 4, 5, 6, 7, 8] }; length++; } });
+        vmExport(3, () => length);
+    """
+    with mvactors.VM.restore(mvactors.compile(source)) as vm:
+        inc, hog, count = vm.exports[1], vm.exports[2], vm.exports[3]
+        assert inc() == 1
+        savepoint = vm.savepoint()
+        with pytest.raises(mvactors.VMUnusable, match="out of memory"):
+            hog()
+        with pytest.raises(mvactors.VMUnusable):
+            inc()
+        vm.rollback(savepoint)
+        assert count() == 0
+        assert inc() == 2  # a proxy from before the failure calls the revived VM
+        assert vm.exports[1]() == 3
+        vm.run_gc(squeeze=True)
+        assert vm.create_snapshot()
+
+
+@pytest.mark.anyio
+async def test_metered_actor_survives_a_turn_that_runs_out_of_memory():
+    source = """
+        let kept = null;
+        let n = 0;
+        vmExport(1, () => { n++; return n; });
+        vmExport(2, () => { while (true) { kept = { next: kept, pad: [1, 2, 3, 4, 5, 6, 7, 8] }; } });
+    """
+    snapshot = mvactors.compile(source)
+    async with mvactors.Runtime() as rt:
+        metered = await rt.spawn(snapshot, gas=mvactors.GasPolicy(per_turn=10_000_000))
+        plain = await rt.spawn(snapshot)
+        assert await metered.call(1) == 1
+        with pytest.raises(mvactors.VMUnusable, match="out of memory"):
+            await metered.call(2)
+        assert metered.state == "idle"
+        assert await metered.call(1) == 2  # the failed turn left no trace
+        with pytest.raises(mvactors.VMUnusable):
+            await plain.call(2)
+        assert plain.state == "failed"  # unmetered: no savepoint to return to
