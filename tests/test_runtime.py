@@ -276,7 +276,7 @@ async def test_heap_exhaustion_fails_that_actor_only(rt_actor, host, gas):
 
 async def test_fatal_error_in_a_continuation_fails_the_caller_and_that_actor(rt_actor, host):
     async with mvactors.Runtime() as rt:
-        victim = await rt.spawn(rt_actor, host.imports("v"), gas=GasPolicy(per_turn=10_000_000))
+        victim = await rt.spawn(rt_actor, host.imports("v"))
         bystander = await rt.spawn(rt_actor, host.imports("b"))
         with anyio.fail_after(TIMEOUT):
             assert await victim.call(FETCH_THEN_ALLOCATE, "k", 10) == 10
@@ -284,6 +284,18 @@ async def test_fatal_error_in_a_continuation_fails_the_caller_and_that_actor(rt_
                 await victim.call(FETCH_THEN_ALLOCATE, "k", 100_000)
             assert victim.state == "failed"
             assert await bystander.call(FETCH_THEN_ALLOCATE, "k", 10) == 10
+
+
+async def test_fatal_error_in_a_metered_continuation_fails_only_the_caller(rt_actor, host):
+    """With gas the turn has a savepoint: the VM comes back from it and the actor carries on."""
+    async with mvactors.Runtime() as rt:
+        victim = await rt.spawn(rt_actor, host.imports("v"), gas=GasPolicy(per_turn=10_000_000))
+        with anyio.fail_after(TIMEOUT):
+            assert await victim.call(FETCH_THEN_ALLOCATE, "k", 10) == 10
+            with pytest.raises(VMUnusable):
+                await victim.call(FETCH_THEN_ALLOCATE, "k", 100_000)
+            assert victim.state == "idle"
+            assert await victim.call(FETCH_THEN_ALLOCATE, "k", 10) == 10
 
 
 async def test_failing_continuation_fails_the_awaiting_call(rt_actor, host):
