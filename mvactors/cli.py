@@ -1,0 +1,142 @@
+"""The ``mvactors`` command: compile guest scripts, inspect snapshots, call exports.
+
+    mvactors compile script.js -o script.mvm-bc
+    mvactors info script.mvm-bc
+    mvactors call script.mvm-bc 1 '"World"' --print-import 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .compiler import compile as compile_script
+from .errors import MicroviumError
+from .values import null
+from .vm import VM
+
+
+def _json_value(value: Any) -> Any:
+    """A JSON-friendly copy of a value returned by the guest."""
+    if hasattr(value, "to_python"):
+        value = value.to_python()
+    if value is null:
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, bytes):
+        return list(value)
+    if isinstance(value, list):
+        return [_json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _json_value(v) for k, v in value.items()}
+    if callable(value):
+        return "<function>"
+    return value
+
+
+def _load(path: str) -> bytes:
+    data = Path(path).read_bytes()
+    if path.endswith((".js", ".mjs")):
+        return compile_script(path)
+    return data
+
+
+def _cmd_compile(args: argparse.Namespace) -> int:
+    snapshot = compile_script(Path(args.script))
+    out = Path(args.output) if args.output else Path(args.script).with_suffix(".mvm-bc")
+    out.write_bytes(snapshot)
+    print(f"{out}: {len(snapshot)} bytes")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    snapshot = _load(args.snapshot)
+    imports = _snapshot_imports(snapshot)
+    with VM.restore(snapshot, {i: _stub for i in imports}) as vm:
+        stats = vm.get_memory_stats()
+        print(json.dumps({
+            "bytes": len(snapshot),
+            "engine_version": vm.engine_version,
+            "required_engine_version": vm.required_engine_version,
+            "imports": imports,
+            "exports": sorted(vm.exports),
+            "heap_bytes": stats.virtual_heap_used,
+        }, indent=2))
+    return 0
+
+
+def _stub(*_args: Any) -> None:
+    return None
+
+
+def _snapshot_imports(snapshot: bytes) -> list[int]:
+    # The import table is bytecode section 0 (header sectionOffsets[0..1]): 16-bit IDs.
+    start = int.from_bytes(snapshot[12:14], "little")
+    end = int.from_bytes(snapshot[14:16], "little")
+    return [int.from_bytes(snapshot[i:i + 2], "little") for i in range(start, end, 2)]
+
+
+def _cmd_call(args: argparse.Namespace) -> int:
+    snapshot = _load(args.snapshot)
+    printing = set(args.print_import or [])
+
+    def printer(import_id: int) -> Callable[..., None]:
+        def print_import(*values: Any) -> None:
+            print(*(v if isinstance(v, str) else json.dumps(_json_value(v)) for v in values))
+        return print_import
+
+    imports: dict[int, Callable[..., Any]] = {i: (printer(i) if i in printing else _stub)
+                                              for i in _snapshot_imports(snapshot)}
+    call_args = [json.loads(a) for a in args.args]
+    with VM.restore(snapshot, imports) as vm:
+        if args.gas is not None:
+            vm.stop_after_n_instructions(args.gas)
+        result = vm.exports[args.export](*call_args)
+        print(json.dumps(_json_value(result)))
+        if args.save:
+            Path(args.save).write_bytes(vm.create_snapshot())
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``mvactors`` console script."""
+    parser = argparse.ArgumentParser(prog="mvactors", description="Microvium snapshots in Python.")
+    parser.add_argument("--version", action="version", version=f"mvactors {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("compile", help="compile a guest script to a snapshot")
+    p.add_argument("script")
+    p.add_argument("-o", "--output", help="snapshot path (default: the script's name with .mvm-bc)")
+    p.set_defaults(run=_cmd_compile)
+
+    p = commands.add_parser("info", help="describe a snapshot (or script): size, versions, imports, exports")
+    p.add_argument("snapshot")
+    p.set_defaults(run=_cmd_info)
+
+    p = commands.add_parser("call", help="restore a snapshot (or script) and call one export")
+    p.add_argument("snapshot")
+    p.add_argument("export", type=int)
+    p.add_argument("args", nargs="*", help="arguments as JSON, e.g. 42 '\"text\"' '[1, 2]'")
+    p.add_argument("--print-import", type=int, action="append", metavar="ID",
+                   help="import ID that prints its arguments (others return undefined)")
+    p.add_argument("--gas", type=int, help="instruction budget")
+    p.add_argument("--save", metavar="PATH", help="write the VM's snapshot after the call")
+    p.set_defaults(run=_cmd_call)
+
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args))
+    except (MicroviumError, OSError, ValueError, KeyError) as exc:
+        print(f"mvactors: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
