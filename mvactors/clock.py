@@ -40,8 +40,11 @@ class VirtualClock:
     Time stands still while anything can make progress; when every task in
     the event loop is blocked, it jumps to the earliest pending deadline.  The
     same inputs therefore give the same trace, however fast the machine is.
-    Run :meth:`drive` in the task group that hosts the simulation.
+    Run :meth:`drive` in the task group that hosts the simulation (a Runtime
+    does, when ``autojump`` is true).
     """
+
+    autojump = True  # a Runtime runs drive(); a subclass may move time itself instead
 
     def __init__(self, start: float = 0.0) -> None:
         self._now = start

@@ -100,7 +100,7 @@ class Runtime:
         self._started = time.perf_counter()
         tg.start_soon(self._run_scheduler)
         tg.start_soon(self._run_timers)
-        if isinstance(self.clock, VirtualClock):
+        if isinstance(self.clock, VirtualClock) and self.clock.autojump:
             tg.start_soon(self.clock.drive)
         return self
 

@@ -138,3 +138,17 @@ def make_vm() -> Iterator[Callable[..., mvactors.VM]]:
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def rt_actor(snapshot: Any) -> bytes:
+    """The runtime suites' guest (tests/guest/rt_actor.js)."""
+    return snapshot("rt_actor")  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def host() -> Any:
+    """The runtime suites' recording host (modules with their own ``host`` fixture override it)."""
+    from runtime_support import Host
+
+    return Host()

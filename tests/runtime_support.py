@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import heapq
-import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +9,7 @@ import anyio
 import anyio.lowlevel
 
 import mvactors
+from mvactors.clock import VirtualClock
 
 # Export IDs of tests/guest/rt_actor.js
 HANDLE, GET_COUNT, INCREMENT, SPIN, GET_STATE, FETCH_ADD, FETCH_THEN_SPIN = 1, 2, 3, 4, 5, 6, 7
@@ -88,35 +87,13 @@ class Host:
         return [t for t in self.trace if t[1] == kind and (actor_id is None or t[0] == actor_id)]
 
 
-class ManualClock:
+class ManualClock(VirtualClock):
     """A Clock whose time moves only when the test says so (no driver task)."""
 
-    def __init__(self, start: float = 0.0) -> None:
-        self._now = start
-        self._waiters: list[tuple[float, int, anyio.Event]] = []
-        self._seq = itertools.count()
-
-    def now(self) -> float:
-        return self._now
-
-    async def sleep_until(self, deadline: float) -> None:
-        if deadline <= self._now:
-            await anyio.lowlevel.checkpoint()
-            return
-        event = anyio.Event()
-        entry = (deadline, next(self._seq), event)
-        heapq.heappush(self._waiters, entry)
-        try:
-            await event.wait()
-        finally:
-            if not event.is_set():
-                self._waiters.remove(entry)
-                heapq.heapify(self._waiters)
+    autojump = False
 
     def advance(self, seconds: float) -> None:
-        self._now += seconds
-        while self._waiters and self._waiters[0][0] <= self._now:
-            heapq.heappop(self._waiters)[2].set()
+        self.advance_to(self.now() + seconds)
 
 
 async def wait_until(predicate: Callable[[], bool], timeout: float = TIMEOUT) -> None:

@@ -25,7 +25,6 @@ from runtime_support import (
     NAP,
     SPIN,
     TIMEOUT,
-    Host,
     wait_until,
 )
 
@@ -42,16 +41,6 @@ from mvactors import (
 )
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def rt_actor(snapshot: Any) -> bytes:
-    return snapshot("rt_actor")  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-def host() -> Host:
-    return Host()
 
 
 def check_turns(trace: list[tuple[Any, ...]], actor_id: str, senders: int, per_sender: int) -> None:

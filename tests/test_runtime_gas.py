@@ -28,11 +28,6 @@ pytestmark = pytest.mark.anyio
 SPIN_400 = 79800  # sum(range(400)), what spin(400) adds
 
 
-@pytest.fixture
-def rt_actor(snapshot: Any) -> bytes:
-    return snapshot("rt_actor")  # type: ignore[no-any-return]
-
-
 class Pauses:
     """on_pause hook: records events and lets a test wait for the n-th pause."""
 

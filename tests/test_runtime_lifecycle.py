@@ -34,16 +34,6 @@ from mvactors import GasPolicy, MemoryStore, MicroviumError, SQLiteStore
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def rt_actor(snapshot: Any) -> bytes:
-    return snapshot("rt_actor")  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-def host() -> Host:
-    return Host()
-
-
 # ---- hibernation ----
 
 
