@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from common import cpu_model
 
 import mvactors
 from mvactors.actor import decode_record
@@ -397,15 +398,7 @@ def options(quick: bool, snapshot_path: str) -> dict[str, dict[str, Any]]:
 
 
 def machine() -> dict[str, str]:
-    model = "unknown"
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    model = cpu_model()
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     return {
         "nproc": str(len(os.sched_getaffinity(0))),

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import wasmtime
+from common import cpu_model
 from wasmtime import _bindings as ffi
 
 import mvactors
@@ -408,15 +409,7 @@ def child(script: str, *args: str, timeout: float = 60) -> dict[str, Any]:
 
 
 def machine() -> str:
-    model = "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    model = cpu_model()
     try:
         max_map = Path("/proc/sys/vm/max_map_count").read_text().strip()
     except OSError:
