@@ -126,7 +126,7 @@ class Settings:
     live_cap: int
 
 
-FULL = Settings(batches=15, calls=30_000, restores=400, loop=30_000, guest_runs=4, rss_vms=5000, live_cap=20_000)
+FULL = Settings(batches=15, calls=30_000, restores=400, loop=30_000, guest_runs=4, rss_vms=5000, live_cap=40_000)
 QUICK = Settings(batches=5, calls=5_000, restores=100, loop=5_000, guest_runs=1, rss_vms=1000, live_cap=20_000)
 
 

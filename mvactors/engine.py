@@ -102,6 +102,10 @@ class Layout:
         version = layout(_L_VERSION)
         self.engine_version = f"{version >> 8}.{version & 0xFF}.0"
 
+    def word(self, field: int) -> int:
+        """Index into Instance.state32 of the state field at address ``field``."""
+        return (field - self.state) // 4
+
 
 # ---- C semantics for the libm functions the wasm build imports ----
 
@@ -368,6 +372,9 @@ class Instance:
         ctypes.c_uint32.from_address(self.base + self.layout.cookie).value = self.cookie
         # The details of a host call in progress: arguments address, count, result address, async flag.
         self.call_info = (ctypes.c_uint32 * 4).from_address(self.base + self.layout.call_info)
+        # The glue's state as 32-bit words (index with Layout.word(field address)): a view made
+        # once instead of a ctypes object per read.
+        self.state32 = (ctypes.c_uint32 * (self.layout.state_size // 4)).from_address(self.base + self.layout.state)
 
     def _export(self, name: str) -> Any:
         item = ffi.wasmtime_extern_t()

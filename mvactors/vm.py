@@ -177,7 +177,10 @@ def _snapshot_bytes(snapshot: SnapshotLike) -> bytes:
 
 def _new_instance() -> _engine.Instance:
     try:
-        return _engine.Instance()
+        instance = _engine.Instance()
+        if not _W_IMPORT_COUNT:
+            _state_words(instance.layout)
+        return instance
     except _engine.EngineMissing:
         raise
     except Exception as exc:  # wasmtime reports exhaustion as a generic error
@@ -185,6 +188,17 @@ def _new_instance() -> _engine.Instance:
             f"cannot create another WebAssembly instance ({exc}); each live VM needs two memory mappings "
             "and the kernel allows vm.max_map_count in total (about 32,000 VMs by default): close or "
             "hibernate idle VMs, or raise the limit", "MVM_E_MALLOC_FAIL") from exc
+
+
+_W_IMPORT_COUNT = _W_SCRATCH = _W_HANDLES = _W_OUT_SIZE = 0  # state32 indexes, set by _state_words()
+
+
+def _state_words(layout: _engine.Layout) -> None:
+    global _W_IMPORT_COUNT, _W_SCRATCH, _W_HANDLES, _W_OUT_SIZE
+    _W_IMPORT_COUNT = layout.word(layout.import_count)
+    _W_SCRATCH = layout.word(layout.scratch_ptr)
+    _W_HANDLES = layout.word(layout.handles_ptr)
+    _W_OUT_SIZE = layout.word(layout.out_size)
 
 
 def _mem16(inst: _engine.Instance) -> Any:
@@ -436,7 +450,8 @@ class VM:
         base = instance.base
         ctypes.memmove(base + layout.rom, data, len(data))
         ctypes.memmove(base + layout.rom + ((len(data) + 7) & ~7), table, len(table))
-        ctypes.c_uint32.from_address(base + layout.import_count).value = len(imports)
+        state32 = instance.state32
+        state32[_W_IMPORT_COUNT] = len(imports)
         instance.attach(vm)
         try:
             err = instance.restore(len(data), 1 if breakpoint_hit is not None else 0)
@@ -448,8 +463,8 @@ class VM:
         if err:
             vm._discard_instance()
             raise vm._restore_error(err, data)
-        vm._scratch = ctypes.c_uint32.from_address(base + layout.scratch_ptr).value
-        vm._handles = ctypes.c_uint32.from_address(base + layout.handles_ptr).value
+        vm._scratch = state32[_W_SCRATCH]
+        vm._handles = state32[_W_HANDLES]
         vm._handles16 = vm._handles >> 1
         return vm
 
@@ -1238,7 +1253,7 @@ class VM:
             return x
         if kind == T_STRING:
             ptr = inst.string(value)
-            size = ctypes.c_uint32.from_address(self._base + self._layout.out_size).value
+            size = inst.state32[_W_OUT_SIZE]
             return ctypes.string_at(self._base + ptr, size).decode("utf-8", "surrogatepass")
         if kind == T_FUNCTION:
             host_id = inst.host_func_id(value)
@@ -1317,13 +1332,13 @@ class VM:
     def _read_bytes(self, slot: int) -> bytes:
         inst = self._live()
         ptr = inst.bytes(self._slot_value(slot))
-        size = ctypes.c_uint32.from_address(self._base + self._layout.out_size).value
+        size = inst.state32[_W_OUT_SIZE]
         return ctypes.string_at(self._base + ptr, size)
 
     def _write_bytes(self, slot: int, data: bytes, offset: int) -> None:
         inst = self._live()
         ptr = inst.bytes(self._slot_value(slot))
-        size = ctypes.c_uint32.from_address(self._base + self._layout.out_size).value
+        size = inst.state32[_W_OUT_SIZE]
         if offset < 0 or offset + len(data) > size:
             raise IndexError(f"writing {len(data)} bytes at offset {offset} overflows a Uint8Array of {size}")
         ctypes.memmove(self._base + ptr + offset, data, len(data))
