@@ -110,6 +110,11 @@ class Runtime:
         tg.cancel_scope.cancel()
         try:
             return await tg.__aexit__(*exc)
+        except BaseExceptionGroup as group:
+            # A single failure (usually the body's own) comes out as itself, as from plain code.
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
         finally:
             self._tg = None
             for actor in self._actors.values():
