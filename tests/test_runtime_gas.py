@@ -215,12 +215,11 @@ async def test_pause_hook_errors_surface_from_the_runtime(rt_actor):
         raise RuntimeError("supervisor bug")
 
     host = Host()
-    with pytest.raises(BaseExceptionGroup) as info:
+    with pytest.raises(RuntimeError, match="supervisor bug"):  # a lone failure is not wrapped in a group
         async with mvactors.Runtime(on_pause=broken) as rt:
             actor = await rt.spawn(rt_actor, host.imports("g"), gas=GasPolicy(per_turn=1500))
             with anyio.fail_after(TIMEOUT):
                 await actor.call(SPIN, 400)
-    assert info.group_contains(RuntimeError, match="supervisor bug")
 
 
 # ---- property: metering, pausing and hibernating never change what a guest computes ----
