@@ -45,17 +45,27 @@ class GasPolicy:
     """Instruction budgets: ``per_turn`` caps each turn, ``quota`` caps the actor's total.
 
     When a turn runs out, it is rolled back and the actor pauses until
-    :meth:`Actor.resume`.  ``None`` means unlimited.
+    :meth:`Actor.resume`.  ``None`` means unlimited.  With ``refill_per_second``
+    the quota is a bucket that refills at that rate on the runtime's clock (up
+    to ``quota``), and an actor paused on its quota resumes by itself once the
+    bucket is full again: a steady CPU allowance per device.
     """
 
     per_turn: int | None = None
     quota: int | None = None
+    refill_per_second: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("per_turn", "quota"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value <= 0 or value > 0x7FFFFFFF):
                 raise ValueError(f"GasPolicy.{name} must be a positive int below 2**31 or None, got {value!r}")
+        rate = self.refill_per_second
+        if rate is not None:
+            if self.quota is None:
+                raise ValueError("GasPolicy.refill_per_second refills the quota: set quota too")
+            if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not 0 < rate < math.inf:
+                raise ValueError(f"GasPolicy.refill_per_second must be a positive number, got {rate!r}")
 
     @property
     def active(self) -> bool:
@@ -236,10 +246,34 @@ class Actor:
 
     # A fleet keeps up to millions of these, most hibernated: no per-instance dict.
     __slots__ = (
-        "__weakref__", "_extra_gas", "_imports", "_next_call_id", "_pending_async", "_promises", "_record",
-        "_running", "_space", "_token_owner", "_turn_async", "_turn_host_calls", "_vm", "_vm_imports", "_waiting",
-        "failure", "gas", "id", "last_active", "mailbox", "mailbox_size", "metrics", "overflow", "pause",
-        "quota_left", "runtime", "scheduled",
+        "__weakref__",
+        "_extra_gas",
+        "_imports",
+        "_next_call_id",
+        "_pending_async",
+        "_promises",
+        "_record",
+        "_refilled_at",
+        "_running",
+        "_space",
+        "_token_owner",
+        "_turn_async",
+        "_turn_host_calls",
+        "_vm",
+        "_vm_imports",
+        "_waiting",
+        "failure",
+        "gas",
+        "id",
+        "last_active",
+        "mailbox",
+        "mailbox_size",
+        "metrics",
+        "overflow",
+        "pause",
+        "quota_left",
+        "runtime",
+        "scheduled",
     )
 
     def __init__(self, runtime: Runtime, actor_id: str, imports: Mapping[int, Callable[..., Any]],
@@ -248,6 +282,7 @@ class Actor:
         self.id = actor_id
         self.gas = gas
         self.quota_left: int | None = gas.quota
+        self._refilled_at = runtime.clock.now()
         self.mailbox: deque[Message] = deque()
         self.mailbox_size = mailbox_size
         self.overflow = overflow
@@ -379,6 +414,15 @@ class Actor:
         self.pause = None
         self.runtime._schedule(self)
         await anyio.lowlevel.checkpoint()
+
+    def _refilled(self) -> None:
+        """The quota bucket is full again after a quota pause: re-run the paused turn."""
+        pause = self.pause
+        if pause is None or pause.reason != "quota" or self.failure is not None:
+            return  # resumed by hand meanwhile
+        self._refill()
+        self.pause = None
+        self.runtime._schedule(self)
 
     async def hibernate(self) -> None:
         """Snapshot the VM to bytes and release its instance now (also with queued mail or paused)."""
@@ -661,7 +705,20 @@ class Actor:
         if self._waiting:
             self._settle_waiting()
 
+    def _refill(self) -> None:
+        """Top the quota bucket up for the time passed since the last refill."""
+        rate, quota, left = self.gas.refill_per_second, self.gas.quota, self.quota_left
+        if rate is None or quota is None or left is None:
+            return
+        now = self.runtime.clock.now()
+        gained = int((now - self._refilled_at) * rate)
+        if gained > 0 or left >= quota:
+            self.quota_left = min(quota, left + gained)
+            # Credit only whole instructions' worth of time: fractions carry over.
+            self._refilled_at = now if self.quota_left >= quota else self._refilled_at + gained / rate
+
     def _turn_budget(self) -> int | None:
+        self._refill()
         budget = self._extra_gas if self._extra_gas is not None else self.gas.per_turn
         if self.quota_left is not None:
             budget = self.quota_left if budget is None else min(budget, self.quota_left)

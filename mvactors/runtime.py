@@ -30,6 +30,7 @@ from .store.base import CheckpointStore
 from .vm import VM, SnapshotLike, run_async_import
 
 _TURNS_BETWEEN_YIELDS = 64
+_REFILL = -1  # timer token: an actor's gas bucket is full again (async call tokens are >= 1)
 
 
 class Runtime:
@@ -341,6 +342,12 @@ class Runtime:
 
     def _on_pause(self, actor: Actor) -> None:
         self._totals.pauses += 1
+        event, policy = actor.pause, actor.gas
+        if (event is not None and event.reason == "quota" and policy.refill_per_second
+                and policy.quota is not None and actor.quota_left is not None):
+            # Wake it when its bucket is full again (a timer, so virtual time jumps there).
+            wait = (policy.quota - actor.quota_left) / policy.refill_per_second
+            self._add_timer(actor, _REFILL, self.clock.now() + wait)
         if self.on_pause is not None and actor.pause is not None:
             # Run as a task, not inside the turn: the hook may be async (e.g. await actor.resume()),
             # and an exception in it is the host's bug, which surfaces from the runtime.
@@ -450,7 +457,10 @@ class Runtime:
             now = self.clock.now()
             while timers and timers[0][0] <= now:
                 _, _, actor, token = heapq.heappop(timers)
-                actor._deliver_completion(token, True, None)
+                if token == _REFILL:
+                    actor._refilled()
+                else:
+                    actor._deliver_completion(token, True, None)
             self._check_idle()
 
 

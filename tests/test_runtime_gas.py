@@ -341,3 +341,25 @@ async def test_a_paused_call_that_times_out_is_never_applied(rt_actor):
             assert actor.mailbox_depth == 1 and actor.state == "paused"
             await actor.resume(20_000)  # goes on with the next message
             assert await actor.call(GET_STATE) == [1, []]
+
+
+async def test_gas_refill_resumes_a_quota_paused_actor_on_the_runtime_clock():
+    source = "vmExport(1, (n) => { let i = 0; let s = 0; while (i < n) { s += i; i++; } return s; });"
+    snapshot = mvactors.compile(source)
+    pauses = []
+    async with mvactors.Runtime(clock="virtual", on_pause=lambda actor, event: pauses.append(event)) as rt:
+        policy = mvactors.GasPolicy(quota=20_000, refill_per_second=10_000)
+        actor = await rt.spawn(snapshot, gas=policy)
+        assert await actor.call(1, 1000) == sum(range(1000))
+        left = actor.quota_left
+        assert left is not None and left < 10_000  # the second call cannot fit
+        started = rt.clock.now()
+        assert await actor.call(1, 1000) == sum(range(1000))  # paused, then resumed by the refill
+        assert [p.reason for p in pauses] == ["quota"]
+        waited = rt.clock.now() - started
+        assert waited == pytest.approx((20_000 - left) / 10_000)  # until the bucket was full again
+
+
+def test_gas_refill_needs_a_quota():
+    with pytest.raises(ValueError, match="set quota"):
+        mvactors.GasPolicy(per_turn=1000, refill_per_second=10)

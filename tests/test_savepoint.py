@@ -136,3 +136,4 @@ async def test_metered_actor_survives_a_turn_that_runs_out_of_memory():
         with pytest.raises(mvactors.VMUnusable):
             await plain.call(2)
         assert plain.state == "failed"  # unmetered: no savepoint to return to
+
