@@ -191,7 +191,7 @@ class WasmEngine:
         """A number identifying a new instance in host calls (16 bits: instances are mapping-limited)."""
         cookie = self._next_cookie
         if cookie > 0xFFFF:
-            raise EngineMissing("too many engine instances for one process (65,535)")
+            raise RuntimeError("too many engine instances for one process (65,535)")
         self._next_cookie += 1
         self.bases[cookie] = base
         return cookie
