@@ -336,6 +336,16 @@ class Actor:
         """
         reply = Reply()
         message = Message(export_id=export_id, args=args, reply=reply)
+        runtime = self.runtime
+        if timeout is None and runtime._can_run_inline(self):
+            self._check_message(message)
+            message.enqueued_at = time.perf_counter()
+            self._mail().append(message)
+            runtime._turn(self)
+            runtime._enforce_residency()  # as the scheduler does when it goes idle
+            # A cancellation point (and a turn of the loop for others) as the scheduled path has.
+            await anyio.lowlevel.checkpoint()
+            return await reply.wait()
         try:
             if timeout is None:
                 await self._enqueue(message)

@@ -514,3 +514,22 @@ async def test_send_nowait_queues_from_synchronous_code(rt_actor, host):
             await target.resume(100_000)
             await wait_until(lambda: target.mailbox_depth == 0)
             assert await target.call(GET_COUNT) == 5 + 79800 + 1
+
+
+async def test_a_call_runs_inline_only_when_nothing_else_waits():
+    """`call` may run its turn in the caller's task, but never ahead of queued work."""
+    log: list[str] = []
+    snapshot = mvactors.compile("const log = vmImport(1); vmExport(1, (who) => { log(who); return who; });")
+    async with mvactors.Runtime() as rt:
+        a = await rt.spawn(snapshot, {1: log.append})
+        b = await rt.spawn(snapshot, {1: log.append})
+        with anyio.fail_after(TIMEOUT):
+            assert await b.call(1, "b0") == "b0"  # idle runtime: inline
+            assert log == ["b0"]
+            await a.send(1, "a1")
+            await a.send(1, "a2")
+            assert await b.call(1, "b1") == "b1"  # a has mail: b waits its turn behind a's first
+            assert log.index("a1") < log.index("b1")
+            await rt.wait_idle()
+        assert sorted(log) == ["a1", "a2", "b0", "b1"]
+        assert a.metrics.turns == 2 and b.metrics.turns == 2
