@@ -472,7 +472,8 @@ def main() -> None:
     live = child(_LIVE_CHILD, str(s.live_cap), small.hex(), timeout=120)
     if "live" in live:
         count = live["live"]
-        note = f"{count:,}" + (" (cap reached)" if count >= live["cap"] else f" (stopped: {live['error']})")
+        stop = str(live.get("error", "")).splitlines()[0][:80] if "error" in live else ""
+        note = f"{count:,}" + (" (cap reached)" if count >= live["cap"] else f" (stopped: {stop})")
         rows.append(("largest live VM count (default kernel limits)", note, "—", "—", "≥ 16,000", count >= 16_000))
     else:
         rows.append(("largest live VM count", f"failed: {live.get('error')}", "—", "—", "≥ 16,000", False))

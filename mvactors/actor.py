@@ -342,7 +342,8 @@ class Actor:
             message.enqueued_at = time.perf_counter()
             self._mail().append(message)
             runtime._turn(self)
-            runtime._enforce_residency()  # as the scheduler does when it goes idle
+            if runtime.max_resident is not None or runtime.hibernate_after is not None:
+                runtime._wake_scheduler()  # it enforces residency when idle, off the caller's path
             # A cancellation point (and a turn of the loop for others) as the scheduled path has.
             await anyio.lowlevel.checkpoint()
             return await reply.wait()

@@ -291,6 +291,10 @@ class Runtime:
             return
         actor.scheduled = True
         self._ready.append(actor)
+        self._wake_scheduler()
+
+    def _wake_scheduler(self) -> None:
+        """Let the scheduler task run its loop: new work, or idle-time duties (residency)."""
         work = self._work
         if work is not None:
             self._work = None
