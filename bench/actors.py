@@ -154,6 +154,7 @@ async def scenario_resident(opts: dict[str, Any]) -> dict[str, Any]:
         # One turn each so every actor has resolved its export, as in steady state.
         await flood(actors, rt, 1, CONFIGURE, lambda r: 21)
         gc.collect()
+        gc.freeze()  # as a fleet application would: the actors live until the end (examples/fleet does too)
         rss1 = rss_kib()
         turns = await flood(actors, rt, rounds, CONFIGURE, lambda r: 19 + r % 5)
         gc.collect()
@@ -198,6 +199,7 @@ async def scenario_hibernated(opts: dict[str, Any]) -> dict[str, Any]:
         with Stopwatch() as rest:
             actors += [await rt.spawn(snapshot, DEVICE_IMPORTS) for _ in range(n - probe)]
         gc.collect()
+        gc.freeze()  # as a fleet application would: the actors live until the end (examples/fleet does too)
         rss1 = rss_kib()
         hibernated = sum(1 for a in actors if a.state == "hibernated")
         record = actors[len(actors) // 2].durable_record()

@@ -323,23 +323,29 @@ class Exports(Mapping[int, Any]):
     """The snapshot's exports by ID; values are resolved on first use."""
 
     def __init__(self, vm: VM) -> None:
-        self._vm = vm
+        self._vm: VM | None = vm  # None once the VM is closed (no cycle keeps a closed VM alive)
         self._cache: dict[int, Any] = {}
+
+    def _live_vm(self) -> VM:
+        vm = self._vm
+        if vm is None:
+            raise VMUnusable("the VM is closed", "MVM_E_FATAL_ERROR_MUST_KILL_VM")
+        return vm
 
     def __getitem__(self, export_id: int) -> Any:
         found = self._cache.get(export_id)
         if found is None:
-            found = self._cache[export_id] = self._vm._resolve_export(export_id)
+            found = self._cache[export_id] = self._live_vm()._resolve_export(export_id)
         return found
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self._vm._export_ids())
+        return iter(self._live_vm()._export_ids())
 
     def __len__(self) -> int:
-        return len(self._vm._export_ids())
+        return len(self._live_vm()._export_ids())
 
     def __contains__(self, export_id: object) -> bool:
-        return export_id in self._vm._export_ids()
+        return export_id in self._live_vm()._export_ids()
 
 
 class VM:
@@ -491,7 +497,11 @@ class VM:
             return
         self._inst = None
         self._slow = True
+        # Break the VM <-> exports <-> proxies cycle: a closed VM is freed by reference
+        # counting at once, instead of waiting for (and feeding) the cyclic GC.
         self.exports._cache.clear()
+        self.exports._vm = None
+        self.async_handler = None
         for event, outcome in self._pending.values():
             outcome.append(VMUnusable("the VM was closed while this promise was pending", 1))
             event.set()
