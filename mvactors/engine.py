@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ctypes
 import math
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -485,10 +484,6 @@ class Instance:
         self.dead = True
 
 
-def wasm_engine_available() -> bool:
-    return WASM_PATH.exists()
-
-
 def native_library_path() -> Path:
     """Path of the native reference build (for tests and bench)."""
     if not NATIVE_PATH.exists():
@@ -507,8 +502,4 @@ __all__ = [
     "c_fmod",
     "c_pow",
     "native_library_path",
-    "wasm_engine_available",
 ]
-
-if os.environ.get("MVACTORS_ENGINE_DEBUG"):  # pragma: no cover
-    print("mvactors engine:", WASM_PATH)
