@@ -91,6 +91,8 @@ class Layout:
         self.top_start = state + layout(27)
         self.handles_linked = state + layout(28)
         self.call_info = state + layout(29)
+        self.vm_ptr = state + layout(30)
+        self.gas_offset = layout(31)  # of the instruction counter in the engine's VM struct
         self.handle_size = layout(_L_HANDLE_SIZE)
         self.max_handles = layout(_L_MAX_HANDLES)
         self.max_args = layout(_L_MAX_ARGS)
@@ -304,8 +306,6 @@ _OPS: dict[str, tuple[int, int]] = {
     "snapshot": (19, 0),
     "gc": (20, 1),
     "memory_stats": (21, 0),
-    "set_gas": (22, 1),
-    "get_gas": (23, 0),
     "set_breakpoint": (24, 1),
     "remove_breakpoint": (25, 1),
     "current_address": (26, 0),

@@ -367,6 +367,7 @@ class VM:
         "_converting",
         "_died",
         "_free",
+        "_gas",
         "_handle_stride",
         "_handles",
         "_handles16",
@@ -399,6 +400,7 @@ class VM:
         self._host_exception: tuple[int, BaseException] | None = None
         self._breakpoint_exception: BaseException | None = None
         self._free: list[int] = []
+        self._gas: Any = None  # view of the engine's instruction counter, made on first use
         self._linked = 0
         self._pending: dict[int, tuple[Any, list[Any]]] = {}  # promise slot -> (event, [outcome])
         self._converting: set[int] = set()  # ids of containers being copied in (cycle check)
@@ -595,11 +597,21 @@ class VM:
         """Stop guest code after ``n`` more instructions (GasExhausted); -1 disables."""
         if not isinstance(n, int) or n < -1 or n > 0x7FFFFFFF:
             raise ValueError(f"instruction count must be -1 or 0..2**31-1, got {n!r}")
-        self._live().set_gas(n)
+        self._gas_counter().value = n
 
     def get_remaining_instructions(self) -> int:
         """Instructions left before the VM stops, or -1 when the counter is disabled."""
-        return int(self._live().get_gas())
+        return int(self._gas_counter().value)
+
+    def _gas_counter(self) -> Any:
+        # The engine's counter is a plain field of its VM struct: metered actors read and
+        # write it every turn, so a view beats two calls into the engine.
+        counter = self._gas
+        if counter is None or self._inst is None:
+            inst = self._live()
+            vm_struct = inst.state32[self._layout.word(self._layout.vm_ptr)]
+            counter = self._gas = ctypes.c_int32.from_address(self._base + vm_struct + self._layout.gas_offset)
+        return counter
 
     def run_gc(self, squeeze: bool = False) -> None:
         """Collect garbage; ``squeeze`` also compacts the heap into as few buckets as possible."""
@@ -985,6 +997,7 @@ class VM:
         self._died = False
         self._closed_reason = "the VM is closed"
         self.exports._cache.clear()  # their fast call paths are bound to the old instance
+        self._gas = None
         self._revived = self._slow = True
         return instance
 

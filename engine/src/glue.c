@@ -7,6 +7,7 @@
  * in a static, and the host addresses values through handles whose addresses
  * are fixed, so the host can read and write them directly in linear memory.
  */
+#include <stddef.h>
 #include "host.h"
 #include "microvium.c"
 
@@ -356,6 +357,8 @@ MVX_API(mvx_layout) uintptr_t mvx_layout(int32_t what) {
     case 27: return (uintptr_t)&mvx.top_start - (uintptr_t)&mvx;
     case 28: return (uintptr_t)&mvx.handles_linked - (uintptr_t)&mvx;
     case 29: return (uintptr_t)&mvx.call_args - (uintptr_t)&mvx;
+    case 30: return (uintptr_t)&vm - (uintptr_t)&mvx; /* `vm` is the field mvx.vm (a macro) */
+    case 31: return offsetof(VM, stopAfterNInstructions); /* the gas counter is a plain field */
     default: return 0;
   }
 }
