@@ -139,7 +139,6 @@ class Message:
     token: int = 0
     ok: bool = True
     value: Any = None
-    enqueued_at: float = 0.0
 
     @property
     def is_completion(self) -> bool:
@@ -339,7 +338,6 @@ class Actor:
         runtime = self.runtime
         if timeout is None and runtime._can_run_inline(self):
             self._check_message(message)
-            message.enqueued_at = time.perf_counter()
             self._mail().append(message)
             runtime._turn(self)
             if runtime.max_resident is not None or runtime.hibernate_after is not None:
@@ -492,7 +490,6 @@ class Actor:
         return mailbox
 
     def _accept(self, message: Message) -> None:
-        message.enqueued_at = time.perf_counter()
         self._mail().append(message)
         self.runtime._schedule(self)
 
@@ -511,7 +508,7 @@ class Actor:
         """Queue the completion of async host call ``token`` (never blocks: capacity is for senders)."""
         if self.failure is not None or token not in self._pending_async:
             return
-        self._mail().append(Message(token=token, ok=ok, value=value, enqueued_at=time.perf_counter()))
+        self._mail().append(Message(token=token, ok=ok, value=value))
         self.runtime._schedule(self)
 
     def _withdraw(self, message: Message) -> None:

@@ -343,7 +343,9 @@ class Runtime:
         self._totals.gas_used += metrics.gas_used - before[1]
         if metrics.turns != before[0]:
             self._latencies.append(metrics.last_latency)
-        if actor._vm is not None and actor.id in self._resident:
+        if (self.max_resident is not None or self.hibernate_after is not None) and actor._vm is not None \
+                and actor.id in self._resident:
+            # Recency only matters to the residency policy; reading the clock per turn is not free.
             actor.last_active = self.clock.now()
             self._resident.move_to_end(actor.id)
         self._schedule(actor)
