@@ -128,36 +128,6 @@ class Room:
         self.relay_switches += 1
 
 
-class FleetRuntime(mvactors.Runtime):
-    """``Runtime`` with a residency check that costs O(actors it hibernates).
-
-    Workaround: the stock ``Runtime._enforce_residency`` copies the whole LRU
-    (``list(OrderedDict.values())``, ~50 us per 1,000 resident actors) every
-    time the ready queue drains and every 64 turns, which dominated this
-    simulation's profile.  The LRU is ordered by last activity, so the
-    candidates are at its front and the walk can stop at the first actor that
-    is neither over the cap nor stale.
-    """
-
-    def _enforce_residency(self) -> None:
-        limit = self.max_resident
-        idle_after = self.hibernate_after
-        if limit is None and idle_after is None:
-            return
-        resident = self._resident
-        excess = len(resident) - limit if limit is not None else 0
-        now = self.clock.now()
-        victims: list[mvactors.Actor] = []
-        for actor in resident.values():
-            stale = idle_after is not None and now - actor.last_active >= idle_after
-            if excess - len(victims) <= 0 and not stale:
-                break
-            if not actor.scheduled:
-                victims.append(actor)
-        for actor in victims:
-            self._hibernate(actor)
-
-
 def make_room(clock: mvactors.Clock, seed: int, device: int) -> tuple[Room, SplitMix64]:
     # One generator per device, seeded from (seed, device): the device's
     # inputs do not depend on how the scheduler interleaves devices.
@@ -221,8 +191,7 @@ async def simulate(args: argparse.Namespace) -> dict[str, Any]:
     wall_start = time.perf_counter()
     cpu_start = time.process_time()
     rss_before, _ = rss_kib()
-    runtime_class = mvactors.Runtime if args.stock_residency else FleetRuntime
-    async with runtime_class(clock="virtual", max_resident=args.max_resident,
+    async with mvactors.Runtime(clock="virtual", max_resident=args.max_resident,
                              hibernate_after=args.hibernate_after) as rt:
         progress = Progress(total_s, not args.quiet)
         actors = []
@@ -355,8 +324,6 @@ def main(argv: list[str] | None = None) -> None:
                         help="live VMs at most; idle devices beyond it hibernate (default: no cap)")
     parser.add_argument("--hibernate-after", type=float, default=None,
                         help="also hibernate devices idle this many simulated seconds")
-    parser.add_argument("--stock-residency", action="store_true",
-                        help="use Runtime's own residency check instead of the O(victims) one (for comparison)")
     parser.add_argument("--backend", choices=("asyncio", "trio"), default="asyncio")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
