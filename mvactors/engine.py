@@ -81,7 +81,6 @@ class Layout:
         self.fatal_code = state + layout(_L_FATAL)
         self.import_count = state + layout(_L_IMPORT_COUNT)
         self.missing_import = state + layout(_L_MISSING_IMPORT)
-        self.imports_ptr = state + layout(_L_IMPORTS)
         self.stats = state + layout(_L_STATS)
         self.cookie = state + layout(_L_COOKIE)
         self.f64 = state + layout(_L_F64)
@@ -89,7 +88,6 @@ class Layout:
         self.state_size = layout(25)
         self.low_end = state + layout(26)
         self.top_start = state + layout(27)
-        self.handles_linked = state + layout(28)
         self.call_info = state + layout(29)
         self.vm_ptr = state + layout(30)
         self.gas_offset = layout(31)  # of the instruction counter in the engine's VM struct
@@ -99,7 +97,6 @@ class Layout:
         self.max_imports = layout(_L_MAX_IMPORTS)
         self.scratch_size = layout(_L_SCRATCH_SIZE)
         self.rom_size = layout(_L_ROM_SIZE)
-        self.size_t = layout(_L_SIZE_T)
         version = layout(_L_VERSION)
         self.engine_version = f"{version >> 8}.{version & 0xFF}.0"
 
