@@ -30,7 +30,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
-from .engine import EngineMissing, native_library_path
+from .engine import EngineMissing, Layout, native_library_path
 from .errors import (
     E_HOST_ERROR,
     E_INSTRUCTION_COUNT_REACHED,
@@ -58,11 +58,6 @@ _T_FUNCTION, _T_OBJECT, _T_ARRAY, _T_UINT8_ARRAY, _T_CLASS = 5, 6, 7, 8, 9
 _TYPE_NAMES = ("undefined", "null", "boolean", "number", "string", "function", "object", "array", "Uint8Array", "class")
 
 _INT14_MIN, _INT14_MAX = -0x2000, 0x1FFF
-
-# mvx_layout() indexes (engine/src/glue.c).
-_L_STATE, _L_HANDLES, _L_ROM, _L_SCRATCH = 0, 1, 2, 3
-_L_ARGS, _L_RESULT, _L_OUT_SIZE, _L_IMPORT_COUNT, _L_MISSING_IMPORT, _L_IMPORTS, _L_STATS = 5, 7, 9, 11, 12, 13, 14
-_L_HANDLE_SIZE, _L_MAX_HANDLES, _L_MAX_ARGS, _L_MAX_IMPORTS, _L_SCRATCH_SIZE, _L_ROM_SIZE = 15, 16, 17, 18, 19, 20
 
 # Handles the driver uses to keep values alive while it copies nested results
 # out: one per nesting level plus one for the key being read.
@@ -111,27 +106,26 @@ class _Library:
         self.get_gas = fn("mvx_get_gas", i32)
         self.set_host = fn("mvx_set_host", None, _HOST_CALL, _HOST_BREAKPOINT)
 
-        layout = self.layout
-        state = layout(_L_STATE)
+        layout = Layout(self.layout)  # the glue's ABI, read as for the wasm build (addresses are absolute here)
         # Handle slots and the scratch area move with each restore (they follow the
         # snapshot and import table); read their pointers after restoring.
-        self.handles_ptr: int = state + layout(_L_HANDLES)
-        self.rom: int = layout(_L_ROM)
-        self.scratch_ptr: int = state + layout(_L_SCRATCH)
+        self.handles_ptr: int = layout.handles_ptr
+        self.rom: int = layout.rom
+        self.scratch_ptr: int = layout.scratch_ptr
         self.handles = 0
         self.scratch = 0
-        self.args: int = state + layout(_L_ARGS)
-        self.result: int = state + layout(_L_RESULT)
-        self.out_size: int = state + layout(_L_OUT_SIZE)
-        self.import_count: int = state + layout(_L_IMPORT_COUNT)
-        self.missing_import: int = state + layout(_L_MISSING_IMPORT)
-        self.stats: int = state + layout(_L_STATS)
-        self.handle_size: int = layout(_L_HANDLE_SIZE)
-        self.max_handles: int = layout(_L_MAX_HANDLES)
-        self.max_args: int = layout(_L_MAX_ARGS)
-        self.max_imports: int = layout(_L_MAX_IMPORTS)
-        self.scratch_size: int = layout(_L_SCRATCH_SIZE)
-        self.rom_size: int = layout(_L_ROM_SIZE)
+        self.args: int = layout.args
+        self.result: int = layout.result
+        self.out_size: int = layout.out_size
+        self.import_count: int = layout.import_count
+        self.missing_import: int = layout.missing_import
+        self.stats: int = layout.stats
+        self.handle_size: int = layout.handle_size
+        self.max_handles: int = layout.max_handles
+        self.max_args: int = layout.max_args
+        self.max_imports: int = layout.max_imports
+        self.scratch_size: int = layout.scratch_size
+        self.rom_size: int = layout.rom_size
         # The callbacks must outlive every call into the library: keep them here.
         self.host_call = _HOST_CALL(_dispatch_host_call)
         self.host_breakpoint = _HOST_BREAKPOINT(_dispatch_breakpoint)
