@@ -248,6 +248,26 @@ def import_round_trip_ns(s: Settings) -> float:
         vm.close()
 
 
+def _timed_restores(small: bytes, imports: dict[int, Any], k: int, fresh: bool) -> tuple[int, int]:
+    """Restore ``small`` k times (timed), then close the VMs (untimed).
+
+    ``fresh`` empties the instance pool first, forcing a brand-new instance per
+    restore.  (Instances share one Store and are never freed, so that grows the
+    process; fine for a bench.)
+    """
+    if fresh:
+        _vm._pool.clear()
+    restore = mvactors.VM.restore
+    t0 = time.perf_counter_ns()
+    vms = [restore(small, imports) for _ in range(k)]
+    elapsed = time.perf_counter_ns() - t0
+    for vm in vms:
+        vm.close()
+    if fresh:
+        _vm._pool.clear()
+    return k, elapsed
+
+
 def restore_recycled_ns(s: Settings, small: bytes) -> float:
     imports = {1: lambda count: None}
     k = s.restores
@@ -255,38 +275,13 @@ def restore_recycled_ns(s: Settings, small: bytes) -> float:
     # restores into recycled instances only.
     for vm in [mvactors.VM.restore(small, imports) for _ in range(k)]:
         vm.close()
-
-    def batch() -> tuple[int, int]:
-        restore = mvactors.VM.restore
-        t0 = time.perf_counter_ns()
-        vms = [restore(small, imports) for _ in range(k)]
-        elapsed = time.perf_counter_ns() - t0
-        for vm in vms:
-            vm.close()
-        return k, elapsed
-
-    return timed_only(batch, s.batches)
+    return timed_only(lambda: _timed_restores(small, imports, k, fresh=False), s.batches)
 
 
 def restore_new_ns(s: Settings, small: bytes) -> float:
     imports = {1: lambda count: None}
     k = max(s.restores // 3, 30)
-
-    def batch() -> tuple[int, int]:
-        # An empty pool forces a brand-new instance per restore.  (Instances
-        # share one Store and are never freed, so this grows the process; fine
-        # for a bench.)
-        _vm._pool.clear()
-        restore = mvactors.VM.restore
-        t0 = time.perf_counter_ns()
-        vms = [restore(small, imports) for _ in range(k)]
-        elapsed = time.perf_counter_ns() - t0
-        for vm in vms:
-            vm.close()
-        _vm._pool.clear()
-        return k, elapsed
-
-    return timed_only(batch, s.batches)
+    return timed_only(lambda: _timed_restores(small, imports, k, fresh=True), s.batches)
 
 
 def timed_only(batch: Callable[[], tuple[int, int]], batches: int) -> float:
