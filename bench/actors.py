@@ -32,7 +32,7 @@ import anyio
 from common import cpu_model
 
 import mvactors
-from mvactors.actor import decode_record
+from mvactors.actors.actor import decode_record
 
 ROOT = Path(__file__).resolve().parent.parent
 THERMOSTAT = ROOT / "examples" / "fleet" / "thermostat.js"

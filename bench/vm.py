@@ -7,12 +7,12 @@ Every time is the median over several batches of ``time.perf_counter_ns``
 per operation.  Floors are measured in the same process, right next to what
 they bound, so machine speed and load cancel out of the ratios:
 
-* the *floor call* is ``mvactors.engine.Instance().noop``: an unchecked raw
+* the *floor call* is ``mvactors.vm._wasm.Instance().noop``: an unchecked raw
   call to an empty wasm export, the cheapest way Python can enter wasmtime;
 * the *import floor* is an empty Python host function called from a wasm loop
   through the same unchecked-callback mechanism mvactors uses;
 * the guest-speed floor is the same engine built natively (gcc -O2) running
-  the same snapshot (``mvactors.native.NativeVM``).
+  the same snapshot (``mvactors.testing.NativeVM``).
 
 Memory rows run in subprocesses so their RSS deltas are theirs alone.
 """
@@ -39,9 +39,9 @@ from common import cpu_model
 from wasmtime import _bindings as ffi
 
 import mvactors
-from mvactors import engine as _engine
-from mvactors import vm as _vm
-from mvactors.native import NativeVM, native_available
+from mvactors.testing import NativeVM, native_available
+from mvactors.vm import _wasm as _engine
+from mvactors.vm import machine as _vm
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMES = "\N{MULTIPLICATION SIGN}"

@@ -3,8 +3,8 @@
 Fetches the pinned `microvium` npm package (engine source and compiler), then
 compiles `dist-c/microvium.c` with our port header and glue:
 
-* to WebAssembly with the pinned `ziglang` wheel's clang -> mvactors/_engine/mvx.wasm
-* natively with the machine's gcc -O2 -> mvactors/_engine/libmvx_native.so
+* to WebAssembly with the pinned `ziglang` wheel's clang -> mvactors/vm/_engine/mvx.wasm
+* natively with the machine's gcc -O2 -> mvactors/vm/_engine/libmvx_native.so
   (the speed and fidelity reference; skipped with --wasm-only)
 
 Run: python engine/build.py [--wasm-only] [--force]
@@ -23,7 +23,7 @@ from pathlib import Path
 ENGINE_DIR = Path(__file__).resolve().parent
 SRC = ENGINE_DIR / "src"
 DIST_C = ENGINE_DIR / "node_modules" / "microvium" / "dist-c"
-OUT = ENGINE_DIR.parent / "mvactors" / "_engine"
+OUT = ENGINE_DIR.parent / "mvactors" / "vm" / "_engine"
 
 WASM_MEMORY_BYTES = 6 * 65536  # fixed: the module never grows, so the host's base pointer stays valid
 # The patched engine copy (see ENGINE_PATCHES) comes first on the include path.

@@ -7,14 +7,25 @@
 """
 
 from . import imports
-from .actor import Actor, ActorFailed, GasPolicy, HostCallRecord, MailboxFull, PauseEvent
-from .clock import Clock, VirtualClock, WallClock
+from .actors import (
+    Actor,
+    ActorFailed,
+    Clock,
+    GasPolicy,
+    HostCallRecord,
+    MailboxFull,
+    PauseEvent,
+    Runtime,
+    VirtualClock,
+    WallClock,
+)
 from .compiler import compile
 from .errors import CompileError, GasExhausted, GuestError, MicroviumError, VMUnusable
-from .runtime import Runtime
 from .store import CheckpointStore, MemoryStore, SQLiteStore
-from .values import (
+from .vm import (
+    VM,
     AsyncImport,
+    ExportNotFound,
     GuestArray,
     GuestBytes,
     GuestClass,
@@ -22,10 +33,12 @@ from .values import (
     GuestObject,
     GuestPromise,
     GuestRef,
+    Hibernation,
+    HostFunctionError,
+    MemoryStats,
     async_import,
     null,
 )
-from .vm import VM, ExportNotFound, Hibernation, HostFunctionError, MemoryStats
 
 __version__ = "0.1.0"
 

@@ -18,8 +18,7 @@ from typing import Any
 from . import __version__
 from .compiler import compile as compile_script
 from .errors import MicroviumError
-from .values import null
-from .vm import VM
+from .vm import VM, null
 
 
 def _json_value(value: Any) -> Any:

@@ -9,7 +9,7 @@ import anyio
 import anyio.lowlevel
 
 import mvactors
-from mvactors.clock import VirtualClock
+from mvactors import VirtualClock
 
 # Export IDs of tests/guest/rt_actor.js
 HANDLE, GET_COUNT, INCREMENT, SPIN, GET_STATE, FETCH_ADD, FETCH_THEN_SPIN = 1, 2, 3, 4, 5, 6, 7

@@ -1,7 +1,7 @@
 """The WebAssembly VM must behave exactly like the same engine built natively with gcc.
 
 Each guest script in tests/guest/fidelity_*.js runs a fixed plan of calls on
-``mvactors.VM`` and on ``mvactors.native.NativeVM``; results (and the arguments
+``mvactors.VM`` and on ``mvactors.testing.NativeVM``; results (and the arguments
 host imports receive) must be identical call by call, bit for bit for floats.
 Snapshots cross over: a state reached in one build, snapshotted and restored
 in the other, must continue with the same results.
@@ -20,8 +20,8 @@ import pytest
 
 import mvactors
 from mvactors.errors import GasExhausted, MicroviumError
-from mvactors.native import NativeVM, native_available
-from mvactors.values import GuestRef
+from mvactors.testing import NativeVM, native_available
+from mvactors.vm import GuestRef
 
 pytestmark = pytest.mark.skipif(
     not native_available(),

@@ -15,8 +15,7 @@ from typing import Any, cast
 
 import anyio
 
-from . import engine as _engine
-from .errors import (
+from ..errors import (
     E_HOST_ERROR,
     E_INSTRUCTION_COUNT_REACHED,
     E_UNCAUGHT_EXCEPTION,
@@ -27,6 +26,7 @@ from .errors import (
     VMUnusable,
     error_name,
 )
+from . import _wasm as _engine
 from .values import (
     FALSE,
     MAX_SAFE_INT,

@@ -30,8 +30,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
-from .engine import EngineMissing, Layout, native_library_path
-from .errors import (
+from ..errors import (
     E_HOST_ERROR,
     E_INSTRUCTION_COUNT_REACHED,
     E_UNCAUGHT_EXCEPTION,
@@ -42,6 +41,7 @@ from .errors import (
     VMUnusable,
     error_name,
 )
+from ._wasm import EngineMissing, Layout, native_library_path
 from .values import MAX_SAFE_INT, _Null, null
 
 NativeValue = None | _Null | bool | int | float | str | bytes | list[Any] | dict[str, Any]

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio
 import msgpack
 
+from ..errors import GasExhausted, GuestError, MicroviumError, VMUnusable
+from ..imports import RuntimeImport
+from ..vm import VM, Hibernation, is_async_import
+from ..vm.values import MAX_SAFE_INT, GuestFunction, GuestPromise, GuestRef, null
 from .clock import WallClock
-from .errors import GasExhausted, GuestError, MicroviumError, VMUnusable
-from .imports import RuntimeImport
-from .values import MAX_SAFE_INT, GuestFunction, GuestPromise, GuestRef, null
-from .vm import VM, Hibernation, is_async_import
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -849,7 +849,7 @@ def check_args(args: tuple[Any, ...]) -> None:
 
 
 def _sleep_marker() -> RuntimeImport:
-    from . import imports
+    from .. import imports
 
     return imports.sleep
 

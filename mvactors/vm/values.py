@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .vm import VM
+    from .machine import VM
 
 # Well-known Microvium values (microvium.c, vm_TeWellKnownValues).
 UNDEFINED = 0x01

@@ -22,12 +22,12 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
+from ..errors import MicroviumError
+from ..imports import RuntimeImport
+from ..store.base import CheckpointStore
+from ..vm import VM, SnapshotLike, run_async_import
 from .actor import Actor, ActorMetrics, GasPolicy, PauseEvent, decode_record, encode_record, percentile
 from .clock import Clock, VirtualClock, WallClock
-from .errors import MicroviumError
-from .imports import RuntimeImport
-from .store.base import CheckpointStore
-from .vm import VM, SnapshotLike, run_async_import
 
 _TURNS_BETWEEN_YIELDS = 64
 _REFILL = -1  # timer token: an actor's gas bucket is full again (async call tokens are >= 1)

@@ -1,0 +1,56 @@
+"""Floor 1: the Microvium engine under wasmtime, one snapshot per ``VM``.
+
+Knows nothing of actors.  The only wasmtime importer is ``_wasm``.
+"""
+
+from .machine import (
+    VM,
+    ExportNotFound,
+    Hibernation,
+    HostFunctionError,
+    ImportMap,
+    MemoryStats,
+    Savepoint,
+    SnapshotLike,
+    is_async_import,
+    rejection_value,
+    run_async_import,
+)
+from .values import (
+    MAX_SAFE_INT,
+    AsyncImport,
+    GuestArray,
+    GuestBytes,
+    GuestClass,
+    GuestFunction,
+    GuestObject,
+    GuestPromise,
+    GuestRef,
+    async_import,
+    null,
+)
+
+__all__ = [
+    "MAX_SAFE_INT",
+    "VM",
+    "AsyncImport",
+    "ExportNotFound",
+    "GuestArray",
+    "GuestBytes",
+    "GuestClass",
+    "GuestFunction",
+    "GuestObject",
+    "GuestPromise",
+    "GuestRef",
+    "Hibernation",
+    "HostFunctionError",
+    "ImportMap",
+    "MemoryStats",
+    "Savepoint",
+    "SnapshotLike",
+    "async_import",
+    "is_async_import",
+    "null",
+    "rejection_value",
+    "run_async_import",
+]
