@@ -1,0 +1,262 @@
+"""Throw-away Redis servers for tests and examples: the system ``redis-server`` on loopback.
+
+>>> with redis_server() as url:            # or: async with redis_server() as url:
+...     client = redis.Redis.from_url(url)
+
+Each server runs in its own temporary directory with the append-only file on and
+fsynced on every write (``appendfsync always``), so a ``kill -9`` of the server loses
+nothing it acknowledged, and :meth:`RedisServer.restart` brings it back from that file.
+:func:`redis_cluster` starts a Redis Cluster of several masters (no replicas).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import anyio.to_thread
+
+_START_TIMEOUT = 20.0
+_BUS_PORT_OFFSET = 10000  # Redis Cluster talks between nodes on port + 10000
+
+
+class RedisUnavailable(RuntimeError):
+    """``redis-server`` is not installed or did not start."""
+
+
+def redis_server_binary() -> str:
+    """The path of the system ``redis-server`` (``$MVACTORS_REDIS_SERVER`` overrides it)."""
+    path = os.environ.get("MVACTORS_REDIS_SERVER") or shutil.which("redis-server")
+    if not path:
+        raise RedisUnavailable("redis-server is not on PATH; run `./dev setup` (it installs Debian's "
+                               "redis-server) or install Redis 7 yourself")
+    return path
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(cluster: bool = False) -> int:
+    """A loopback TCP port nothing listens on (and, for cluster nodes, its bus port too)."""
+    for _ in range(200):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        if not cluster or (port + _BUS_PORT_OFFSET < 65536 and _port_free(port + _BUS_PORT_OFFSET)):
+            return port
+    raise RedisUnavailable("found no free loopback port for redis-server")
+
+
+def _ping(port: int, timeout: float = 0.5) -> bytes:
+    """One raw PING; the first reply line (``+PONG``, ``-LOADING ...``) or b"" when nothing listens."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as conn:
+            conn.sendall(b"PING\r\n")
+            return conn.recv(256).split(b"\r\n", 1)[0]
+    except OSError:
+        return b""
+
+
+def _command(port: int, *args: str, timeout: float = 5.0) -> str:
+    """Run one command on a node with ``redis-cli`` and return its output."""
+    cli = shutil.which("redis-cli")
+    if cli is None:
+        raise RedisUnavailable("redis-cli is not on PATH; run `./dev setup` (it installs redis-tools)")
+    done = subprocess.run([cli, "-h", "127.0.0.1", "-p", str(port), *args], capture_output=True,
+                          text=True, timeout=timeout, check=False)
+    return done.stdout
+
+
+class RedisServer:
+    """One ``redis-server`` process on a free loopback port, AOF on, in a temporary directory.
+
+    ``url`` is ``redis://127.0.0.1:<port>/0``.  :meth:`kill` sends SIGKILL (the AOF keeps what
+    was acknowledged); :meth:`restart` starts it again on the same port from the same files.
+    """
+
+    def __init__(self, *, cluster: bool = False, directory: str | Path | None = None,
+                 extra: tuple[str, ...] = ()) -> None:
+        self.cluster = cluster
+        self.port = free_port(cluster)
+        self._own_dir = directory is None
+        self.dir = Path(directory) if directory is not None else Path(tempfile.mkdtemp(prefix="mvactors-redis-"))
+        self.extra = extra
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def _argv(self) -> list[str]:
+        argv = [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
+                "--dir", str(self.dir), "--appendonly", "yes", "--appendfsync", "always",
+                "--save", "", "--daemonize", "no", "--protected-mode", "no",
+                "--logfile", str(self.dir / "redis.log")]
+        if self.cluster:
+            argv += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                     "--cluster-node-timeout", "5000"]
+        return argv + list(self.extra)
+
+    def start(self) -> RedisServer:
+        """Start the server and return once it answers PING (after loading its AOF)."""
+        if self.process is not None and self.process.poll() is None:
+            return self
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(self._argv(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                        start_new_session=True)
+        deadline = time.monotonic() + _START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                err = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
+                log = (self.dir / "redis.log").read_text(errors="replace")[-2000:] \
+                    if (self.dir / "redis.log").exists() else ""
+                raise RedisUnavailable(f"redis-server exited with {self.process.returncode}: {err}{log}")
+            if _ping(self.port) == b"+PONG":
+                return self
+            time.sleep(0.01)  # polling a socket: redis-server has no readiness pipe
+        self.stop()
+        raise RedisUnavailable(f"redis-server on port {self.port} did not answer within {_START_TIMEOUT}s")
+
+    def kill(self) -> None:
+        """SIGKILL the server (as a crash would) and reap it."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+
+    def restart(self) -> RedisServer:
+        """Start again on the same port from the same directory (so from the AOF)."""
+        self.kill()
+        return self.start()
+
+    def stop(self) -> None:
+        """Shut the server down cleanly (SIGTERM; SIGKILL if it hangs)."""
+        proc = self.process
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc is not None and proc.stderr is not None:
+            proc.stderr.close()
+        self.process = None
+
+    def close(self) -> None:
+        """Stop the server and delete its files."""
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> RedisServer:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class RedisCluster:
+    """``masters`` cluster-enabled servers joined into one Redis Cluster (slots split evenly)."""
+
+    def __init__(self, masters: int = 3) -> None:
+        if masters < 3:
+            raise ValueError("a Redis Cluster needs at least 3 masters")
+        self.root = Path(tempfile.mkdtemp(prefix="mvactors-redis-cluster-"))
+        self.nodes = [RedisServer(cluster=True, directory=self.root / f"node{i}") for i in range(masters)]
+
+    @property
+    def url(self) -> str:
+        return f"redis+cluster://127.0.0.1:{self.nodes[0].port}"
+
+    def start(self) -> RedisCluster:
+        """Start every node, join them and wait until every node reports ``cluster_state:ok``."""
+        for node in self.nodes:
+            node.start()
+        cli = shutil.which("redis-cli")
+        if cli is None:
+            raise RedisUnavailable("redis-cli is not on PATH; run `./dev setup` (it installs redis-tools)")
+        addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
+        done = subprocess.run([cli, "--cluster", "create", *addresses, "--cluster-replicas", "0",
+                               "--cluster-yes"], capture_output=True, text=True, timeout=60, check=False)
+        if done.returncode != 0:
+            raise RedisUnavailable(f"redis-cli --cluster create failed: {done.stdout}{done.stderr}")
+        deadline = time.monotonic() + _START_TIMEOUT
+        while time.monotonic() < deadline:
+            if all("cluster_state:ok" in _command(node.port, "CLUSTER", "INFO") for node in self.nodes):
+                return self
+            time.sleep(0.05)  # gossip converges on its own schedule; nothing to wait on
+        raise RedisUnavailable("the Redis Cluster did not reach cluster_state:ok")
+
+    def close(self) -> None:
+        """Stop every node and delete their files."""
+        for node in self.nodes:
+            node.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> RedisCluster:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _UrlContext:
+    """A sync and async context manager around a server that yields its URL."""
+
+    def __init__(self, server: RedisServer | RedisCluster) -> None:
+        self.server = server
+
+    def __enter__(self) -> str:
+        self.server.__enter__()
+        return self.server.url
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.server.close()
+
+    async def __aenter__(self) -> str:
+        await anyio.to_thread.run_sync(self.server.__enter__)
+        return self.server.url
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await anyio.to_thread.run_sync(self.server.close)
+
+
+def redis_server() -> _UrlContext:
+    """Start a private ``redis-server`` (AOF on, ``appendfsync always``); yields ``redis://...`` URL.
+
+    Works as ``with`` and ``async with``; the server and its files are gone afterwards.
+    Use :class:`RedisServer` directly to kill and restart it.
+    """
+    return _UrlContext(RedisServer())
+
+
+def redis_cluster(masters: int = 3) -> _UrlContext:
+    """Start a private Redis Cluster of ``masters`` nodes; yields its ``redis+cluster://...`` URL."""
+    return _UrlContext(RedisCluster(masters))
+
+
+__all__ = ["RedisCluster", "RedisServer", "RedisUnavailable", "free_port", "redis_cluster", "redis_server",
+           "redis_server_binary"]
