@@ -118,6 +118,21 @@ class VMUnusable(MicroviumError):
     """The VM hit a fatal engine error (or was closed) and cannot run again."""
 
 
+class HostFunctionError(MicroviumError):
+    """A host (import) function raised; the original exception is ``__cause__``."""
+
+    def __init__(self, import_id: int, exc: BaseException) -> None:
+        super().__init__(f"host function {import_id} raised {type(exc).__name__}: {exc}", E_HOST_ERROR)
+        self.import_id = import_id
+
+
+class ExportNotFound(MicroviumError, KeyError):
+    """The snapshot has no export with that ID."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 class CompileError(MicroviumError):
     """The Microvium compiler rejected a script."""
 

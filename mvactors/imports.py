@@ -1,11 +1,34 @@
-"""Standard host functions for actors, bound to the runtime that runs them.
+"""Host functions and their marks: :func:`async_import`, and the runtime's standard functions.
 
 >>> imports = {9: mvactors.imports.sleep}    # guest: `await sleep(ms)`
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+
+
+class AsyncImport:
+    """Marks a host function as asynchronous: the guest gets a promise of its result.
+
+    ``async def`` functions are recognised automatically; wrap other callables
+    that return awaitables with :func:`async_import`.
+    """
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+
+    def __call__(self, *args: Any) -> Any:
+        return self.fn(*args)
+
+    def __repr__(self) -> str:
+        return f"async_import({self.fn!r})"
+
+
+def async_import(fn: Callable[..., Any]) -> AsyncImport:
+    """Declare ``fn`` (returning an awaitable) an asynchronous host function."""
+    return AsyncImport(fn)
 
 
 class RuntimeImport:
@@ -28,4 +51,4 @@ sleep = RuntimeImport(
     "(wall or virtual). Pending sleeps survive hibernation.",
 )
 
-__all__ = ["RuntimeImport", "sleep"]
+__all__ = ["AsyncImport", "RuntimeImport", "async_import", "sleep"]

@@ -20,8 +20,8 @@ import msgpack
 
 from ..errors import GasExhausted, GuestError, MicroviumError, VMUnusable
 from ..imports import RuntimeImport
-from ..vm import VM, Hibernation, is_async_import
-from ..vm.values import MAX_SAFE_INT, GuestFunction, GuestPromise, GuestRef, null
+from ..vm import VM, Hibernation, check_args, is_async_import
+from ..vm.values import GuestFunction, GuestPromise, GuestRef
 from .clock import WallClock
 
 if TYPE_CHECKING:
@@ -798,54 +798,6 @@ def _spent(vm: VM, budget: int | None) -> int:
     except MicroviumError:
         return 0
     return budget - remaining if 0 <= remaining <= budget else 0
-
-
-_SCALAR_TYPES = frozenset({str, float, bool, type(None), bytes})
-
-
-def check_args(args: tuple[Any, ...]) -> None:
-    """Reject, when a message is sent, arguments no VM accepts (the turn would fail later, silently for send).
-
-    Mirrors the value mapping of :class:`~mvactors.VM`: None, null, bool, int
-    within ±2**53, float, str, bytes-like, lists/tuples, dicts with str keys,
-    guest values and callables (import-map functions); anything else is a
-    TypeError.  Finer checks (array lengths, key spellings) stay with the VM.
-    """
-    for value in args:  # the common case: scalars only, checked without building a stack
-        t = type(value)
-        if t is int:
-            if not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
-                break
-        elif t not in _SCALAR_TYPES:
-            break
-    else:
-        return
-    stack: list[Any] = list(args)
-    seen: set[int] = set()
-    while stack:
-        value = stack.pop()
-        if value is None or value is null or isinstance(value, (bool, float, str, bytes, bytearray, memoryview)):
-            continue
-        if isinstance(value, int):
-            if not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
-                raise OverflowError(f"int {value} is outside ±2**53 and has no exact JavaScript number; "
-                                    "pass float(x) to accept rounding")
-            continue
-        if isinstance(value, (list, tuple, dict)):
-            if id(value) in seen:
-                continue  # shared or cyclic: checked once (the VM reports cycles)
-            seen.add(id(value))
-            if isinstance(value, dict):
-                for key in value:
-                    if not isinstance(key, str):
-                        raise TypeError(f"dict keys passed to the VM must be str, not {type(key).__name__}")
-                stack.extend(value.values())
-            else:
-                stack.extend(value)
-            continue
-        if isinstance(value, GuestRef) or callable(value):
-            continue
-        raise TypeError(f"values of type {type(value).__name__} cannot be passed to the VM")
 
 
 def _sleep_marker() -> RuntimeImport:

@@ -3,11 +3,12 @@
 Knows nothing of actors.  The only wasmtime importer is ``_wasm``.
 """
 
+from ..errors import ExportNotFound, HostFunctionError
+from ..imports import AsyncImport, async_import
+from ._marshal import check_args
 from .machine import (
     VM,
-    ExportNotFound,
     Hibernation,
-    HostFunctionError,
     ImportMap,
     MemoryStats,
     Savepoint,
@@ -18,7 +19,6 @@ from .machine import (
 )
 from .values import (
     MAX_SAFE_INT,
-    AsyncImport,
     GuestArray,
     GuestBytes,
     GuestClass,
@@ -26,7 +26,6 @@ from .values import (
     GuestObject,
     GuestPromise,
     GuestRef,
-    async_import,
     null,
 )
 
@@ -49,6 +48,7 @@ __all__ = [
     "Savepoint",
     "SnapshotLike",
     "async_import",
+    "check_args",
     "is_async_import",
     "null",
     "rejection_value",

@@ -20,13 +20,17 @@ from ..errors import (
     E_INSTRUCTION_COUNT_REACHED,
     E_UNCAUGHT_EXCEPTION,
     E_UNRESOLVED_IMPORT,
+    ExportNotFound,
     GasExhausted,
     GuestError,
+    HostFunctionError,
     MicroviumError,
     VMUnusable,
     error_name,
 )
+from ..imports import AsyncImport
 from . import _wasm as _engine
+from ._marshal import bad_key, bad_type, unsafe_int
 from .values import (
     FALSE,
     MAX_SAFE_INT,
@@ -42,7 +46,6 @@ from .values import (
     T_UINT8_ARRAY,
     TRUE,
     UNDEFINED,
-    AsyncImport,
     GuestArray,
     GuestBytes,
     GuestClass,
@@ -122,21 +125,6 @@ _TRAPPED_BELOW = -0x10000  # results are values or -error codes; anything lower 
 # keeps as many as were ever live at once and reuses them.
 _pool: list[_engine.Instance] = []
 _HEADER_SIZE = 28
-
-
-class HostFunctionError(MicroviumError):
-    """A host (import) function raised; the original exception is ``__cause__``."""
-
-    def __init__(self, import_id: int, exc: BaseException) -> None:
-        super().__init__(f"host function {import_id} raised {type(exc).__name__}: {exc}", E_HOST_ERROR)
-        self.import_id = import_id
-
-
-class ExportNotFound(MicroviumError, KeyError):
-    """The snapshot has no export with that ID."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 @dataclass(frozen=True)
@@ -1150,8 +1138,7 @@ class VM:
                 return ((number << 2) | 3) & 0xFFFF
             if -MAX_SAFE_INT <= number <= MAX_SAFE_INT:
                 return self._new(lambda inst: inst.new_number(float(number)))
-            raise OverflowError(
-                f"int {number} is outside ±2**53 and has no exact JavaScript number; pass float(x) to accept rounding")
+            raise unsafe_int(number)
         if t is float or isinstance(obj, float):
             return self._new(lambda inst: inst.new_number(float(obj)))
         if t is str or isinstance(obj, str):
@@ -1176,7 +1163,7 @@ class VM:
             return self._new_object(obj)
         if callable(obj):
             return self._host_function_value(obj)
-        raise TypeError(f"values of type {t.__name__} cannot be passed to the VM")
+        raise bad_type(obj)
 
     def _new(self, make: Callable[[_engine.Instance], int]) -> int:
         inst = self._live()
@@ -1222,7 +1209,7 @@ class VM:
     def _new_object(self, mapping: dict[Any, Any]) -> int:
         for key in mapping:
             if not isinstance(key, str):
-                raise TypeError(f"dict keys passed to the VM must be str, not {type(key).__name__}")
+                raise bad_key(key)
             if key == "__proto__":
                 raise TypeError("a dict key '__proto__' would set the guest object's prototype; rename the key")
             if key.isascii() and key.isdigit():
@@ -1402,5 +1389,4 @@ class VM:
 # Linear memory size of the engine module: fixed at build time (engine/build.py).
 instance_memory_size = 6 * 65536
 
-__all__ = ["VM", "ExportNotFound", "Hibernation", "Savepoint", "HostFunctionError", "MemoryStats", "rejection_value",
-           "run_async_import"]
+__all__ = ["VM", "Hibernation", "Savepoint", "MemoryStats", "rejection_value", "run_async_import"]

@@ -8,7 +8,7 @@ which owns the handles; proxies call back into it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -50,28 +50,6 @@ class _Null:
 
 
 null = _Null()
-
-
-class AsyncImport:
-    """Marks a host function as asynchronous: the guest gets a promise of its result.
-
-    ``async def`` functions are recognised automatically; wrap other callables
-    that return awaitables with :func:`async_import`.
-    """
-
-    def __init__(self, fn: Callable[..., Any]) -> None:
-        self.fn = fn
-
-    def __call__(self, *args: Any) -> Any:
-        return self.fn(*args)
-
-    def __repr__(self) -> str:
-        return f"async_import({self.fn!r})"
-
-
-def async_import(fn: Callable[..., Any]) -> AsyncImport:
-    """Declare ``fn`` (returning an awaitable) an asynchronous host function."""
-    return AsyncImport(fn)
 
 
 class GuestRef:
@@ -280,7 +258,6 @@ class GuestPromise(GuestRef):
 
 
 __all__ = [
-    "AsyncImport",
     "GuestArray",
     "GuestBytes",
     "GuestClass",
@@ -289,6 +266,5 @@ __all__ = [
     "GuestObject",
     "GuestPromise",
     "GuestRef",
-    "async_import",
     "null",
 ]
