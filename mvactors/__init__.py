@@ -19,6 +19,7 @@ from .actors import (
     VirtualClock,
     WallClock,
 )
+from .cluster import connect
 from .compiler import compile
 from .errors import CompileError, GasExhausted, GuestError, MicroviumError, VMUnusable
 from .store import CheckpointStore, MemoryStore, SQLiteStore
@@ -77,5 +78,6 @@ __all__ = [
     "VMUnusable",
     "async_import",
     "compile",
+    "connect",
     "null",
 ]

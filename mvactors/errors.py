@@ -149,3 +149,15 @@ def describe(value: Any) -> str:
     except Exception:  # the VM may be unusable by now
         text = f"<{type(value).__name__}>"
     return text if len(text) <= 200 else text[:197] + "..."
+
+
+# ---- floor 3: the cluster ----
+
+
+class ClusterError(MicroviumError):
+    """Base of the errors of the Redis-backed cluster (workers and clients)."""
+
+    default_code = "MVA_CLUSTER_ERROR"
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message, code or self.default_code)

@@ -1,0 +1,238 @@
+"""The Redis Functions library behind the cluster: every write an actor's state sees.
+
+All keys of one call share one hash tag (the actor's partition, see keys.py), every key
+is declared, and every function checks everything before its first write (scripts have
+no rollback).  Each write is safe to repeat: redis-py re-sends a command after a
+connection error, so a repeated commit, send, acquire or journal entry is recognised
+and answered as the first one was.
+
+Key names per actor (T = the partition's hash tag):
+  T:a:<id>  hash   rec (record bytes, "" until the first commit), snap (spawn snapshot),
+                   imports, gas, epoch (fencing token), turns, pos (last applied stream ID),
+                   owner (worker ID of the last acquire, "" once released), failed (reason)
+  T:l:<id>  string the lease, "<worker>:<epoch>" with a PX expiry
+  T:m:<id>  stream the mailbox; entries after pos only (commits trim exactly)
+  T:d:<id>  hash   message_id -> stream ID, for idempotent sends
+  T:j:<id>  hash   token -> journaled host call result
+  T:r:<id>:<message_id>  stream with the reply of one call (expires)
+Per partition:
+  T:work    zset   actor -> ms (server clock) when a worker should look: 0 for mail with no
+                   owner, a timer's due time, or the owner's lease expiry (orphan check)
+  T:ready   zset   "<owner>|<actor>" (score 0) for mail that arrived at an owned actor
+"""
+
+from __future__ import annotations
+
+VERSION = 1
+
+LIBRARY = r"""#!lua name=mvactors
+-- mvactors cluster functions
+local VERSION = @VERSION@
+
+local REPLY_TTL_MS = 3600000
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function lease_holder(l)
+  local lease = redis.call('GET', l)
+  if not lease then return nil end
+  return string.match(lease, '^(.*):%d+$')
+end
+
+local function after(id)  -- the smallest stream ID greater than id
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return ms .. '-' .. tostring(tonumber(seq) + 1)
+end
+
+-- spawn(a; rec, snap, imports, gas)
+local function spawn(keys, args)
+  if redis.call('EXISTS', keys[1]) == 1 then return {'EXISTS'} end
+  redis.call('HSET', keys[1], 'rec', args[1], 'snap', args[2], 'imports', args[3], 'gas', args[4],
+             'epoch', 0, 'turns', 0, 'pos', '0-0', 'owner', '')
+  return {'OK'}
+end
+
+-- send(a, l, m, d, work, ready; actor, message_id, payload) -> {status, stream id, owner}
+local function send(keys, args)
+  local a, l, m, d, work, ready = keys[1], keys[2], keys[3], keys[4], keys[5], keys[6]
+  local f = redis.call('HMGET', a, 'epoch', 'failed')
+  if not f[1] then return {'UNKNOWN'} end
+  if f[2] then return {'FAILED', f[2]} end
+  local owner = lease_holder(l)
+  local seen = redis.call('HGET', d, args[2])
+  if seen then return {'DUP', seen, owner or ''} end
+  local id = redis.call('XADD', m, '*', 'i', args[2], 'b', args[3])
+  redis.call('HSET', d, args[2], id)
+  if owner then
+    redis.call('ZADD', ready, 0, owner .. '|' .. args[1])
+  else
+    redis.call('ZADD', work, 'LT', 0, args[1])
+  end
+  return {'OK', id, owner or ''}
+end
+
+-- acquire(a, l, j, work, ready; actor, worker, ttl_ms)
+--   -> {'OK', epoch, rec, snap, turns, pos, imports, gas, journal...} | {'BUSY', holder} | ...
+local function acquire(keys, args)
+  local a, l, j, work, ready = keys[1], keys[2], keys[3], keys[4], keys[5]
+  local actor, worker, ttl = args[1], args[2], tonumber(args[3])
+  local f = redis.call('HMGET', a, 'epoch', 'failed', 'owner')
+  if not f[1] then
+    redis.call('ZREM', work, actor)
+    return {'UNKNOWN'}
+  end
+  if f[2] then
+    redis.call('ZREM', work, actor)
+    return {'FAILED', f[2]}
+  end
+  local now = now_ms()
+  local holder = lease_holder(l)
+  if holder and holder ~= worker then
+    redis.call('ZADD', work, now + math.max(redis.call('PTTL', l), 0), actor)
+    return {'BUSY', holder}
+  end
+  if not holder then  -- (a held lease of our own is this same acquire, re-sent by a retry)
+    if f[3] and f[3] ~= '' then redis.call('ZREM', ready, f[3] .. '|' .. actor) end
+    local epoch = redis.call('HINCRBY', a, 'epoch', 1)
+    redis.call('SET', l, worker .. ':' .. epoch, 'PX', ttl)
+    redis.call('HSET', a, 'owner', worker)
+  end
+  redis.call('ZADD', work, now + ttl, actor)
+  redis.call('ZREM', ready, worker .. '|' .. actor)
+  local r = redis.call('HMGET', a, 'epoch', 'rec', 'snap', 'turns', 'pos', 'imports', 'gas')
+  local out = {'OK', r[1], r[2], r[3], r[4], r[5], r[6], r[7]}
+  local journal = redis.call('HGETALL', j)
+  for i = 1, #journal do out[#out + 1] = journal[i] end
+  return out
+end
+
+-- renew(l, work; actor, worker, epoch, ttl_ms) -> 1 | 0 (lost)
+local function renew(keys, args)
+  if redis.call('GET', keys[1]) ~= args[2] .. ':' .. args[3] then return 0 end
+  redis.call('PEXPIRE', keys[1], tonumber(args[4]))
+  redis.call('ZADD', keys[2], now_ms() + tonumber(args[4]), args[1])
+  return 1
+end
+
+local function release(a, l, m, work, ready, actor, worker, due)
+  redis.call('DEL', l)
+  redis.call('HSET', a, 'owner', '')
+  redis.call('ZREM', ready, worker .. '|' .. actor)
+  if redis.call('XLEN', m) > 0 then
+    redis.call('ZADD', work, 0, actor)
+  elseif due ~= '' then
+    redis.call('ZADD', work, tonumber(due), actor)
+  else
+    redis.call('ZREM', work, actor)
+  end
+end
+
+-- commit(a, l, m, j, work, ready, reply keys...;
+--        actor, worker, epoch, prev_turns, turns, pos, rec, release, due, next_token,
+--        npending, pending tokens..., reply payloads...)
+local function commit(keys, args)
+  local a, l, m, j, work, ready = keys[1], keys[2], keys[3], keys[4], keys[5], keys[6]
+  local actor, worker, epoch = args[1], args[2], args[3]
+  local prev, turns, pos, rec = tonumber(args[4]), tonumber(args[5]), args[6], args[7]
+  local rel, due, next_token, npending = args[8] == '1', args[9], tonumber(args[10]), tonumber(args[11])
+  local f = redis.call('HMGET', a, 'epoch', 'turns', 'pos')
+  if not f[1] then return {'UNKNOWN'} end
+  if f[1] ~= epoch then return {'FENCED', f[1]} end
+  local ours = redis.call('GET', l) == worker .. ':' .. epoch
+  if tonumber(f[2]) == turns and f[3] == pos then  -- already applied (or nothing new)
+    if rel and ours then release(a, l, m, work, ready, actor, worker, due) end
+    return {'DUP'}
+  end
+  if not ours then return {'FENCED', f[1]} end
+  if tonumber(f[2]) ~= prev then return {'CONFLICT', f[2]} end
+  redis.call('HSET', a, 'rec', rec, 'turns', turns, 'pos', pos)
+  if pos ~= '0-0' then redis.call('XTRIM', m, 'MINID', after(pos)) end
+  local pending = {}
+  for i = 1, npending do pending[args[11 + i]] = true end
+  for _, token in ipairs(redis.call('HKEYS', j)) do
+    if tonumber(token) < next_token and not pending[token] then redis.call('HDEL', j, token) end
+  end
+  local base = 11 + npending
+  for i = 7, #keys do
+    redis.call('XADD', keys[i], 'MAXLEN', 1, '*', 'v', args[base + i - 6])
+    redis.call('PEXPIRE', keys[i], REPLY_TTL_MS)
+  end
+  if rel then release(a, l, m, work, ready, actor, worker, due) end
+  return {'OK'}
+end
+
+-- journal(a, l, j; worker, epoch, token, entry) -> {'OK'} | {'DUP', entry} | {'FENCED'}
+local function journal(keys, args)
+  local epoch = redis.call('HGET', keys[1], 'epoch')
+  if not epoch then return {'UNKNOWN'} end
+  if epoch ~= args[2] or redis.call('GET', keys[2]) ~= args[1] .. ':' .. args[2] then return {'FENCED'} end
+  local seen = redis.call('HGET', keys[3], args[3])
+  if seen then return {'DUP', seen} end
+  redis.call('HSET', keys[3], args[3], args[4])
+  return {'OK'}
+end
+
+-- fail(a, l, work, ready, reply keys...; actor, worker, epoch, reason, reply payloads...)
+local function fail(keys, args)
+  local a, l, work, ready = keys[1], keys[2], keys[3], keys[4]
+  local epoch = redis.call('HGET', a, 'epoch')
+  if not epoch then return {'UNKNOWN'} end
+  if epoch ~= args[3] or redis.call('GET', l) ~= args[2] .. ':' .. args[3] then return {'FENCED'} end
+  redis.call('HSET', a, 'failed', args[4], 'owner', '')
+  redis.call('DEL', l)
+  redis.call('ZREM', work, args[1])
+  redis.call('ZREM', ready, args[2] .. '|' .. args[1])
+  for i = 5, #keys do
+    redis.call('XADD', keys[i], 'MAXLEN', 1, '*', 'v', args[i])
+    redis.call('PEXPIRE', keys[i], REPLY_TTL_MS)
+  end
+  return {'OK'}
+end
+
+-- take_ready(ready; worker, limit) -> actor IDs with new mail for this owner (removed from the set)
+local function take_ready(keys, args)
+  local prefix = args[1] .. '|'
+  local found = redis.call('ZRANGEBYLEX', keys[1], '[' .. prefix, '[' .. prefix .. '\255', 'LIMIT', 0,
+                           tonumber(args[2]))
+  local out = {}
+  for i, member in ipairs(found) do
+    redis.call('ZREM', keys[1], member)
+    out[i] = string.sub(member, #prefix + 1)
+  end
+  return out
+end
+
+-- describe(a, l, m) -> {turns, failed, imports, owner, mailbox} | {}
+local function describe(keys, args)
+  local f = redis.call('HMGET', keys[1], 'turns', 'failed', 'imports', 'epoch')
+  if not f[1] then return {} end
+  return {f[1], f[2] or '', f[3], lease_holder(keys[2]) or '', redis.call('XLEN', keys[3]), f[4]}
+end
+
+-- delete(a, l, m, d, j, work, ready; actor) -> 1 | 0 (unknown)
+local function delete(keys, args)
+  local owner = redis.call('HGET', keys[1], 'owner')
+  if not owner then return 0 end
+  redis.call('DEL', keys[1], keys[2], keys[3], keys[4], keys[5])
+  redis.call('ZREM', keys[6], args[1])
+  if owner ~= '' then redis.call('ZREM', keys[7], owner .. '|' .. args[1]) end
+  return 1
+end
+
+local function version(keys, args) return VERSION end
+
+redis.register_function('mva_spawn', spawn)
+redis.register_function('mva_send', send)
+redis.register_function('mva_acquire', acquire)
+redis.register_function('mva_renew', renew)
+redis.register_function('mva_commit', commit)
+redis.register_function('mva_journal', journal)
+redis.register_function('mva_fail', fail)
+redis.register_function('mva_take_ready', take_ready)
+redis.register_function{function_name='mva_describe', callback=describe, flags={'no-writes'}}
+redis.register_function('mva_delete', delete)
+redis.register_function{function_name='mva_version', callback=version, flags={'no-writes'}}
+""".replace("@VERSION@", str(VERSION))

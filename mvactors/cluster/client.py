@@ -1,0 +1,210 @@
+"""``mvactors.connect(url)``: spawn, message and inspect actors stored in Redis, from any process."""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+import uuid
+from typing import Any
+
+from ..actors import GasPolicy
+from ..errors import GuestError
+from ..vm import SnapshotLike
+from .errors import ActorExistsInRedis, ActorFailedInRedis, ActorNotFound
+from .store import HINT_FREE, ActorKeys, Redis, guarded, hint_key, load_functions, open_redis, pack, text, unpack
+
+# Reply payloads: [status, value]
+REPLY_OK, REPLY_GUEST_ERROR, REPLY_FAILED = 0, 1, 2
+
+_WAIT_SLICE_MS = 1000  # a call's blocking read returns this often to see whether the actor failed
+
+
+def encode_gas(gas: GasPolicy | None) -> bytes:
+    if gas is None:
+        return b""
+    return pack([gas.per_turn, gas.quota, gas.refill_per_second])
+
+
+def decode_gas(data: bytes) -> GasPolicy | None:
+    if not data:
+        return None
+    per_turn, quota, refill = unpack(data)
+    return GasPolicy(per_turn=per_turn, quota=quota, refill_per_second=refill)
+
+
+def snapshot_bytes(snapshot: SnapshotLike) -> bytes:
+    if isinstance(snapshot, (bytes, bytearray, memoryview)):
+        return bytes(snapshot)
+    raise TypeError(f"spawn() takes a snapshot as bytes, not {type(snapshot).__name__}")
+
+
+class Client:
+    """A connection to the actors stored in one Redis (or Redis Cluster). Use ``mvactors.connect(url)``."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._redis: Redis | None = None
+        self._blocking: Redis | None = None
+
+    async def __aenter__(self) -> Client:
+        self._redis = open_redis(self.url)
+        # Blocking reads get their own pool with a socket timeout longer than their BLOCK.
+        self._blocking = open_redis(self.url, socket_timeout=_WAIT_SLICE_MS / 1000 + 10, max_connections=1000)
+        try:
+            await guarded(self.url, lambda: load_functions(self.redis))
+        except BaseException:
+            await self.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connections (also done by ``async with``)."""
+        for client in (self._redis, self._blocking):
+            if client is not None:
+                await client.aclose()
+        self._redis = self._blocking = None
+
+    @property
+    def redis(self) -> Redis:
+        if self._redis is None:
+            raise RuntimeError("the client is not connected; use `async with mvactors.connect(url) as client:`")
+        return self._redis
+
+    async def _fcall(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        return await guarded(self.url, lambda: self.redis.fcall(name, len(keys), *keys, *args))  # type: ignore[misc]
+
+    # ---- the contract ----
+
+    async def spawn(self, snapshot: SnapshotLike, imports: str | None = None, actor_id: str | None = None,
+                    gas: GasPolicy | None = None) -> str:
+        """Store a new actor (no guest code runs until its first message); returns its ID.
+
+        ``imports`` names an import table every worker has (``None``: no imports).
+        An ``actor_id`` that is already stored raises ActorExistsInRedis.
+        """
+        if imports is not None and not isinstance(imports, str):
+            raise TypeError(f"imports= names a worker import table (a str), not {type(imports).__name__}")
+        if actor_id is None:
+            actor_id = uuid.uuid4().hex
+        elif not isinstance(actor_id, str) or not actor_id:
+            raise TypeError("actor_id must be a non-empty str")
+        keys = ActorKeys.of(actor_id)
+        result = await self._fcall("mva_spawn", [keys.state],
+                                   [b"", snapshot_bytes(snapshot), imports or "", encode_gas(gas)])
+        if text(result[0]) == "EXISTS":
+            raise ActorExistsInRedis(f"an actor with ID {actor_id!r} already exists")
+        return actor_id
+
+    async def send(self, actor_id: str, export_id: int, *args: Any, message_id: str | None = None) -> str:
+        """Append a message to the actor's mailbox; returns once Redis has it durably (its message ID).
+
+        Sending again with the same ``message_id`` does not apply it twice.
+        """
+        return await self._send(actor_id, export_id, args, message_id, reply=False)
+
+    async def call(self, actor_id: str, export_id: int, *args: Any, timeout: float | None = None,
+                   message_id: str | None = None) -> Any:
+        """Send a message and wait for the turn's result (a copied Python value).
+
+        Raises GuestError when the guest throws, TimeoutError after ``timeout`` seconds,
+        ActorFailedInRedis when the actor fails, RedisUnreachable when Redis does not answer.
+        """
+        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0 or math.isnan(timeout)):
+            raise ValueError(f"timeout must be a non-negative number of seconds or None, not {timeout!r}")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        message_id = await self._send(actor_id, export_id, args, message_id, reply=True)
+        keys = ActorKeys.of(actor_id)
+        reply_key = keys.reply(message_id)
+        blocking = self._blocking
+        assert blocking is not None
+        while True:
+            block = _WAIT_SLICE_MS
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"actor {actor_id!r} did not answer message {message_id} within {timeout}s")
+                block = max(1, min(block, int(left * 1000)))
+            read = functools.partial(blocking.xread, {reply_key: "0-0"}, count=1, block=block)
+            got: Any = await guarded(self.url, read)
+            if got:
+                entries = got[0][1] if isinstance(got, list) else next(iter(got.values()))[0]
+                await guarded(self.url, lambda: self.redis.delete(reply_key))
+                return self._result(actor_id, unpack(entries[0][1][b"v"]))
+            info = await self._fcall("mva_describe", [keys.state, keys.lease, keys.mailbox], [])
+            if not info:
+                raise ActorNotFound(f"actor {actor_id!r} was deleted before it answered")
+            if text(info[1]):
+                raise ActorFailedInRedis(actor_id, text(info[1]))
+
+    @staticmethod
+    def _result(actor_id: str, reply: list[Any]) -> Any:
+        status, value = reply
+        if status == REPLY_OK:
+            return value
+        if status == REPLY_GUEST_ERROR:
+            raise GuestError(value)
+        raise ActorFailedInRedis(actor_id, str(value))
+
+    async def _send(self, actor_id: str, export_id: int, args: tuple[Any, ...], message_id: str | None,
+                    reply: bool) -> str:
+        if not isinstance(export_id, int) or isinstance(export_id, bool):
+            raise TypeError(f"export_id must be an int, not {type(export_id).__name__}")
+        if message_id is None:
+            message_id = uuid.uuid4().hex
+        elif not isinstance(message_id, str) or not message_id:
+            raise TypeError("message_id must be a non-empty str")
+        payload = pack([export_id, list(args), reply])  # TypeError for unsupported arguments, before Redis
+        keys = ActorKeys.of(actor_id)
+        result = await self._fcall("mva_send", [keys.state, keys.lease, keys.mailbox, keys.dedupe, keys.work,
+                                                keys.ready], [actor_id, message_id, payload])
+        status = text(result[0])
+        if status == "UNKNOWN":
+            raise ActorNotFound(f"no actor {actor_id!r} in Redis at {self.url}")
+        if status == "FAILED":
+            raise ActorFailedInRedis(actor_id, text(result[1]))
+        owner = text(result[2])
+        # A wake-up hint only: workers also find the mail by polling the work index.
+        hint = hint_key(owner) if owner else HINT_FREE
+        await guarded(self.url, lambda: self.redis.xadd(hint, {"a": actor_id}, maxlen=64, approximate=True))
+        return message_id
+
+    async def describe(self, actor_id: str) -> dict[str, Any]:
+        """The actor as Redis has it: ``owner`` (worker ID or None), ``turns`` committed, ``mailbox``
+        (messages not yet applied), ``imports``, ``failed`` (reason or None), ``epoch`` (fencing token)."""
+        keys = ActorKeys.of(actor_id)
+        info = await self._fcall("mva_describe", [keys.state, keys.lease, keys.mailbox], [])
+        if not info:
+            raise ActorNotFound(f"no actor {actor_id!r} in Redis at {self.url}")
+        return {
+            "owner": text(info[3]) or None,
+            "turns": int(info[0]),
+            "mailbox": int(info[4]),
+            "imports": text(info[2]) or None,
+            "failed": text(info[1]) or None,
+            "epoch": int(info[5]),
+        }
+
+    async def delete(self, actor_id: str) -> None:
+        """Remove the actor, its mailbox and journal; a worker running it drops it at its next commit."""
+        keys = ActorKeys.of(actor_id)
+        found = await self._fcall("mva_delete", [keys.state, keys.lease, keys.mailbox, keys.dedupe, keys.journal,
+                                                 keys.work, keys.ready], [actor_id])
+        if not int(found):
+            raise ActorNotFound(f"no actor {actor_id!r} in Redis at {self.url}")
+
+
+def connect(url: str) -> Client:
+    """A client for the actors in Redis at ``url`` (``redis://...`` or ``redis+cluster://...``).
+
+    >>> async with mvactors.connect("redis://127.0.0.1:6379/0") as client:
+    ...     actor_id = await client.spawn(snapshot, imports="counter")
+    ...     print(await client.call(actor_id, 1, "hello"))
+    """
+    return Client(url)
+
+
+__all__ = ["Client", "connect"]
