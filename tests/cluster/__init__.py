@@ -1,0 +1,1 @@
+"""Cluster suites: real redis-server and worker processes."""
