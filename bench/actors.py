@@ -32,7 +32,6 @@ import anyio
 from common import cpu_model
 
 import mvactors
-from mvactors.actors.actor import decode_record
 
 ROOT = Path(__file__).resolve().parent.parent
 THERMOSTAT = ROOT / "examples" / "fleet" / "thermostat.js"
@@ -202,8 +201,8 @@ async def scenario_hibernated(opts: dict[str, Any]) -> dict[str, Any]:
         gc.freeze()  # as a fleet application would: the actors live until the end (examples/fleet does too)
         rss1 = rss_kib()
         hibernated = sum(1 for a in actors if a.state == "hibernated")
-        record = actors[len(actors) // 2].durable_record()
-        hibernation, _ = decode_record(record)
+        record = actors[len(actors) // 2].record().encode()
+        hibernation = mvactors.ActorRecord.decode(record).hibernation()
         spawn_cpu = (first.cpu + rest.cpu) / n
 
         # Rehydration: wake a batch (one message each), then the same batch
@@ -282,7 +281,7 @@ def _fill_pool(snapshot: bytes, count: int) -> None:
 def _time_wake(record: bytes, n: int) -> tuple[float, float]:
     with Stopwatch() as decode:
         for _ in range(n):
-            hibernation, _ = decode_record(record)
+            hibernation = mvactors.ActorRecord.decode(record).hibernation()
     vms = []
     with Stopwatch() as wake:
         for _ in range(n):
@@ -515,7 +514,7 @@ def print_report(results: dict[str, dict[str, Any]], command: str, info: dict[st
             print(f"Hibernated fleet: used {h['n']:,} actors, not {h['wanted']:,}: {h['reason']}.")
         print(f"Hibernated fleet: {h['hibernated']:,} hibernated; spawn+hibernate {h['spawn_us']:.0f} µs CPU "
               f"({h['spawn_wall_us']:.0f} µs wall) each; compiled snapshot {h['compiled_snapshot_bytes']} B; "
-              f"wake parts: decode_record {h['decode_us']:.1f} µs, VM.wake {h['vm_wake_us']:.1f} µs.")
+              f"wake parts: ActorRecord.decode {h['decode_us']:.1f} µs, VM.wake {h['vm_wake_us']:.1f} µs.")
         sites = ", ".join(f"{where} {size:,.0f} B" for where, size in h["breakdown"])
         print(f"Bytes per hibernated actor by allocation site (tracemalloc): {sites}.")
     g = results.get("gas")

@@ -9,19 +9,38 @@
 from . import imports
 from .actors import (
     Actor,
-    ActorFailed,
+    ActorRecord,
+    AsyncCall,
     Clock,
     GasPolicy,
     HostCallRecord,
-    MailboxFull,
+    HostCalls,
     PauseEvent,
+    PendingCall,
+    Reply,
     Runtime,
+    TurnOutcome,
     VirtualClock,
     WallClock,
 )
 from .cluster import connect
 from .compiler import compile
-from .errors import CompileError, GasExhausted, GuestError, MicroviumError, VMUnusable
+from .errors import (
+    ActorError,
+    ActorEvicted,
+    ActorExists,
+    ActorFailed,
+    ClusterError,
+    CompileError,
+    GasExhausted,
+    GuestError,
+    MailboxFull,
+    MicroviumError,
+    RecordCorrupt,
+    RuntimeNotRunning,
+    VMUnusable,
+)
+from .imports import current_call, journaled
 from .store import CheckpointStore, MemoryStore, SQLiteStore
 from .vm import (
     VM,
@@ -45,7 +64,21 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Actor",
+    "ActorError",
+    "ActorEvicted",
+    "ActorExists",
     "ActorFailed",
+    "ActorRecord",
+    "AsyncCall",
+    "ClusterError",
+    "HostCalls",
+    "PendingCall",
+    "RecordCorrupt",
+    "Reply",
+    "RuntimeNotRunning",
+    "TurnOutcome",
+    "current_call",
+    "journaled",
     "AsyncImport",
     "CheckpointStore",
     "Clock",

@@ -151,6 +151,57 @@ def describe(value: Any) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
+# ---- floor 2: actors and their runtime ----
+
+
+class ActorError(MicroviumError):
+    """An actor, or the runtime hosting it, refused a request or could not carry it out.
+
+    ``code`` names the cause (``"MVA_*"``; ``errno`` is -1: these are not engine errors).
+    """
+
+    default_code = "MVA_ACTOR_ERROR"
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message, code or self.default_code)
+
+
+class MailboxFull(ActorError):
+    """The actor's mailbox is at capacity and the overflow policy is ``"raise"``."""
+
+    default_code = "MVA_MAILBOX_FULL"
+
+
+class ActorFailed(ActorError):
+    """The actor hit a fatal error it could not roll back from; it takes no more messages."""
+
+    default_code = "MVA_ACTOR_FAILED"
+
+
+class ActorEvicted(ActorError):
+    """The actor was evicted from this runtime (``Runtime.evict``) before it answered."""
+
+    default_code = "MVA_ACTOR_EVICTED"
+
+
+class ActorExists(ActorError):
+    """An actor with this ID already runs in this runtime."""
+
+    default_code = "MVA_ACTOR_EXISTS"
+
+
+class RuntimeNotRunning(ActorError):
+    """The runtime is not running (outside ``async with Runtime()``), or stopped before the actor answered."""
+
+    default_code = "MVA_RUNTIME_NOT_RUNNING"
+
+
+class RecordCorrupt(ActorError):
+    """Bytes given as an actor record are not one (truncated, garbage, or an unknown version)."""
+
+    default_code = "MVA_RECORD_CORRUPT"
+
+
 # ---- floor 3: the cluster ----
 
 

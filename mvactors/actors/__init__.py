@@ -3,19 +3,39 @@
 Imports only the public names of :mod:`mvactors.vm`.
 """
 
-from .actor import Actor, ActorFailed, GasPolicy, HostCallRecord, MailboxFull, PauseEvent
+from ..errors import ActorError, ActorEvicted, ActorExists, ActorFailed, MailboxFull, RecordCorrupt, RuntimeNotRunning
+from .actor import Actor
+from .cell import ActorState, TurnOutcome
 from .clock import Clock, VirtualClock, WallClock
+from .effects import AsyncCall, HostCalls
+from .gas import GasPolicy, HostCallRecord, PauseEvent
+from .mailbox import Reply
+from .metrics import ActorMetrics
+from .record import ActorRecord, PendingCall
 from .runtime import Runtime
 
 __all__ = [
     "Actor",
+    "ActorError",
+    "ActorEvicted",
+    "ActorExists",
     "ActorFailed",
+    "ActorMetrics",
+    "ActorRecord",
+    "ActorState",
+    "AsyncCall",
     "Clock",
     "GasPolicy",
     "HostCallRecord",
+    "HostCalls",
     "MailboxFull",
     "PauseEvent",
+    "PendingCall",
+    "RecordCorrupt",
+    "Reply",
     "Runtime",
+    "RuntimeNotRunning",
+    "TurnOutcome",
     "VirtualClock",
     "WallClock",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import time
 from typing import Protocol
 
 import anyio
@@ -22,6 +23,21 @@ class Clock(Protocol):
     async def sleep_until(self, deadline: float) -> None:
         """Return at or after ``deadline``."""
         ...
+
+
+def to_wall_time(clock: Clock, t: float) -> float:
+    """Clock time ``t`` as wall time (seconds since the epoch), for records another process reads.
+
+    The clock's now is taken to be the wall clock's now: exact for WallClock
+    (a monotonic clock runs at wall speed); a simulated clock keeps the time
+    left until ``t``.
+    """
+    return time.time() + (t - clock.now())
+
+
+def from_wall_time(clock: Clock, wall: float) -> float:
+    """Inverse of :func:`to_wall_time`: when wall time ``wall`` comes on ``clock``."""
+    return clock.now() + (wall - time.time())
 
 
 class WallClock:

@@ -2,35 +2,42 @@
 
 One scheduler task runs turns for actors with mail, round-robin; guest code
 is synchronous, so a turn never yields and turns of one actor never overlap.
-Asynchronous host calls run as tasks in the runtime's task group and come
-back as completion messages.  Actors hibernate to bytes (the least recently
+Asynchronous host calls run through the runtime's :class:`HostCalls` and come
+back as completion messages.  Actors hibernate to records (the least recently
 active beyond ``max_resident``, or after ``hibernate_after`` idle seconds of
-the runtime's clock) and wake on their next message.
+the runtime's clock) and wake on their next message.  ``adopt`` and ``evict``
+move actors between runtimes (and processes) as :class:`ActorRecord` values.
 """
 
 from __future__ import annotations
 
-import heapq
 import inspect
 import itertools
 import time
-from collections import OrderedDict, deque
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal
 
 import anyio
 import anyio.abc
 import anyio.lowlevel
 
-from ..errors import MicroviumError
-from ..imports import RuntimeImport
+from ..errors import ActorError, ActorEvicted, ActorExists, RuntimeNotRunning
+from ..imports import AsyncCall
 from ..store.base import CheckpointStore
-from ..vm import VM, SnapshotLike, run_async_import
-from .actor import Actor, ActorMetrics, GasPolicy, PauseEvent, decode_record, encode_record, percentile
+from ..vm import SnapshotLike
+from ._residency import Residency
+from ._scheduler import Scheduler
+from ._timers import REFILL, Timers
+from .actor import Actor
+from .cell import Cell, TurnOutcome
 from .clock import Clock, VirtualClock, WallClock
+from .effects import HostCalls
+from .gas import GasPolicy, PauseEvent
+from .metrics import ActorMetrics, percentile
+from .record import ActorRecord
 
-_TURNS_BETWEEN_YIELDS = 64
-_REFILL = -1  # timer token: an actor's gas bucket is full again (async call tokens are >= 1)
+TurnHook = Callable[[Actor, TurnOutcome], None]
 
 
 class Runtime:
@@ -44,6 +51,9 @@ class Runtime:
     actors idle that many seconds of the runtime's clock.
     ``store`` is a CheckpointStore for :meth:`Actor.checkpoint` / :meth:`restore`.
     ``on_pause(actor, event)`` is called (as a task; it may be async) when an actor runs out of gas.
+    ``host_calls`` runs every host call (a :class:`HostCalls` subclass intercepts them).
+    ``on_turn(actor, outcome)`` is called synchronously after every completed turn of any
+    actor, between turns (its exceptions come out of the runtime, or of the call that ran the turn).
     """
 
     def __init__(
@@ -56,6 +66,8 @@ class Runtime:
         mailbox_size: int | None = None,
         overflow: Literal["wait", "raise"] = "wait",
         on_pause: Callable[[Actor, PauseEvent], Any] | None = None,
+        host_calls: HostCalls | None = None,
+        on_turn: TurnHook | None = None,
     ) -> None:
         if clock == "wall":
             self.clock: Clock = WallClock()
@@ -69,21 +81,16 @@ class Runtime:
             raise ValueError("max_resident must be >= 0")
         if overflow not in ("wait", "raise"):
             raise ValueError(f"overflow must be 'wait' or 'raise', not {overflow!r}")
-        self.max_resident = max_resident
-        self.hibernate_after = hibernate_after
         self.store = store
         self.mailbox_size = mailbox_size
         self.overflow: Literal["wait", "raise"] = overflow
         self.on_pause = on_pause
+        self.on_turn = on_turn
+        self.host_calls = host_calls if host_calls is not None else HostCalls()
         self._actors: dict[str, Actor] = {}
-        self._resident: OrderedDict[str, Actor] = OrderedDict()  # LRU order: oldest first
-        self._ready: deque[Actor] = deque()
-        self._work: anyio.Event | None = None
-        self._idle_scope: anyio.CancelScope | None = None  # the scheduler's wait for the next idle deadline
-        self._timers: list[tuple[float, int, Actor, int]] = []
-        self._timer_seq = itertools.count()
-        self._timer_scope: anyio.CancelScope | None = None
-        self._timer_wakeup: anyio.Event | None = None
+        self._residency = Residency(self.clock, max_resident, hibernate_after)
+        self._scheduler = Scheduler(self.clock)
+        self._timers = Timers(self.clock, self._fire_timer, self._check_idle)
         self._ids = itertools.count(1)
         self._tg: anyio.abc.TaskGroup | None = None
         self._in_flight = 0
@@ -92,6 +99,22 @@ class Runtime:
         self._totals = ActorMetrics()
         self._started = 0.0
 
+    @property
+    def max_resident(self) -> int | None:
+        return self._residency.max_resident
+
+    @max_resident.setter
+    def max_resident(self, value: int | None) -> None:
+        self._residency.max_resident = value
+
+    @property
+    def hibernate_after(self) -> float | None:
+        return self._residency.hibernate_after
+
+    @hibernate_after.setter
+    def hibernate_after(self, value: float | None) -> None:
+        self._residency.hibernate_after = value
+
     # ---- lifecycle ----
 
     async def __aenter__(self) -> Runtime:
@@ -99,8 +122,8 @@ class Runtime:
         await tg.__aenter__()
         self._tg = tg
         self._started = time.perf_counter()
-        tg.start_soon(self._run_scheduler)
-        tg.start_soon(self._run_timers)
+        tg.start_soon(self._scheduler.run, self._turn, self._residency.enforce, self._when_idle)
+        tg.start_soon(self._timers.run)
         if isinstance(self.clock, VirtualClock) and self.clock.autojump:
             tg.start_soon(self.clock.drive)
         return self
@@ -119,18 +142,24 @@ class Runtime:
         finally:
             self._tg = None
             for actor in self._actors.values():
-                actor._runtime_stopped()
-                if actor._vm is not None:
-                    actor._vm.close()
-                    actor._vm = None
+                # Callers still waiting get an error instead of waiting forever.
+                actor._cell.close(_stopped_error(actor.id))
 
     def _task_group(self) -> anyio.abc.TaskGroup:
         if self._tg is None:
-            raise MicroviumError("the runtime is not running; use `async with Runtime() as rt:`",
-                                 "MVM_E_REQUIRES_ACTIVE_VM")
+            raise RuntimeNotRunning("the runtime is not running; use `async with Runtime() as rt:`")
         return self._tg
 
     # ---- actors ----
+
+    def _new_actor(self, actor_id: str | None, imports: Mapping[int, Callable[..., Any]] | None,
+                   gas: GasPolicy | None, mailbox_size: int | None, overflow: Literal["wait", "raise"] | None) -> Actor:
+        actor = Actor(self, self._new_id(actor_id))
+        host_calls = self.host_calls
+        actor._cell = Cell(actor.id, self.clock, imports or {}, gas or GasPolicy(),
+                           mailbox_size if mailbox_size is not None else self.mailbox_size, overflow or self.overflow,
+                           lambda imports, record: host_calls.bind(actor, imports, record))
+        return actor
 
     async def spawn(
         self,
@@ -144,15 +173,62 @@ class Runtime:
     ) -> Actor:
         """Restore ``snapshot`` as a new actor (no guest code runs until its first message)."""
         self._task_group()
-        actor_id = self._new_id(actor_id)
-        actor = Actor(self, actor_id, imports or {}, gas or GasPolicy(),
-                      mailbox_size if mailbox_size is not None else self.mailbox_size, overflow or self.overflow)
-        actor._attach(VM.restore(snapshot, actor._vm_imports))
-        self._actors[actor_id] = actor
-        self._resident_added(actor)
-        self._enforce_residency()
+        actor = self._new_actor(actor_id, imports, gas, mailbox_size, overflow)
+        actor._cell.start(snapshot)
+        self._actors[actor.id] = actor
+        self._residency.added(actor)
+        self._residency.enforce()
         await anyio.lowlevel.checkpoint()
         return actor
+
+    async def adopt(
+        self,
+        record: ActorRecord,
+        actor_id: str,
+        imports: Mapping[int, Callable[..., Any]] | None = None,
+        gas: GasPolicy | None = None,
+        *,
+        mailbox_size: int | None = None,
+        overflow: Literal["wait", "raise"] | None = None,
+    ) -> Actor:
+        """Run the actor ``record`` describes here, as ``actor_id`` (no turn runs by itself).
+
+        The async host calls it awaited are issued again through ``host_calls``
+        (at-least-once); its sleeps fire at their absolute due time.  Raises
+        ActorError (``MVA_UNRESOLVED_IMPORT``) when it awaits a host function
+        ``imports`` lacks, and the VM's errors for a snapshot that does not
+        restore; either way nothing is left behind.
+        """
+        self._task_group()
+        actor = self._new_actor(actor_id, imports, gas, mailbox_size, overflow)
+        calls = actor._cell.adopt(record)
+        self._actors[actor.id] = actor
+        self._residency.added(actor)
+        for call in calls:
+            self.host_calls.start(actor, call)
+        await anyio.lowlevel.checkpoint()
+        return actor
+
+    def evict(self, actor_id: str) -> ActorRecord:
+        """Take the actor out of this runtime, between turns, and return its record.
+
+        Its queued messages and waiting callers get ActorEvicted (a record
+        holds no mail); its in-flight host calls are dropped (their outcomes are
+        ignored) and its timers forgotten.  The handle stays, in state ``"evicted"``.
+        """
+        actor = self.get(actor_id)
+        cell = actor._cell
+        if cell.running:
+            raise ActorError(f"actor {actor_id!r} is running a turn; evict it between turns", "MVA_ACTOR_RUNNING")
+        record = actor.record()
+        del self._actors[actor_id]
+        self._residency.removed(actor)
+        cell.evicted = True
+        cell.close(lambda: ActorEvicted(f"actor {actor_id} was evicted from this runtime before it answered"))
+        self._timers.dead += cell.timers
+        cell.timers = 0
+        self._check_idle()
+        return record
 
     async def restore(
         self,
@@ -160,50 +236,20 @@ class Runtime:
         imports: Mapping[int, Callable[..., Any]] | None = None,
         gas: GasPolicy | None = None,
     ) -> Actor:
-        """Bring back an actor from the store by ID, re-issuing the async host calls it was awaiting.
+        """Bring back an actor from the store by ID (:meth:`adopt` of its last checkpoint).
 
-        Pending host calls are run again (at-least-once); pending sleeps keep
-        their remaining time.
+        Pending host calls are run again (at-least-once); pending sleeps fire
+        at their absolute due time.
         """
         self._task_group()
         if self.store is None:
-            raise MicroviumError("the runtime has no store; pass store= to Runtime", "MVM_E_INVALID_ARGUMENTS")
+            raise ActorError("the runtime has no store; pass store= to Runtime", "MVA_NO_STORE")
         if actor_id in self._actors:
-            raise MicroviumError(f"actor {actor_id!r} is already running here", "MVM_E_INVALID_ARGUMENTS")
-        record = await self.store.load(actor_id)
-        if record is None:
+            raise ActorExists(f"actor {actor_id!r} is already running here")
+        data = await self.store.load(actor_id)
+        if data is None:
             raise KeyError(f"no checkpoint for actor {actor_id!r} in the store")
-        if actor_id in self._actors:  # restored concurrently while the store was loading
-            raise MicroviumError(f"actor {actor_id!r} is already running here", "MVM_E_INVALID_ARGUMENTS")
-        _, meta = decode_record(record)
-        imports = dict(imports or {})
-        for pending in meta["pending"].values():
-            if pending.due is None and pending.import_id not in imports:
-                raise MicroviumError(f"actor {actor_id!r} awaits host function {pending.import_id}, "
-                                     "which is not in the import map", "MVM_E_UNRESOLVED_IMPORT")
-        actor = Actor(self, actor_id, imports, gas or GasPolicy(), self.mailbox_size, self.overflow)
-        actor._record = record
-        actor.quota_left = meta["quota_left"] if actor.gas.quota is not None else None
-        self._actors[actor_id] = actor
-        try:
-            actor._ensure_vm()
-        except BaseException:
-            del self._actors[actor_id]
-            self._resident.pop(actor_id, None)
-            raise
-        # Calls awaited in the checkpointed process have no caller here.
-        actor._promises.clear()
-        now = self.clock.now()
-        for token, pending in meta["pending"].items():
-            actor._pending_async[token] = pending
-            if pending.due is not None:
-                pending.due = now + pending.due
-                self._add_timer(actor, token, pending.due)
-            else:
-                fn = actor._imports[pending.import_id]
-                self._start_host_call(actor, token, getattr(fn, "fn", fn), pending.args)
-        await anyio.lowlevel.checkpoint()
-        return actor
+        return await self.adopt(ActorRecord.decode(data), actor_id, imports, gas)
 
     def get(self, actor_id: str) -> Actor:
         """The actor with this ID (KeyError if none)."""
@@ -225,7 +271,7 @@ class Runtime:
     @property
     def resident_count(self) -> int:
         """Actors whose VM is live (not hibernated)."""
-        return len(self._resident)
+        return len(self._residency)
 
     async def sleep(self, seconds: float) -> None:
         """Sleep on the runtime's clock (virtual time in simulations)."""
@@ -241,7 +287,7 @@ class Runtime:
         await event.wait()
 
     def _is_idle(self) -> bool:
-        return not self._ready and not self._in_flight and not self._timers
+        return not self._scheduler.ready and not self._in_flight and not len(self._timers)
 
     def _check_idle(self) -> None:
         if self._idle_waiters and self._is_idle():
@@ -254,19 +300,20 @@ class Runtime:
         totals = self._totals
         lat = sorted(self._latencies)
         elapsed = time.perf_counter() - self._started if self._started else 0.0
+        cells = [a._cell for a in self._actors.values()]
         return {
-            "actors": len(self._actors),
-            "resident": len(self._resident),
-            "hibernated": sum(1 for a in self._actors.values() if a._vm is None and a.failure is None),
-            "paused": sum(1 for a in self._actors.values() if a.pause is not None),
-            "failed": sum(1 for a in self._actors.values() if a.failure is not None),
+            "actors": len(cells),
+            "resident": len(self._residency),
+            "hibernated": sum(1 for c in cells if c.vm is None and c.failure is None),
+            "paused": sum(1 for c in cells if c.pause is not None),
+            "failed": sum(1 for c in cells if c.failure is not None),
             "turns": totals.turns,
             "turns_per_second": totals.turns / elapsed if elapsed else 0.0,
             "pauses": totals.pauses,
             "gas_used": totals.gas_used,
-            "hibernations": sum(a.metrics.hibernations for a in self._actors.values()),
-            "rehydrations": sum(a.metrics.rehydrations for a in self._actors.values()),
-            "mailbox_depth": sum(len(a.mailbox) for a in self._actors.values()),
+            "hibernations": sum(c.metrics.hibernations for c in cells),
+            "rehydrations": sum(c.metrics.rehydrations for c in cells),
+            "mailbox_depth": sum(len(c.mailbox) for c in cells),
             "host_calls_in_flight": self._in_flight,
             "timers": len(self._timers),
             "turn_latency_p50_us": percentile(lat, 50) * 1e6,
@@ -281,74 +328,13 @@ class Runtime:
         elif not isinstance(actor_id, str) or not actor_id:
             raise TypeError(f"actor IDs are non-empty str, not {actor_id!r}")
         elif actor_id in self._actors:
-            raise MicroviumError(f"an actor with ID {actor_id!r} already exists", "MVM_E_INVALID_ARGUMENTS")
+            raise ActorExists(f"an actor with ID {actor_id!r} already exists")
         return actor_id
 
-    # ---- scheduling ----
+    # ---- turns (the handle and the scheduler call these) ----
 
     def _schedule(self, actor: Actor) -> None:
-        if actor.scheduled or not actor.mailbox or actor.pause is not None or actor.failure is not None:
-            return
-        actor.scheduled = True
-        self._ready.append(actor)
-        self._wake_scheduler()
-
-    def _wake_scheduler(self) -> None:
-        """Let the scheduler task run its loop: new work, or idle-time duties (residency)."""
-        work = self._work
-        if work is not None:
-            self._work = None
-            work.set()
-            if self._idle_scope is not None:
-                self._idle_scope.cancel()
-
-    async def _run_scheduler(self) -> None:
-        ready = self._ready
-        turns = 0
-        while True:
-            if not ready:
-                self._enforce_residency()
-                self._check_idle()
-                work = self._work = anyio.Event()
-                deadline = self._next_idle_deadline()
-                if deadline is None:
-                    await work.wait()
-                else:
-                    # Wake for new mail or when the least recently active actor has idled long enough.
-                    with anyio.CancelScope() as scope:
-                        self._idle_scope = scope
-                        await self.clock.sleep_until(deadline)
-                    self._idle_scope = None
-                continue
-            actor = ready.popleft()
-            actor.scheduled = False
-            if not actor.mailbox or actor.pause is not None or actor.failure is not None:
-                continue
-            self._turn(actor)
-            turns += 1
-            if turns % _TURNS_BETWEEN_YIELDS == 0:
-                self._enforce_residency()
-                await anyio.lowlevel.checkpoint()
-
-    def _turn(self, actor: Actor) -> None:
-        """Run one turn of ``actor`` (synchronously) and do the runtime's bookkeeping."""
-        before = actor.metrics.turns, actor.metrics.gas_used
-        try:
-            actor.run_turn()
-        except Exception as exc:  # a host-side failure outside the guest call: that actor only
-            actor._running = False
-            actor._fail_actor(exc)
-        metrics = actor.metrics
-        self._totals.turns += metrics.turns - before[0]
-        self._totals.gas_used += metrics.gas_used - before[1]
-        if metrics.turns != before[0]:
-            self._latencies.append(metrics.last_latency)
-        if (self.max_resident is not None or self.hibernate_after is not None) and actor._vm is not None \
-                and actor.id in self._resident:
-            # Recency only matters to the residency policy; reading the clock per turn is not free.
-            actor.last_active = self.clock.now()
-            self._resident.move_to_end(actor.id)
-        self._schedule(actor)
+        self._scheduler.schedule(actor)
 
     def _can_run_inline(self, actor: Actor) -> bool:
         """Whether a call can run its turn in the caller's task right away.
@@ -357,21 +343,51 @@ class Runtime:
         actor is idle with an empty mailbox: order and fairness are the same as
         going through the scheduler, minus two task switches and an event.
         """
-        return (not self._ready and self._tg is not None and not actor.mailbox and not actor.scheduled
-                and actor.pause is None and actor.failure is None and not actor._running)
+        cell = actor._cell
+        return (not self._scheduler.ready and self._tg is not None and not cell.mailbox and not cell.scheduled
+                and cell.pause is None and cell.failure is None and not cell.running and not cell.evicted)
 
-    def _on_pause(self, actor: Actor) -> None:
+    def _run_inline(self, actor: Actor) -> None:
+        self._turn(actor)
+        if self._residency.limited:
+            self._scheduler.wake()  # it enforces residency when idle, off the caller's path
+
+    def _turn(self, actor: Actor) -> None:
+        """Run one turn of ``actor`` (synchronously) and act on its outcome."""
+        cell = actor._cell
+        metrics = cell.metrics
+        turns, gas_used = metrics.turns, metrics.gas_used
+        try:
+            outcome = cell.run_turn()
+        except Exception as exc:  # a host-side failure outside the guest call: that actor only
+            outcome = cell.fail(exc)
+        totals = self._totals
+        if metrics.turns != turns:
+            totals.turns += metrics.turns - turns
+            self._latencies.append(metrics.last_latency)
+        totals.gas_used += metrics.gas_used - gas_used
+        if outcome.failure is not None:
+            self._residency.removed(actor)
+        elif outcome.woke:
+            self._residency.added(actor)
+        for call in outcome.calls:
+            self.host_calls.start(actor, call)
+        if outcome.pause is not None:
+            self._paused(actor, outcome)
+        self._residency.touched(actor)
+        if self.on_turn is not None and outcome.pause is None:
+            self.on_turn(actor, outcome)
+        self._scheduler.schedule(actor)
+
+    def _paused(self, actor: Actor, outcome: TurnOutcome) -> None:
         self._totals.pauses += 1
-        event, policy = actor.pause, actor.gas
-        if (event is not None and event.reason == "quota" and policy.refill_per_second
-                and policy.quota is not None and actor.quota_left is not None):
+        if outcome.refill_at is not None:
             # Wake it when its bucket is full again (a timer, so virtual time jumps there).
-            wait = (policy.quota - actor.quota_left) / policy.refill_per_second
-            self._add_timer(actor, _REFILL, self.clock.now() + wait)
-        if self.on_pause is not None and actor.pause is not None:
+            self._arm_timer(actor, REFILL, outcome.refill_at)
+        if self.on_pause is not None and outcome.pause is not None:
             # Run as a task, not inside the turn: the hook may be async (e.g. await actor.resume()),
             # and an exception in it is the host's bug, which surfaces from the runtime.
-            self._task_group().start_soon(self._run_pause_hook, self.on_pause, actor, actor.pause)
+            self._task_group().start_soon(self._run_pause_hook, self.on_pause, actor, outcome.pause)
 
     @staticmethod
     async def _run_pause_hook(hook: Callable[[Actor, PauseEvent], Any], actor: Actor, event: PauseEvent) -> None:
@@ -379,109 +395,47 @@ class Runtime:
         if inspect.isawaitable(result):
             await result
 
-    def _on_failed(self, actor: Actor) -> None:
-        self._resident.pop(actor.id, None)
-
-    # ---- residency ----
-
-    def _resident_added(self, actor: Actor) -> None:
-        """``actor``'s VM just became live (spawn, wake, restore): keep within ``max_resident``."""
-        actor.last_active = self.clock.now()
-        self._resident[actor.id] = actor
-        self._resident.move_to_end(actor.id)
-        if self.max_resident is not None and len(self._resident) > self.max_resident:
-            self._shed(len(self._resident) - self.max_resident, None, keep=actor)
+    def _when_idle(self) -> float | None:
+        """The scheduler ran out of work: residency duties, idle waiters; when to look again."""
+        self._residency.enforce()
+        self._check_idle()
+        return self._residency.next_idle_deadline()
 
     def _hibernate(self, actor: Actor) -> bool:
-        if actor._hibernate_now():
-            self._resident.pop(actor.id, None)
-            return True
-        return False
+        return self._residency.hibernate(actor)
 
-    def _enforce_residency(self) -> None:
-        """Hibernate least recently active actors beyond ``max_resident`` or idle ``hibernate_after``."""
-        limit = self.max_resident
-        if limit is None and self.hibernate_after is None:
-            return
-        self._shed(len(self._resident) - limit if limit is not None else 0, self.hibernate_after)
+    # ---- async host calls and timers (HostCalls.start uses these) ----
 
-    def _shed(self, excess: int, idle_after: float | None, keep: Actor | None = None) -> None:
-        """Hibernate ``excess`` actors and those idle ``idle_after`` seconds, least recently active first.
-
-        ``_resident`` is ordered by ``last_active`` (oldest first), so the scan
-        stops at the first actor that is neither excess nor stale.
-        """
-        now = self.clock.now()
-        victims: list[Actor] = []
-        for actor in self._resident.values():
-            stale = idle_after is not None and now - actor.last_active >= idle_after
-            if excess <= 0 and not stale:
-                break
-            if actor is keep or actor._running:
-                continue
-            victims.append(actor)
-            excess -= 1
-        for actor in victims:
-            if not self._hibernate(actor):
-                # It cannot be snapshotted now: count it as active so it is retried later,
-                # not again and again at once.
-                actor.last_active = now
-                self._resident.move_to_end(actor.id)
-
-    def _next_idle_deadline(self) -> float | None:
-        """When the least recently active resident actor reaches ``hibernate_after``."""
-        if self.hibernate_after is None or not self._resident:
-            return None
-        oldest = next(iter(self._resident.values()))
-        return oldest.last_active + self.hibernate_after
-
-    # ---- async host calls and timers ----
-
-    def _start_host_call(self, actor: Actor, token: int, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    def _start_host_task(self, run: Callable[[Actor, AsyncCall], Awaitable[tuple[bool, Any]]], actor: Actor,
+                         call: AsyncCall) -> None:
         self._in_flight += 1
-        self._task_group().start_soon(self._host_call, actor, token, fn, args)
+        self._task_group().start_soon(self._host_task, run, actor, call)
 
-    async def _host_call(self, actor: Actor, token: int, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    async def _host_task(self, run: Callable[[Actor, AsyncCall], Awaitable[tuple[bool, Any]]], actor: Actor,
+                         call: AsyncCall) -> None:
         try:
-            if isinstance(fn, RuntimeImport):
-                ok, value = False, {"name": "TypeError", "message": f"{fn!r} cannot be called this way"}
-            else:
-                ok, value = await run_async_import(fn, list(args))
+            ok, value = await run(actor, call)
         finally:
             self._in_flight -= 1
-        actor._deliver_completion(token, ok, value)
+        actor.deliver(call.token, ok, value)
         self._check_idle()
 
-    def _add_timer(self, actor: Actor, token: int, due: float) -> None:
-        earliest = self._timers[0][0] if self._timers else None
-        heapq.heappush(self._timers, (due, next(self._timer_seq), actor, token))
-        if earliest is None or due < earliest:
-            if self._timer_scope is not None:
-                self._timer_scope.cancel()
-            if self._timer_wakeup is not None:
-                self._timer_wakeup.set()
+    def _arm_timer(self, actor: Actor, token: int, due: float) -> None:
+        actor._cell.timers += 1
+        self._timers.arm(actor, token, due)
 
-    async def _run_timers(self) -> None:
-        timers = self._timers
-        while True:
-            if not timers:
-                wakeup = self._timer_wakeup = anyio.Event()
-                await wakeup.wait()
-                self._timer_wakeup = None
-                continue
-            due = timers[0][0]
-            with anyio.CancelScope() as scope:
-                self._timer_scope = scope
-                await self.clock.sleep_until(due)
-            self._timer_scope = None
-            now = self.clock.now()
-            while timers and timers[0][0] <= now:
-                _, _, actor, token = heapq.heappop(timers)
-                if token == _REFILL:
-                    actor._refilled()
-                else:
-                    actor._deliver_completion(token, True, None)
-            self._check_idle()
+    def _fire_timer(self, actor: Actor, token: int) -> None:
+        cell = actor._cell
+        if cell.evicted:
+            self._timers.dead -= 1
+            return
+        cell.timers -= 1
+        if cell.refilled() if token == REFILL else cell.deliver(token, True, None):
+            self._scheduler.schedule(actor)
 
 
-__all__ = ["Runtime", "encode_record"]
+def _stopped_error(actor_id: str) -> Callable[[], BaseException]:
+    return lambda: RuntimeNotRunning(f"the runtime stopped before actor {actor_id} answered")
+
+
+__all__ = ["Runtime"]

@@ -1,0 +1,72 @@
+"""The runtime's scheduler: actors with mail wait in one ready queue and take turns, round-robin."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import anyio
+import anyio.lowlevel
+
+from .clock import Clock
+
+if TYPE_CHECKING:
+    from .actor import Actor
+
+_TURNS_BETWEEN_YIELDS = 64
+
+
+class Scheduler:
+    """The ready queue and the task that drains it (guest code is synchronous: a turn never yields)."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self.ready: deque[Actor] = deque()
+        self._work: anyio.Event | None = None
+        self._idle_scope: anyio.CancelScope | None = None  # the wait for the next idle deadline
+
+    def schedule(self, actor: Actor) -> None:
+        cell = actor._cell
+        if cell.scheduled or not cell.mailbox or cell.pause is not None or cell.failure is not None:
+            return
+        cell.scheduled = True
+        self.ready.append(actor)
+        self.wake()
+
+    def wake(self) -> None:
+        """Let the scheduler task run its loop: new work, or idle-time duties (residency)."""
+        work = self._work
+        if work is not None:
+            self._work = None
+            work.set()
+            if self._idle_scope is not None:
+                self._idle_scope.cancel()
+
+    async def run(self, turn: Callable[[Actor], None], between_turns: Callable[[], None],
+                  when_idle: Callable[[], float | None]) -> None:
+        """Run turns forever.  ``when_idle()`` does idle duties and returns when to look again (or None)."""
+        ready = self.ready
+        turns = 0
+        while True:
+            if not ready:
+                deadline = when_idle()
+                work = self._work = anyio.Event()
+                if deadline is None:
+                    await work.wait()
+                else:
+                    with anyio.CancelScope() as scope:
+                        self._idle_scope = scope
+                        await self._clock.sleep_until(deadline)
+                    self._idle_scope = None
+                continue
+            actor = ready.popleft()
+            cell = actor._cell
+            cell.scheduled = False
+            if not cell.mailbox or cell.pause is not None or cell.failure is not None:
+                continue
+            turn(actor)
+            turns += 1
+            if turns % _TURNS_BETWEEN_YIELDS == 0:
+                between_turns()
+                await anyio.lowlevel.checkpoint()

@@ -1,0 +1,119 @@
+"""``ActorRecord``: an actor at rest, typed, and its versioned msgpack encoding.
+
+A record is what survives a process: the VM's snapshot, where its awaited
+host calls continue, and what it awaits.  Sleeps carry their absolute due time
+in wall-clock seconds since the epoch, so another process fires them on time,
+not after a fresh wait.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from ..errors import RecordCorrupt
+from ..vm import Hibernation
+
+RECORD_VERSION = 2  # 1: sleeps stored as seconds left, no turn count
+
+
+@dataclass(frozen=True, slots=True)
+class PendingCall:
+    """An asynchronous host call the actor awaits: re-issued (or re-armed, for a sleep) on adoption."""
+
+    token: int
+    location: int  # where in the snapshot heap the guest's continuation is
+    import_id: int
+    args: tuple[Any, ...]
+    due: float | None = None  # sleeps: absolute wall time, seconds since the epoch
+
+
+@dataclass(frozen=True, slots=True)
+class ActorRecord:
+    """An actor between turns, as bytes can carry it (``encode``/``decode``)."""
+
+    snapshot: bytes
+    next_token: int = 1
+    pending: tuple[PendingCall, ...] = ()
+    refs: tuple[tuple[int, int], ...] = ()  # the runtime's keys -> locations of kept guest values
+    quota_left: int | None = None
+    turns: int = 0  # committed turns of the actor's whole life
+
+    @classmethod
+    def from_hibernation(cls, hibernation: Hibernation, pending: dict[int, tuple[int, tuple[Any, ...], float | None]],
+                         quota_left: int | None, turns: int) -> ActorRecord:
+        """A record of ``hibernation`` whose awaited calls are described by ``pending`` (token ->
+        import ID, arguments, wall due time)."""
+        calls = []
+        for token, location in hibernation.async_calls.items():
+            import_id, args, due = pending.get(token, (0, (), None))
+            calls.append(PendingCall(token, location, import_id, args, due))
+        return cls(hibernation.snapshot, hibernation.next_token, tuple(calls),
+                   tuple((int(k), v) for k, v in hibernation.refs.items()), quota_left, turns)
+
+    def hibernation(self) -> Hibernation:
+        """The VM part of the record, for :meth:`VM.wake`."""
+        return Hibernation(snapshot=self.snapshot, async_calls={p.token: p.location for p in self.pending},
+                           refs=dict(self.refs), next_token=self.next_token)
+
+    def encode(self) -> bytes:
+        """msgpack bytes, versioned.  Arguments msgpack cannot carry are recorded as None."""
+        packed: bytes = msgpack.packb(
+            [RECORD_VERSION, self.snapshot, self.next_token,
+             [[p.token, p.location, p.import_id, list(p.args), p.due] for p in self.pending],
+             [list(r) for r in self.refs], self.quota_left, self.turns],
+            use_bin_type=True, default=_unpackable,
+        )
+        return packed
+
+    @classmethod
+    def decode(cls, data: bytes) -> ActorRecord:
+        """Inverse of :meth:`encode`; raises RecordCorrupt on anything that is not a whole record."""
+        try:
+            fields = msgpack.unpackb(data, raw=False, strict_map_key=False)
+        except Exception as exc:
+            raise RecordCorrupt(f"not an mvactors actor record: {exc}") from None
+        if not isinstance(fields, list) or not fields:
+            raise RecordCorrupt(f"not an mvactors actor record: a {type(fields).__name__}, not a list")
+        version = fields[0]
+        try:
+            if version == RECORD_VERSION and len(fields) == 7:
+                return cls._from_fields(fields[1:], wall_due=True)
+            if version == 1 and len(fields) == 6:
+                return cls._from_fields(fields[1:] + [0], wall_due=False)
+        except (TypeError, ValueError) as exc:
+            raise RecordCorrupt(f"malformed actor record: {exc}") from None
+        if version in (1, RECORD_VERSION):
+            raise RecordCorrupt(f"malformed actor record: {len(fields)} fields for version {version}")
+        raise RecordCorrupt(f"actor record version {version!r} is not supported (this mvactors reads 1 and 2)")
+
+    @classmethod
+    def _from_fields(cls, fields: list[Any], wall_due: bool) -> ActorRecord:
+        snapshot, next_token, pending, refs, quota_left, turns = fields
+        if not isinstance(snapshot, bytes):
+            raise TypeError(f"snapshot is a {type(snapshot).__name__}, not bytes")
+        now = time.time()
+        calls = []
+        for token, location, import_id, args, due in pending:
+            if due is not None:
+                due = float(due) if wall_due else now + float(due)
+            if not isinstance(args, list):
+                raise TypeError(f"arguments of pending call {token!r} are a {type(args).__name__}, not a list")
+            calls.append(PendingCall(_int(token), _int(location), _int(import_id), tuple(args), due))
+        return cls(snapshot, _int(next_token), tuple(calls), tuple((_int(k), _int(v)) for k, v in refs),
+                   None if quota_left is None else _int(quota_left), _int(turns))
+
+
+def _int(value: Any) -> int:
+    if type(value) is not int:
+        raise TypeError(f"expected an int, got {type(value).__name__}")
+    return value
+
+
+def _unpackable(value: Any) -> Any:
+    # Values msgpack cannot carry (proxies of functions, ...) are recorded as None:
+    # re-issuing such a host call after a restore gets None for that argument.
+    return None
