@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Build the sdist and the wheel from it, install the wheel in a fresh venv with no node or npm
+# on PATH, and run the README's quick tour there: first without the [compiler] extra (compile
+# must say which pip command fixes it), then with it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+.venv/bin/python -m build --outdir "$work/dist" . >"$work/build.log" 2>&1 || { cat "$work/build.log"; exit 1; }
+wheel=$(ls "$work"/dist/mvactors-*-py3-none-any.whl)
+echo "built $(basename "$wheel") ($(du -k "$wheel" | cut -f1) KB) from $(basename "$(ls "$work"/dist/*.tar.gz)")"
+.venv/bin/python - "$wheel" <<'PY'
+import sys, zipfile
+names = zipfile.ZipFile(sys.argv[1]).namelist()
+meta = zipfile.ZipFile(sys.argv[1]).read(next(n for n in names if n.endswith("/METADATA"))).decode()
+assert "mvactors/vm/_engine/mvx.wasm" in names, "wheel has no engine"
+assert "mvactors/_compiler/microvium.cjs" in names, "wheel has no bundled compiler"
+assert not [n for n in names if n.endswith((".so", ".dylib", ".dll"))], "a py3-none-any wheel with native code"
+assert "License-Expression: MIT" in meta and "Requires-Dist: sniffio" in meta, meta
+print("wheel contents and metadata ok:", len(names), "files")
+PY
+
+python3 -m venv "$work/venv"
+"$work/venv/bin/pip" install --quiet "$wheel" 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
+cd "$work"
+# Only the venv on PATH for everything mvactors runs: no node, no npm, no microvium.
+bare() { env PATH="$work/venv/bin" "$@"; }
+bare python -c 'import shutil, sys; sys.exit("node is on PATH" if shutil.which("node") or shutil.which("npm") else 0)'
+if bare python "$root/.ci/readme_tour.py" "$root/README.md" >"$work/out" 2>&1; then
+  echo "the quick tour compiled without node and without the [compiler] extra"; exit 1
+fi
+grep -F 'pip install "mvactors[compiler]"' "$work/out" || { cat "$work/out"; exit 1; }
+
+bare pip install --quiet "$wheel[compiler]" 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
+bare python "$root/.ci/readme_tour.py" "$root/README.md" | tee "$work/out"
+grep -qx "Hello, World!" "$work/out"
+bare mvactors --version
+bare python -m mvactors --version
+echo "wheel check passed"
