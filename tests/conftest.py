@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 import mvactors
-from mvactors.compiler import compiler_path
+from mvactors.compiler import compiler_command
 
 TESTS_DIR = Path(__file__).resolve().parent
 GUEST_DIR = TESTS_DIR / "guest"
@@ -71,7 +71,7 @@ def disassemble(source: str) -> str:
         script = Path(tmp) / "script.mjs"
         script.write_text(source, encoding="utf-8")
         subprocess.run(
-            [compiler_path(), str(script), "--snapshot", str(Path(tmp) / "out.mvm-bc"), "--output-disassembly"],
+            [*compiler_command(), str(script), "--snapshot", str(Path(tmp) / "out.mvm-bc"), "--output-disassembly"],
             cwd=tmp,
             check=True,
             capture_output=True,
