@@ -7,7 +7,7 @@ Every time is the median over several batches of ``time.perf_counter_ns``
 per operation.  Floors are measured in the same process, right next to what
 they bound, so machine speed and load cancel out of the ratios:
 
-* the *floor call* is ``mvactors.vm._wasm.Instance().noop``: an unchecked raw
+* the *floor call* is ``mvactors.vm._wasm.Instance().direct("noop")``: an unchecked raw
   call to an empty wasm export, the cheapest way Python can enter wasmtime;
 * the *import floor* is an empty Python host function called from a wasm loop
   through the same unchecked-callback mechanism mvactors uses;
@@ -145,7 +145,7 @@ def median_ns(batch: Callable[[], int], batches: int) -> float:
 
 
 def floor_call_ns(s: Settings) -> float:
-    noop = _engine.Instance().noop
+    noop = _engine.Instance().direct("noop")
     calls = s.calls
 
     def batch() -> int:

@@ -10,6 +10,10 @@
 #include <stddef.h>
 #include "host.h"
 #include "microvium.c"
+/* The host ABI's constants (MVX_OP_*, MVX_L_*, limits), generated from
+ * mvactors/vm/_abi.py by engine/build.py, with static assertions that the
+ * engine's values are what the host assumes. */
+#include "mvx_abi.h"
 
 #ifdef MVX_NATIVE
 #include <stdarg.h>
@@ -36,15 +40,6 @@ MVX_API(mvx_set_host) void mvx_set_host(mvh_call_t call, mvh_breakpoint_t breakp
 #define MVX_EXPORT(name) __attribute__((export_name(#name)))
 #endif
 
-enum {
-  MVX_MAX_ARGS = 32,
-  MVX_MAX_HANDLES = 4096,
-  MVX_MAX_IMPORTS = 1024,
-  MVX_SCRATCH_SIZE = 65536,
-  MVX_ROM_SIZE = 65536,
-  MVX_IMPORT_ASYNC = 0x10000,
-};
-
 uint8_t mvx_ram_page[65536] __attribute__((aligned(65536)));
 
 /*
@@ -54,7 +49,7 @@ uint8_t mvx_ram_page[65536] __attribute__((aligned(65536)));
  * the import table (8-byte aligned after it) and the host's handle slots
  * (after that), so for a small VM all of them share the state's page; the
  * scratch area, used only for values in transit, sits at the end.  The
- * layout is part of the host ABI: mvactors/engine.py reads it with
+ * layout is part of the host ABI: mvactors/vm/_wasm.py reads it with
  * mvx_layout(), and the per-restore positions from the pointers below.
  */
 enum {
@@ -230,8 +225,8 @@ void* mvx_malloc(size_t size) {
   return found ? mvx_take(found, foundSize, need, 1) : NULL;
 }
 
-/* Allocator statistics for diagnostics: bytes free (what = 0), largest free
- * block (1), blocks in use (2). */
+/* Allocator statistics for diagnostics: bytes free (what = MVX_HEAP_FREE_BYTES),
+ * largest free block (MVX_HEAP_LARGEST_FREE), blocks in use (MVX_HEAP_USED_BLOCKS). */
 static uint32_t mvx_heap_info(int32_t what) {
   uint32_t offset = 4, free_total = 0, largest = 0, used = 0;
   while (offset < 65536) {
@@ -241,7 +236,7 @@ static uint32_t mvx_heap_info(int32_t what) {
     else { free_total += BLOCK_SIZE(h); if (BLOCK_SIZE(h) > largest) largest = BLOCK_SIZE(h); }
     offset += BLOCK_SIZE(h);
   }
-  return what == 0 ? free_total : what == 1 ? largest : used;
+  return what == MVX_HEAP_FREE_BYTES ? free_total : what == MVX_HEAP_LARGEST_FREE ? largest : used;
 }
 
 void mvx_free(void* ptr) {
@@ -280,7 +275,7 @@ static uint32_t mvx_find_import(mvm_HostFunctionID id) {
   uint32_t lo = 0, hi = mvx.import_count;
   while (lo < hi) {
     uint32_t mid = (lo + hi) / 2;
-    uint32_t entryId = mvx.imports[mid] & 0xFFFF;
+    uint32_t entryId = mvx.imports[mid] & MVX_ID_MASK;
     if (entryId == id) return mvx.imports[mid] | 0x80000000u;
     if (entryId < id) lo = mid + 1; else hi = mid;
   }
@@ -303,7 +298,7 @@ static mvm_TeError mvx_dispatch(mvm_VM* v, mvm_HostFunctionID id, mvm_Value* res
   mvx.call_argc = argCount;
   mvx.call_result = (uint32_t)(uintptr_t)result;
   mvx.call_async = is_async;
-  return (mvm_TeError)mvh_call((mvx.cookie << 16) | id);
+  return (mvm_TeError)mvh_call((mvx.cookie << MVX_HOST_CALL_COOKIE_SHIFT) | id);
 #endif
 }
 
@@ -327,38 +322,38 @@ static void mvx_on_breakpoint(mvm_VM* v, uint16_t address) {
 /* Addresses of the host-visible statics, by index. */
 MVX_API(mvx_layout) uintptr_t mvx_layout(int32_t what) {
   switch (what) {
-    case 0: return (uintptr_t)&mvx;
-    case 1: return (uintptr_t)&mvx.handles - (uintptr_t)&mvx;
-    case 2: return (uintptr_t)mvx_mem.area;
-    case 3: return (uintptr_t)&mvx.scratch - (uintptr_t)&mvx;
-    case 4: return (uintptr_t)mvx_ram_page;
-    case 5: return (uintptr_t)&mvx.args[0] - (uintptr_t)&mvx;
-    case 6: return (uintptr_t)&mvx.this_value - (uintptr_t)&mvx;
-    case 7: return (uintptr_t)&mvx.result - (uintptr_t)&mvx;
-    case 8: return (uintptr_t)&mvx.callback - (uintptr_t)&mvx;
-    case 9: return (uintptr_t)&mvx.out_size - (uintptr_t)&mvx;
-    case 10: return (uintptr_t)&mvx.fatal_code - (uintptr_t)&mvx;
-    case 11: return (uintptr_t)&mvx.import_count - (uintptr_t)&mvx;
-    case 12: return (uintptr_t)&mvx.missing_import - (uintptr_t)&mvx;
-    case 13: return (uintptr_t)&mvx.imports - (uintptr_t)&mvx;
-    case 14: return (uintptr_t)&mvx.stats - (uintptr_t)&mvx;
-    case 15: return sizeof(mvm_Handle);
-    case 16: return MVX_MAX_HANDLES;
-    case 17: return MVX_MAX_ARGS;
-    case 18: return MVX_MAX_IMPORTS;
-    case 19: return MVX_SCRATCH_SIZE;
-    case 20: return MVX_ROM_SIZE;
-    case 21: return sizeof(size_t);
-    case 22: return (MVM_ENGINE_MAJOR_VERSION << 8) | MVM_ENGINE_MINOR_VERSION;
-    case 23: return (uintptr_t)&mvx.cookie - (uintptr_t)&mvx;
-    case 24: return (uintptr_t)&mvx.f64 - (uintptr_t)&mvx;
-    case 25: return sizeof mvx;
-    case 26: return (uintptr_t)&mvx.low_end - (uintptr_t)&mvx;
-    case 27: return (uintptr_t)&mvx.top_start - (uintptr_t)&mvx;
-    case 28: return (uintptr_t)&mvx.handles_linked - (uintptr_t)&mvx;
-    case 29: return (uintptr_t)&mvx.call_args - (uintptr_t)&mvx;
-    case 30: return (uintptr_t)&vm - (uintptr_t)&mvx; /* `vm` is the field mvx.vm (a macro) */
-    case 31: return offsetof(VM, stopAfterNInstructions); /* the gas counter is a plain field */
+    case MVX_L_STATE: return (uintptr_t)&mvx;
+    case MVX_L_HANDLES: return (uintptr_t)&mvx.handles - (uintptr_t)&mvx;
+    case MVX_L_ROM: return (uintptr_t)mvx_mem.area;
+    case MVX_L_SCRATCH: return (uintptr_t)&mvx.scratch - (uintptr_t)&mvx;
+    case MVX_L_PAGE: return (uintptr_t)mvx_ram_page;
+    case MVX_L_ARGS: return (uintptr_t)&mvx.args[0] - (uintptr_t)&mvx;
+    case MVX_L_THIS: return (uintptr_t)&mvx.this_value - (uintptr_t)&mvx;
+    case MVX_L_RESULT: return (uintptr_t)&mvx.result - (uintptr_t)&mvx;
+    case MVX_L_CALLBACK: return (uintptr_t)&mvx.callback - (uintptr_t)&mvx;
+    case MVX_L_OUT_SIZE: return (uintptr_t)&mvx.out_size - (uintptr_t)&mvx;
+    case MVX_L_FATAL: return (uintptr_t)&mvx.fatal_code - (uintptr_t)&mvx;
+    case MVX_L_IMPORT_COUNT: return (uintptr_t)&mvx.import_count - (uintptr_t)&mvx;
+    case MVX_L_MISSING_IMPORT: return (uintptr_t)&mvx.missing_import - (uintptr_t)&mvx;
+    case MVX_L_IMPORTS: return (uintptr_t)&mvx.imports - (uintptr_t)&mvx;
+    case MVX_L_STATS: return (uintptr_t)&mvx.stats - (uintptr_t)&mvx;
+    case MVX_L_HANDLE_SIZE: return sizeof(mvm_Handle);
+    case MVX_L_MAX_HANDLES: return MVX_MAX_HANDLES;
+    case MVX_L_MAX_ARGS: return MVX_MAX_ARGS;
+    case MVX_L_MAX_IMPORTS: return MVX_MAX_IMPORTS;
+    case MVX_L_SCRATCH_SIZE: return MVX_SCRATCH_SIZE;
+    case MVX_L_ROM_SIZE: return MVX_ROM_SIZE;
+    case MVX_L_SIZE_T: return sizeof(size_t);
+    case MVX_L_VERSION: return (MVM_ENGINE_MAJOR_VERSION << 8) | MVM_ENGINE_MINOR_VERSION;
+    case MVX_L_COOKIE: return (uintptr_t)&mvx.cookie - (uintptr_t)&mvx;
+    case MVX_L_F64: return (uintptr_t)&mvx.f64 - (uintptr_t)&mvx;
+    case MVX_L_STATE_SIZE: return sizeof mvx;
+    case MVX_L_LOW_END: return (uintptr_t)&mvx.low_end - (uintptr_t)&mvx;
+    case MVX_L_TOP_START: return (uintptr_t)&mvx.top_start - (uintptr_t)&mvx;
+    case MVX_L_HANDLES_LINKED: return (uintptr_t)&mvx.handles_linked - (uintptr_t)&mvx;
+    case MVX_L_CALL_INFO: return (uintptr_t)&mvx.call_args - (uintptr_t)&mvx;
+    case MVX_L_VM_PTR: return (uintptr_t)&vm - (uintptr_t)&mvx; /* `vm` is the field mvx.vm (a macro) */
+    case MVX_L_GAS_OFFSET: return offsetof(VM, stopAfterNInstructions); /* the gas counter is a plain field */
     default: return 0;
   }
 }
@@ -411,7 +406,8 @@ static inline int32_t mvx_result_or_error(mvm_TeError err, mvm_Value value) {
   return err ? -(int32_t)err : (int32_t)value;
 }
 
-/* Calls the function held in handle `target & 0xFFFF` with args[0..(target >> 16) & 0xFF).
+/* Calls the function held in handle `target & MVX_CALL_SLOT_MASK` with args[0..argc),
+ * argc = (target >> MVX_CALL_ARGC_SHIFT) & MVX_CALL_ARGC_MASK.
  * One packed parameter keeps the host's hot path to a single store; the host
  * sets bit 31 so that, after a trap, the untouched parameter slot cannot be
  * mistaken for a result (results are values >= 0 or small negative errors).
@@ -419,9 +415,9 @@ static inline int32_t mvx_result_or_error(mvm_TeError err, mvm_Value value) {
 MVX_EXPORT(mvx_call) int32_t mvx_call(uint32_t target) {
   mvm_Value args[MVX_MAX_ARGS];
   mvm_Value result = VM_VALUE_UNDEFINED;
-  uint32_t argc = (target >> 16) & 0xFF;
+  uint32_t argc = (target >> MVX_CALL_ARGC_SHIFT) & MVX_CALL_ARGC_MASK;
   for (uint32_t i = 0; i < argc; i++) args[i] = mvm_handleGet(&mvx.args[i]);
-  mvm_TeError err = mvm_call(vm, mvm_handleGet(MVX_HANDLE(target & 0xFFFF)), &result, args, (uint8_t)argc);
+  mvm_TeError err = mvm_call(vm, mvm_handleGet(MVX_HANDLE(target & MVX_CALL_SLOT_MASK)), &result, args, (uint8_t)argc);
   return mvx_result_or_error(err, result);
 }
 
@@ -429,9 +425,9 @@ MVX_EXPORT(mvx_call) int32_t mvx_call(uint32_t target) {
 MVX_API(mvx_call_this) int32_t mvx_call_this(uint32_t target) {
   mvm_Value args[MVX_MAX_ARGS];
   mvm_Value result = VM_VALUE_UNDEFINED;
-  uint32_t argc = (target >> 16) & 0xFF;
+  uint32_t argc = (target >> MVX_CALL_ARGC_SHIFT) & MVX_CALL_ARGC_MASK;
   for (uint32_t i = 0; i < argc; i++) args[i] = mvm_handleGet(&mvx.args[i]);
-  mvm_TeError err = mvm_callEx(vm, mvm_handleGet(MVX_HANDLE(target & 0xFFFF)), mvm_handleGet(&mvx.this_value),
+  mvm_TeError err = mvm_callEx(vm, mvm_handleGet(MVX_HANDLE(target & MVX_CALL_SLOT_MASK)), mvm_handleGet(&mvx.this_value),
                                &result, args, (uint8_t)argc);
   return mvx_result_or_error(err, result);
 }
@@ -533,18 +529,18 @@ MVX_API(mvx_bytes) uintptr_t mvx_bytes(int32_t value) {
   return (uintptr_t)data;
 }
 
-/* 0: not a promise, 1: pending, 2: resolved, 3: rejected; the settled value is
- * left in mvx.result. */
+/* MVX_PROMISE_NONE (not a promise), _PENDING, _FULFILLED or _REJECTED; the
+ * settled value is left in mvx.result. */
 MVX_API(mvx_promise_state) int32_t mvx_promise_state(int32_t value) {
-  if (mvm_typeOf(vm, (mvm_Value)value) != VM_T_OBJECT) return 0;
-  if (deepTypeOf(vm, (mvm_Value)value) != TC_REF_PROPERTY_LIST) return 0;
+  if (mvm_typeOf(vm, (mvm_Value)value) != VM_T_OBJECT) return MVX_PROMISE_NONE;
+  if (deepTypeOf(vm, (mvm_Value)value) != TC_REF_PROPERTY_LIST) return MVX_PROMISE_NONE;
   Value* p = ShortPtr_decode(vm, (mvm_Value)value);
-  if (p[VM_OIS_PROTO] != getBuiltin(vm, BIN_PROMISE_PROTOTYPE)) return 0;
+  if (p[VM_OIS_PROTO] != getBuiltin(vm, BIN_PROMISE_PROTOTYPE)) return MVX_PROMISE_NONE;
   switch (p[VM_OIS_PROMISE_STATUS]) {
-    case VM_PROMISE_STATUS_PENDING: return 1;
-    case VM_PROMISE_STATUS_RESOLVED: mvm_handleSet(&mvx.result, p[VM_OIS_PROMISE_OUT]); return 2;
-    case VM_PROMISE_STATUS_REJECTED: mvm_handleSet(&mvx.result, p[VM_OIS_PROMISE_OUT]); return 3;
-    default: return 0;
+    case VM_PROMISE_STATUS_PENDING: return MVX_PROMISE_PENDING;
+    case VM_PROMISE_STATUS_RESOLVED: mvm_handleSet(&mvx.result, p[VM_OIS_PROMISE_OUT]); return MVX_PROMISE_FULFILLED;
+    case VM_PROMISE_STATUS_REJECTED: mvm_handleSet(&mvx.result, p[VM_OIS_PROMISE_OUT]); return MVX_PROMISE_REJECTED;
+    default: return MVX_PROMISE_NONE;
   }
 }
 
@@ -660,42 +656,42 @@ MVX_API(mvx_value_at_offset) int32_t mvx_value_at_offset(uint32_t offset) {
 
 #ifndef MVX_NATIVE
 /* One export for everything off the hot path; op numbers are part of the host
- * ABI (mvactors/engine.py, _OPS). Float parameters/results travel in mvx.f64. */
+ * ABI (mvactors/vm/_abi.py, Op). Float parameters/results travel in mvx.f64. */
 MVX_EXPORT(mvx_op) int32_t mvx_op(int32_t op, int32_t a, int32_t b, int32_t c) {
   switch (op) {
-    case 0: return (int32_t)mvx_layout(a);
-    case 1: return mvx_restore((uint32_t)a, b);
-    case 2: mvx_free_vm(); return 0;
-    case 3: return mvx_link_handles((uint32_t)a);
-    case 4: return mvx_export((uint32_t)a);
-    case 5: return mvx_get((uintptr_t)a, (uintptr_t)b);
-    case 6: return mvx_set((uintptr_t)a, (uintptr_t)b, (uintptr_t)c);
-    case 7: return mvx_keys((uintptr_t)a);
-    case 8: return mvx_new_number(mvx.f64);
-    case 9: return mvx_new_string((uint32_t)a);
-    case 10: return mvx_new_bytes((uint32_t)a);
-    case 11: return mvx_new_array((uint32_t)a);
-    case 12: return mvx_new_object();
-    case 13: return mvx_type_of(a);
-    case 14: mvx.f64 = mvx_to_number(a); return 0;
-    case 15: return mvx_equal(a, b);
-    case 16: return (int32_t)mvx_string(a);
-    case 17: return (int32_t)mvx_bytes(a);
-    case 18: return mvx_promise_state(a);
-    case 19: return mvx_snapshot();
-    case 20: mvx_gc(a); return 0;
-    case 21: mvx_memory_stats(); return 0;
-    case 22: mvx_set_gas(a); return 0;
-    case 23: return mvx_get_gas();
-    case 24: mvx_set_breakpoint(a); return 0;
-    case 25: mvx_remove_breakpoint(a); return 0;
-    case 26: return mvx_current_address();
-    case 27: return mvx_host_func_id(a);
-    case 28: return mvx_new_host_func((uint32_t)a);
-    case 29: return mvx_call_this((uint32_t)a);
-    case 30: return (int32_t)mvx_heap_info(a);
-    case 31: return mvx_heap_offset(a);
-    case 32: return mvx_value_at_offset((uint32_t)a);
+    case MVX_OP_LAYOUT: return (int32_t)mvx_layout(a);
+    case MVX_OP_RESTORE: return mvx_restore((uint32_t)a, b);
+    case MVX_OP_FREE_VM: mvx_free_vm(); return 0;
+    case MVX_OP_LINK_HANDLES: return mvx_link_handles((uint32_t)a);
+    case MVX_OP_EXPORT: return mvx_export((uint32_t)a);
+    case MVX_OP_GET: return mvx_get((uintptr_t)a, (uintptr_t)b);
+    case MVX_OP_SET: return mvx_set((uintptr_t)a, (uintptr_t)b, (uintptr_t)c);
+    case MVX_OP_KEYS: return mvx_keys((uintptr_t)a);
+    case MVX_OP_NEW_NUMBER: return mvx_new_number(mvx.f64);
+    case MVX_OP_NEW_STRING: return mvx_new_string((uint32_t)a);
+    case MVX_OP_NEW_BYTES: return mvx_new_bytes((uint32_t)a);
+    case MVX_OP_NEW_ARRAY: return mvx_new_array((uint32_t)a);
+    case MVX_OP_NEW_OBJECT: return mvx_new_object();
+    case MVX_OP_TYPE_OF: return mvx_type_of(a);
+    case MVX_OP_TO_NUMBER: mvx.f64 = mvx_to_number(a); return 0;
+    case MVX_OP_EQUAL: return mvx_equal(a, b);
+    case MVX_OP_STRING: return (int32_t)mvx_string(a);
+    case MVX_OP_BYTES: return (int32_t)mvx_bytes(a);
+    case MVX_OP_PROMISE_STATE: return mvx_promise_state(a);
+    case MVX_OP_SNAPSHOT: return mvx_snapshot();
+    case MVX_OP_GC: mvx_gc(a); return 0;
+    case MVX_OP_MEMORY_STATS: mvx_memory_stats(); return 0;
+    case MVX_OP_SET_GAS: mvx_set_gas(a); return 0;
+    case MVX_OP_GET_GAS: return mvx_get_gas();
+    case MVX_OP_SET_BREAKPOINT: mvx_set_breakpoint(a); return 0;
+    case MVX_OP_REMOVE_BREAKPOINT: mvx_remove_breakpoint(a); return 0;
+    case MVX_OP_CURRENT_ADDRESS: return mvx_current_address();
+    case MVX_OP_HOST_FUNC_ID: return mvx_host_func_id(a);
+    case MVX_OP_NEW_HOST_FUNC: return mvx_new_host_func((uint32_t)a);
+    case MVX_OP_CALL_THIS: return mvx_call_this((uint32_t)a);
+    case MVX_OP_HEAP_INFO: return (int32_t)mvx_heap_info(a);
+    case MVX_OP_HEAP_OFFSET: return mvx_heap_offset(a);
+    case MVX_OP_VALUE_AT_OFFSET: return mvx_value_at_offset((uint32_t)a);
     default: return -1;
   }
 }

@@ -41,6 +41,29 @@ from ..errors import (
     VMUnusable,
     error_name,
 )
+from . import _abi
+from ._abi import (
+    FALSE,
+    INT14_BIAS,
+    INT14_MAX,
+    INT14_MIN,
+    INT14_SIGN,
+    INT14_TAG,
+    NULL,
+    STR_LENGTH,
+    T_ARRAY,
+    T_BOOLEAN,
+    T_NULL,
+    T_NUMBER,
+    T_OBJECT,
+    T_STRING,
+    T_UINT8_ARRAY,
+    T_UNDEFINED,
+    TRUE,
+    TYPE_NAMES,
+    UNDEFINED,
+    import_table_at,
+)
 from ._wasm import EngineMissing, Layout, native_library_path
 from .values import MAX_SAFE_INT, _Null, null
 
@@ -48,16 +71,6 @@ NativeValue = None | _Null | bool | int | float | str | bytes | list[Any] | dict
 """What ``NativeVM.call`` returns."""
 
 HostFunction = Callable[..., Any]
-
-# mvm_Value encodings of the well-known values (microvium.c, vm_TeWellKnownValues).
-_UNDEFINED, _NULL, _TRUE, _FALSE = 1, 5, 9, 13
-_STR_LENGTH = 29  # the interned string "length"
-# mvm_TeType
-_T_UNDEFINED, _T_NULL, _T_BOOLEAN, _T_NUMBER, _T_STRING = 0, 1, 2, 3, 4
-_T_FUNCTION, _T_OBJECT, _T_ARRAY, _T_UINT8_ARRAY, _T_CLASS = 5, 6, 7, 8, 9
-_TYPE_NAMES = ("undefined", "null", "boolean", "number", "string", "function", "object", "array", "Uint8Array", "class")
-
-_INT14_MIN, _INT14_MAX = -0x2000, 0x1FFF
 
 # Handles the driver uses to keep values alive while it copies nested results
 # out: one per nesting level plus one for the key being read.
@@ -198,15 +211,16 @@ class NativeVM:
         imports = dict(imports or {})
         data = bytes(snapshot)
         if len(data) > lib.rom_size:
-            raise MicroviumError(f"snapshot of {len(data)} bytes exceeds the engine's ROM area ({lib.rom_size})", 30)
+            raise MicroviumError(f"snapshot of {len(data)} bytes exceeds the engine's ROM area ({lib.rom_size})",
+                                 "MVM_E_SNAPSHOT_TOO_LARGE")
         if len(imports) > lib.max_imports:
-            raise MicroviumError(f"at most {lib.max_imports} imports are supported", 11)
-        if any(not 0 <= i <= 0xFFFF for i in imports):
-            raise MicroviumError("import ids are 16-bit unsigned integers", 11)
+            raise MicroviumError(f"at most {lib.max_imports} imports are supported", "MVM_E_INVALID_ARGUMENTS")
+        if any(not 0 <= i <= _abi.MAX_ID for i in imports):
+            raise MicroviumError("import ids are 16-bit unsigned integers", "MVM_E_INVALID_ARGUMENTS")
         ctypes.memmove(lib.rom, data, len(data))
         table = sorted(imports)
         # The glue reads the import table 8-byte aligned right after the snapshot.
-        slots = (ctypes.c_uint32 * lib.max_imports).from_address(lib.rom + ((len(data) + 7) & ~7))
+        slots = (ctypes.c_uint32 * lib.max_imports).from_address(lib.rom + import_table_at(len(data)))
         for i, import_id in enumerate(table):
             slots[i] = import_id
         ctypes.c_uint32.from_address(lib.import_count).value = len(table)
@@ -234,7 +248,7 @@ class NativeVM:
         """
         lib = self._check()
         if len(args) > lib.max_args:
-            raise MicroviumError(f"at most {lib.max_args} arguments are supported", 34)
+            raise MicroviumError(f"at most {lib.max_args} arguments are supported", "MVM_E_TOO_MANY_ARGUMENTS")
         # Each argument goes into its handle as soon as it exists: building the
         # next one may run the GC, which moves objects and updates only roots.
         for i, arg in enumerate(args):
@@ -245,8 +259,7 @@ class NativeVM:
             raise MicroviumError(f"the snapshot has no export {export_id}", -value)
         ctypes.c_uint16.from_address(self._handle(_FUNC_HANDLE)).value = value
         self._pending = None
-        # mvx_call takes the handle index of the function, argc in bits 16..23.
-        value = lib.call(_FUNC_HANDLE | len(args) << 16)
+        value = lib.call(_FUNC_HANDLE | len(args) << _abi.CALL_ARGC_SHIFT)
         if value < 0:
             self._raise(-value)
         return self._decode(value, 0)
@@ -264,7 +277,7 @@ class NativeVM:
 
     def _host_call(self, import_id: int, args: int, argc: int, result: int, is_async: bool) -> int:
         if is_async:
-            raise MicroviumError("the native driver does not support async host functions", 15)
+            raise MicroviumError("the native driver does not support async host functions", "MVM_E_NOT_IMPLEMENTED")
         fn = self._imports[import_id]
         raw = (ctypes.c_uint16 * max(argc, 1)).from_address(args)
         # Arguments are decoded before the result is built: building it may
@@ -280,16 +293,16 @@ class NativeVM:
         """Write the VM value for ``value`` into the mvm_Value at address ``slot``."""
         lib = self._lib
         if value is None:
-            encoded = _UNDEFINED
+            encoded = UNDEFINED
         elif isinstance(value, _Null):
-            encoded = _NULL
+            encoded = NULL
         elif value is True:
-            encoded = _TRUE
+            encoded = TRUE
         elif value is False:
-            encoded = _FALSE
+            encoded = FALSE
         elif isinstance(value, int):
-            if _INT14_MIN <= value <= _INT14_MAX:
-                encoded = ((value << 2) | 3) & 0xFFFF
+            if INT14_MIN <= value <= INT14_MAX:
+                encoded = ((value << 2) | INT14_TAG) & 0xFFFF
             elif -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
                 encoded = lib.new_number(float(value))
             else:
@@ -307,7 +320,7 @@ class NativeVM:
     def _new_blob(self, data: bytes, make: Callable[[int], int]) -> int:
         lib = self._lib
         if len(data) > lib.scratch_size:
-            raise MicroviumError(f"value of {len(data)} bytes exceeds the scratch area", 3)
+            raise MicroviumError(f"value of {len(data)} bytes exceeds the scratch area", "MVM_E_ALLOCATION_TOO_LARGE")
         ctypes.memmove(lib.scratch, data, len(data))
         value = int(make(len(data)))
         if value < 0:  # pragma: no cover - allocation failure is fatal in the glue
@@ -321,34 +334,34 @@ class NativeVM:
         """Copy VM value ``value`` out to Python; ``depth`` picks free handles for nesting."""
         lib = self._lib
         value &= 0xFFFF
-        if value & 3 == 3:  # int14: the common case, decoded without a call
-            return (value >> 2) - 0x4000 if value & 0x8000 else value >> 2
+        if value & INT14_TAG == INT14_TAG:  # int14: the common case, decoded without a call
+            return (value >> 2) - INT14_BIAS if value & INT14_SIGN else value >> 2
         kind = lib.type_of(value)
-        if kind == _T_UNDEFINED:
+        if kind == T_UNDEFINED:
             return None
-        if kind == _T_NULL:
+        if kind == T_NULL:
             return null
-        if kind == _T_BOOLEAN:
-            return value == _TRUE
-        if kind == _T_NUMBER:
+        if kind == T_BOOLEAN:
+            return value == TRUE
+        if kind == T_NUMBER:
             x: float = lib.to_number(value)
             # Same mapping as mvactors.VM: integral numbers in the safe range are ints.
             if x.is_integer() and -MAX_SAFE_INT <= x <= MAX_SAFE_INT and not (x == 0 and math.copysign(1.0, x) < 0):
                 return int(x)
             return x
-        if kind == _T_STRING:
+        if kind == T_STRING:
             address = lib.string(value)
             return ctypes.string_at(address, ctypes.c_uint32.from_address(lib.out_size).value).decode("utf-8")
-        if kind == _T_UINT8_ARRAY:
+        if kind == T_UINT8_ARRAY:
             address = lib.bytes(value)
             return ctypes.string_at(address, ctypes.c_uint32.from_address(lib.out_size).value)
-        if kind in (_T_ARRAY, _T_OBJECT):
+        if kind in (T_ARRAY, T_OBJECT):
             return self._decode_container(value, kind, depth)
-        raise TypeError(f"the native driver cannot return a guest {_TYPE_NAMES[kind]}")
+        raise TypeError(f"the native driver cannot return a guest {TYPE_NAMES[kind]}")
 
     def _decode_container(self, value: int, kind: int, depth: int) -> list[Any] | dict[str, Any]:
         if depth + 3 > _HANDLE_DEPTH:
-            raise MicroviumError("result nested too deeply for the native driver", 8)
+            raise MicroviumError("result nested too deeply for the native driver", "MVM_E_STACK_OVERFLOW")
         # Decoding allocates nothing today, but the container, its key list and
         # the current key sit in handles anyway so a GC could not strand them.
         slots = self._handle(depth), self._handle(depth + 1), self._handle(depth + 2)
@@ -358,17 +371,17 @@ class NativeVM:
             # A stale handle would keep the value alive: the heap (and so GC
             # timing and snapshots) must not depend on what the host looked at.
             for slot in slots:
-                ctypes.c_uint16.from_address(slot).value = _UNDEFINED
+                ctypes.c_uint16.from_address(slot).value = UNDEFINED
 
     def _copy_container(
         self, value: int, kind: int, depth: int, holder: int, keys_holder: int, key_slot: int
     ) -> list[Any] | dict[str, Any]:
         lib = self._lib
         ctypes.c_uint16.from_address(holder).value = value
-        if kind == _T_ARRAY:
+        if kind == T_ARRAY:
             items: list[Any] = []
             for i in range(self._length(holder, key_slot)):
-                ctypes.c_uint16.from_address(key_slot).value = ((i << 2) | 3) & 0xFFFF
+                ctypes.c_uint16.from_address(key_slot).value = ((i << 2) | INT14_TAG) & 0xFFFF
                 items.append(self._decode(self._get(holder, key_slot), depth + 3))
             return items
         keys = lib.keys(holder)
@@ -377,14 +390,14 @@ class NativeVM:
         ctypes.c_uint16.from_address(keys_holder).value = keys
         out: dict[str, Any] = {}
         for i in range(self._length(keys_holder, key_slot)):
-            ctypes.c_uint16.from_address(key_slot).value = ((i << 2) | 3) & 0xFFFF
+            ctypes.c_uint16.from_address(key_slot).value = ((i << 2) | INT14_TAG) & 0xFFFF
             ctypes.c_uint16.from_address(key_slot).value = self._get(keys_holder, key_slot)
             name = self._decode(ctypes.c_uint16.from_address(key_slot).value, depth + 3)
             out[str(name)] = self._decode(self._get(holder, key_slot), depth + 3)
         return out
 
     def _length(self, holder: int, key_slot: int) -> int:
-        ctypes.c_uint16.from_address(key_slot).value = _STR_LENGTH
+        ctypes.c_uint16.from_address(key_slot).value = STR_LENGTH
         return int(self._lib.to_number(self._get(holder, key_slot)))
 
     def _get(self, holder: int, key_slot: int) -> int:
@@ -415,7 +428,7 @@ class NativeVM:
         """The engine's ``mvm_TsMemoryStats`` fields, in declaration order (as ``VM.get_memory_stats``)."""
         lib = self._check()
         lib.memory_stats()
-        return tuple((ctypes.c_size_t * 12).from_address(lib.stats))
+        return tuple((ctypes.c_size_t * _abi.MEMORY_STATS_FIELDS).from_address(lib.stats))
 
     def gas_remaining(self) -> int:
         """Instructions left before GasExhausted, or -1 when no limit is set."""

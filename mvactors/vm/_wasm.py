@@ -14,24 +14,21 @@ import ctypes
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import wasmtime
 from wasmtime import _bindings as ffi
 from wasmtime import _ffi
+
+from ..errors import E_HOST_ERROR
+from . import _abi
+from ._abi import Field, Op
 
 ENGINE_DIR = Path(__file__).resolve().parent / "_engine"
 WASM_PATH = ENGINE_DIR / "mvx.wasm"
 NATIVE_PATH = ENGINE_DIR / "libmvx_native.so"
 
 BUILD_HINT = "build it with `python engine/build.py` from the mvactors source tree"
-
-# mvx_layout() indexes (see engine/src/glue.c).
-_L_STATE, _L_HANDLES, _L_ROM, _L_SCRATCH, _L_PAGE = 0, 1, 2, 3, 4
-_L_ARGS, _L_THIS, _L_RESULT, _L_CALLBACK, _L_OUT_SIZE, _L_FATAL = 5, 6, 7, 8, 9, 10
-_L_IMPORT_COUNT, _L_MISSING_IMPORT, _L_IMPORTS, _L_STATS = 11, 12, 13, 14
-_L_HANDLE_SIZE, _L_MAX_HANDLES, _L_MAX_ARGS, _L_MAX_IMPORTS = 15, 16, 17, 18
-_L_SCRATCH_SIZE, _L_ROM_SIZE, _L_SIZE_T, _L_VERSION, _L_COOKIE, _L_F64 = 19, 20, 21, 22, 23, 24
 
 HostCall = Callable[[int, int, int, int, bool], int]
 """(import id, args address, argc, result address, is_async) -> mvm_TeError."""
@@ -66,38 +63,44 @@ class Layout:
     """Addresses and limits of the glue's host-visible statics (same for every instance)."""
 
     def __init__(self, layout: Callable[[int], int]) -> None:
-        state = layout(_L_STATE)
+        built = {name: layout(getattr(Field, name)) for name in ("MAX_HANDLES", "MAX_ARGS", "MAX_IMPORTS",
+                                                                  "SCRATCH_SIZE", "ROM_SIZE")}
+        expected = {name: getattr(_abi, name) for name in built}
+        if built != expected:
+            raise EngineMissing(f"the built engine does not match this mvactors (its limits are {built}, "
+                                f"mvactors/vm/_abi.py says {expected}); rebuild it: {BUILD_HINT}")
+        state = layout(Field.STATE)
         # Per-restore positions, read after each restore: host handle slots follow the
         # import table, which follows the snapshot at the start of `rom`.
-        self.handles_ptr = state + layout(_L_HANDLES)
-        self.rom = layout(_L_ROM)
-        self.scratch_ptr = state + layout(_L_SCRATCH)
-        self.page = layout(_L_PAGE)
-        self.args = state + layout(_L_ARGS)
-        self.this_value = state + layout(_L_THIS)
-        self.result = state + layout(_L_RESULT)
-        self.callback = state + layout(_L_CALLBACK)
-        self.out_size = state + layout(_L_OUT_SIZE)
-        self.fatal_code = state + layout(_L_FATAL)
-        self.import_count = state + layout(_L_IMPORT_COUNT)
-        self.missing_import = state + layout(_L_MISSING_IMPORT)
-        self.stats = state + layout(_L_STATS)
-        self.cookie = state + layout(_L_COOKIE)
-        self.f64 = state + layout(_L_F64)
+        self.handles_ptr = state + layout(Field.HANDLES)
+        self.rom = layout(Field.ROM)
+        self.scratch_ptr = state + layout(Field.SCRATCH)
+        self.page = layout(Field.PAGE)
+        self.args = state + layout(Field.ARGS)
+        self.this_value = state + layout(Field.THIS)
+        self.result = state + layout(Field.RESULT)
+        self.callback = state + layout(Field.CALLBACK)
+        self.out_size = state + layout(Field.OUT_SIZE)
+        self.fatal_code = state + layout(Field.FATAL)
+        self.import_count = state + layout(Field.IMPORT_COUNT)
+        self.missing_import = state + layout(Field.MISSING_IMPORT)
+        self.stats = state + layout(Field.STATS)
+        self.cookie = state + layout(Field.COOKIE)
+        self.f64 = state + layout(Field.F64)
         self.state = state
-        self.state_size = layout(25)
-        self.low_end = state + layout(26)
-        self.top_start = state + layout(27)
-        self.call_info = state + layout(29)
-        self.vm_ptr = state + layout(30)
-        self.gas_offset = layout(31)  # of the instruction counter in the engine's VM struct
-        self.handle_size = layout(_L_HANDLE_SIZE)
-        self.max_handles = layout(_L_MAX_HANDLES)
-        self.max_args = layout(_L_MAX_ARGS)
-        self.max_imports = layout(_L_MAX_IMPORTS)
-        self.scratch_size = layout(_L_SCRATCH_SIZE)
-        self.rom_size = layout(_L_ROM_SIZE)
-        version = layout(_L_VERSION)
+        self.state_size = layout(Field.STATE_SIZE)
+        self.low_end = state + layout(Field.LOW_END)
+        self.top_start = state + layout(Field.TOP_START)
+        self.call_info = state + layout(Field.CALL_INFO)
+        self.vm_ptr = state + layout(Field.VM_PTR)
+        self.gas_offset = layout(Field.GAS_OFFSET)  # of the instruction counter in the engine's VM struct
+        self.handle_size = layout(Field.HANDLE_SIZE)
+        self.max_handles = _abi.MAX_HANDLES
+        self.max_args = _abi.MAX_ARGS
+        self.max_imports = _abi.MAX_IMPORTS
+        self.scratch_size = _abi.SCRATCH_SIZE
+        self.rom_size = _abi.ROM_SIZE
+        version = layout(Field.VERSION)
         self.engine_version = f"{version >> 8}.{version & 0xFF}.0"
 
     def word(self, field: int) -> int:
@@ -188,7 +191,7 @@ class WasmEngine:
     def new_cookie(self, base: int) -> int:
         """A number identifying a new instance in host calls (16 bits: instances are mapping-limited)."""
         cookie = self._next_cookie
-        if cookie > 0xFFFF:
+        if cookie > _abi.COOKIE_MAX:
             raise RuntimeError("too many engine instances for one process (65,535)")
         self._next_cookie += 1
         self.bases[cookie] = base
@@ -229,6 +232,7 @@ class WasmEngine:
         bases = self.bases
 
         views: dict[int, Any] = {}  # raw buffer address -> int32 view (a handful of addresses recur)
+        cookie_shift, max_id = _abi.HOST_CALL_COOKIE_SHIFT, _abi.MAX_ID
 
         def call(_env: Any, _caller: Any, raw: int, _n: int) -> int:
             # The guest's details of the call are in the instance's memory; the raw
@@ -240,9 +244,9 @@ class WasmEngine:
             # Errors must not escape a ctypes callback (they would only be
             # printed); hosts catch everything and return a code.
             try:
-                view.value = hosts[packed >> 16].on_host_call(packed & 0xFFFF)
+                view.value = hosts[packed >> cookie_shift].on_host_call(packed & max_id)
             except BaseException:  # pragma: no cover - hosts already catch
-                view.value = 14  # MVM_E_HOST_ERROR
+                view.value = E_HOST_ERROR
             return 0
 
         def breakpoint(_env: Any, _caller: Any, raw: Any, _n: int) -> int:
@@ -278,62 +282,26 @@ class WasmEngine:
         self._define("format_double", [i32, f64, i32], [i32], format_double)
 
 
-# Glue operations reached through the mvx_op dispatcher: name -> (op number, parameter count).
-# The op numbers are the host ABI of engine/src/glue.c.
-_OPS: dict[str, tuple[int, int]] = {
-    "layout": (0, 1),
-    "restore": (1, 2),
-    "free_vm": (2, 0),
-    "link_handles": (3, 1),
-    "export": (4, 1),
-    "get": (5, 2),
-    "set": (6, 3),
-    "keys": (7, 1),
-    "new_number": (8, -1),  # float parameter, via mvx.f64
-    "new_string": (9, 1),
-    "new_bytes": (10, 1),
-    "new_array": (11, 1),
-    "new_object": (12, 0),
-    "type_of": (13, 1),
-    "to_number": (14, -2),  # float result, via mvx.f64
-    "equal": (15, 2),
-    "string": (16, 1),
-    "bytes": (17, 1),
-    "promise_state": (18, 1),
-    "snapshot": (19, 0),
-    "gc": (20, 1),
-    "memory_stats": (21, 0),
-    "set_breakpoint": (24, 1),
-    "remove_breakpoint": (25, 1),
-    "current_address": (26, 0),
-    "host_func_id": (27, 1),
-    "new_host_func": (28, 1),
-    "call_this": (29, 1),
-    "heap_info": (30, 1),
-    "heap_offset": (31, 1),
-    "value_at_offset": (32, 1),
-}
-_DIRECT = ("call", "noop")  # exported on their own: the hot call and the benchmark floor
-
 # Parameters and results of every raw call go through one process-wide buffer:
 # a nested call (guest -> host -> another instance) finishes before the outer
 # call's results are written, so sharing is safe, and it saves per-instance setup.
 _RAW = (ctypes.c_byte * (_RAW_SLOT * 8))()
 _RAW_I32 = (ctypes.c_int32 * (4 * 8)).from_buffer(_RAW)
-_RAW_F64 = (ctypes.c_double * (2 * 8)).from_buffer(_RAW)
 _RAW_ADDR = ctypes.addressof(_RAW)
 _TRAP = ctypes.c_void_p()
 _TRAP_ADDR = ctypes.addressof(_TRAP)
 
+RawParts = tuple[Callable[..., int | None], int, int, int, int, Any, ctypes.c_void_p]
+"""(raw call, store context, function, raw buffer, trap slot address, buffer as int32s, trap slot)."""
+
 
 class Instance:
-    """One instantiated engine module: linear memory plus the glue's functions.
+    """One instantiated engine module: linear memory plus the glue's operations.
 
-    Glue functions appear as attributes (``inst.call``, ``inst.get``, ...):
-    closures doing raw calls, bound on first use and kept, so a fresh
-    instance pays only for what its VM uses.  Each returns the wasm result as
-    a Python int (or float).  A trap raises EngineTrap and marks the instance
-    dead.
+    Each operation is a method doing one raw call through the ``mvx_op``
+    dispatcher (``call`` and the benchmark's ``noop`` are exports of their
+    own); it returns the wasm result.  A trap raises EngineTrap and marks the
+    instance dead.
     """
 
     layout: Layout
@@ -345,7 +313,8 @@ class Instance:
         self.store = engine.store
         ctx = engine.ctx
         self._ctx = ctx
-        self._ctx_addr = ctypes.cast(ctx, ctypes.c_void_p).value
+        self._ctx_addr: int = ctypes.cast(ctx, ctypes.c_void_p).value or 0
+        self._call_raw = engine.call_raw
         instance = ffi.wasmtime_instance_t()
         trap = ctypes.POINTER(ffi.wasm_trap_t)()
         error = ffi.wasmtime_instance_pre_instantiate(engine.pre.ptr(), ctx, ctypes.byref(instance), ctypes.byref(trap))
@@ -354,23 +323,29 @@ class Instance:
         if trap:
             raise wasmtime.Trap._from_ptr(trap)
         self._instance = instance
-        self._funcs: list[Any] = []  # keeps the func structs whose addresses closures use
-        self._op_addr: int | None = None
+        self._funcs: list[Any] = []  # keeps the func structs whose addresses raw calls use
+        self._op_addr = self._func_address("mvx_op")
+        self._call_addr = self._func_address("mvx_call")
         memory = self._export("memory")
         base = ffi.wasmtime_memory_data(ctx, ctypes.byref(memory))
         self.base: int = ctypes.cast(base, ctypes.c_void_p).value or 0
         self.dead = False
         self.fatal: EngineTrap | None = None
         if engine.layout is None:
-            engine.layout = Layout(self.layout_fn)
-        self.layout = engine.layout
+            engine.layout = Layout(self.layout_value)
+        self.layout = layout = engine.layout
         self.cookie = engine.new_cookie(self.base)
-        ctypes.c_uint32.from_address(self.base + self.layout.cookie).value = self.cookie
-        # The details of a host call in progress: arguments address, count, result address, async flag.
-        self.call_info = (ctypes.c_uint32 * 4).from_address(self.base + self.layout.call_info)
+        ctypes.c_uint32.from_address(self.base + layout.cookie).value = self.cookie
+        # The details of a host call in progress (_abi.CALL_INFO_*): arguments address, count,
+        # result address, async flag.
+        self.call_info = (ctypes.c_uint32 * 4).from_address(self.base + layout.call_info)
         # The glue's state as 32-bit words (index with Layout.word(field address)): a view made
         # once instead of a ctypes object per read.
-        self.state32 = (ctypes.c_uint32 * (self.layout.state_size // 4)).from_address(self.base + self.layout.state)
+        self.state32 = (ctypes.c_uint32 * (layout.state_size // 4)).from_address(self.base + layout.state)
+        # All of linear memory as 16-bit words: guest values are read and written in place.
+        self.mem16 = (ctypes.c_uint16 * (_abi.WASM_MEMORY_BYTES // 2)).from_address(self.base)
+        self._f64 = ctypes.c_double.from_address(self.base + layout.f64)
+        self.call = self.direct("call")
 
     def _export(self, name: str) -> Any:
         item = ffi.wasmtime_extern_t()
@@ -387,75 +362,153 @@ class Instance:
         self._funcs.append(func)
         return func
 
-    def raw_parts(self, name: str) -> tuple[Any, ...]:
-        """What a caller needs to call a directly exported glue function inline (hot paths)."""
-        assert name in _DIRECT
-        func = self._export("mvx_" + name)
-        return (self.engine.call_raw, self._ctx_addr, ctypes.addressof(func), _RAW_ADDR, _TRAP_ADDR, _RAW_I32, _TRAP)
+    def _func_address(self, name: str) -> int:
+        return ctypes.addressof(self._export(name))
 
-    @property
-    def layout_fn(self) -> Callable[[int], int]:
-        return self._bind("layout")
+    def raw_parts(self) -> RawParts:
+        """What a caller needs to make ``mvx_call`` inline (the hot path: no Python frame of ours)."""
+        return self._call_raw, self._ctx_addr, self._call_addr, _RAW_ADDR, _TRAP_ADDR, _RAW_I32, _TRAP
 
-    def __getattr__(self, name: str) -> Any:
-        if name not in _OPS and name not in _DIRECT:
-            raise AttributeError(name)
-        fn = self._bind(name)
-        setattr(self, name, fn)
-        return fn
+    def direct(self, export: Literal["call", "noop"]) -> Callable[[int], int]:
+        """A closure calling export ``mvx_<export>(a)`` with one raw call: the cheapest checked call there is."""
+        faddr = self._call_addr if export == "call" else self._func_address("mvx_" + export)
+        call_raw, ctx_addr = self._call_raw, self._ctx_addr
+        raw_addr, trap_addr, i32, trap_slot, fail = _RAW_ADDR, _TRAP_ADDR, _RAW_I32, _TRAP, self.fail
 
-    def _bind(self, name: str) -> Callable[..., Any]:
-        call_raw = self.engine.call_raw
-        ctx_addr = self._ctx_addr
-        raw_addr, trap_addr, i32, trap_slot = _RAW_ADDR, _TRAP_ADDR, _RAW_I32, _TRAP
-        fail = self._fail
-        if name in _DIRECT:
-            faddr = ctypes.addressof(self._export("mvx_" + name))
-
-            def direct(a: int = 0) -> int:
-                i32[0] = a
-                if call_raw(ctx_addr, faddr, raw_addr, 1, trap_addr) or trap_slot.value:
-                    fail()
-                return i32[0]
-
-            return direct
-        if self._op_addr is None:
-            self._op_addr = ctypes.addressof(self._export("mvx_op"))
-        faddr = self._op_addr
-        op, nargs = _OPS[name]
-        if nargs == -1:
-            f64 = ctypes.c_double.from_address(self.base + self.layout.f64)
-
-            def float_in(x: float) -> int:
-                f64.value = x
-                i32[0] = op
-                if call_raw(ctx_addr, faddr, raw_addr, 4, trap_addr) or trap_slot.value:
-                    fail()
-                return i32[0]
-
-            return float_in
-        if nargs == -2:
-            f64 = ctypes.c_double.from_address(self.base + self.layout.f64)
-
-            def float_out(a: int) -> float:
-                i32[0] = op
-                i32[4] = a
-                if call_raw(ctx_addr, faddr, raw_addr, 4, trap_addr) or trap_slot.value:
-                    fail()
-                return f64.value
-
-            return float_out
-
-        def dispatch(a: int = 0, b: int = 0, c: int = 0) -> int:
-            i32[0] = op
-            i32[4] = a
-            i32[8] = b
-            i32[12] = c
-            if call_raw(ctx_addr, faddr, raw_addr, 4, trap_addr) or trap_slot.value:
+        def direct(a: int = 0) -> int:
+            i32[0] = a
+            if call_raw(ctx_addr, faddr, raw_addr, 1, trap_addr) or trap_slot.value:
                 fail()
             return i32[0]
 
-        return dispatch
+        return direct
+
+    def _op(self, op: int, a: int = 0, b: int = 0, c: int = 0) -> int:
+        i32 = _RAW_I32
+        i32[0] = op
+        i32[4] = a
+        i32[8] = b
+        i32[12] = c
+        if self._call_raw(self._ctx_addr, self._op_addr, _RAW_ADDR, 4, _TRAP_ADDR) or _TRAP.value:
+            self.fail()
+        return i32[0]
+
+    # ---- the glue's operations (engine/src/glue.c documents each) ----
+
+    def layout_value(self, index: int) -> int:
+        """``mvx_layout(index)``: an address, offset or limit (``_abi.Field``)."""
+        return self._op(Op.LAYOUT, index)
+
+    def restore(self, size: int, with_breakpoints: bool) -> int:
+        """Restore the snapshot of ``size`` bytes written at ``layout.rom``; an mvm_TeError."""
+        return self._op(Op.RESTORE, size, 1 if with_breakpoints else 0)
+
+    def link_handles(self, count: int) -> int:
+        """Root handle slots up to ``count``; returns how many are linked."""
+        return self._op(Op.LINK_HANDLES, count)
+
+    def export(self, export_id: int) -> int:
+        """The value exported as ``export_id``, or -error."""
+        return self._op(Op.EXPORT, export_id)
+
+    def call_this(self, packed: int) -> int:
+        """``mvx_call`` with the value in ``layout.this_value`` as ``this``."""
+        return self._op(Op.CALL_THIS, packed)
+
+    def get(self, object_addr: int, key_addr: int) -> int:
+        """Property ``*key_addr`` of ``*object_addr`` (handle addresses), or -error."""
+        return self._op(Op.GET, object_addr, key_addr)
+
+    def set(self, object_addr: int, key_addr: int, value_addr: int) -> int:
+        """Set a property (all three by handle address); 0 or -error."""
+        return self._op(Op.SET, object_addr, key_addr, value_addr)
+
+    def keys(self, object_addr: int) -> int:
+        """An array of the object's own enumerable keys, or -error."""
+        return self._op(Op.KEYS, object_addr)
+
+    def new_number(self, x: float) -> int:
+        self._f64.value = x
+        return self._op(Op.NEW_NUMBER)
+
+    def new_string(self, size: int) -> int:
+        """A string of the ``size`` UTF-8 bytes written at the scratch area."""
+        return self._op(Op.NEW_STRING, size)
+
+    def new_bytes(self, size: int) -> int:
+        """A Uint8Array of the ``size`` bytes written at the scratch area."""
+        return self._op(Op.NEW_BYTES, size)
+
+    def new_array(self, capacity: int) -> int:
+        return self._op(Op.NEW_ARRAY, capacity)
+
+    def new_object(self) -> int:
+        return self._op(Op.NEW_OBJECT)
+
+    def type_of(self, value: int) -> int:
+        """The value's mvm_TeType (``_abi.T_*``)."""
+        return self._op(Op.TYPE_OF, value)
+
+    def to_number(self, value: int) -> float:
+        self._op(Op.TO_NUMBER, value)
+        return self._f64.value
+
+    def equal(self, a: int, b: int) -> bool:
+        return bool(self._op(Op.EQUAL, a, b))
+
+    def string(self, value: int) -> int:
+        """Address of a string's UTF-8 bytes; their length is in ``layout.out_size``."""
+        return self._op(Op.STRING, value)
+
+    def bytes(self, value: int) -> int:
+        """Address of a Uint8Array's bytes; their length is in ``layout.out_size``."""
+        return self._op(Op.BYTES, value)
+
+    def promise_state(self, value: int) -> int:
+        """An ``_abi.PromiseState``; a settled value is left in ``layout.result``."""
+        return self._op(Op.PROMISE_STATE, value)
+
+    def snapshot(self) -> int:
+        """Write a snapshot into the scratch area; its size, or -error."""
+        return self._op(Op.SNAPSHOT)
+
+    def gc(self, squeeze: bool) -> None:
+        self._op(Op.GC, 1 if squeeze else 0)
+
+    def memory_stats(self) -> None:
+        """Fill ``layout.stats`` (mvm_TsMemoryStats)."""
+        self._op(Op.MEMORY_STATS)
+
+    def set_breakpoint(self, address: int) -> None:
+        self._op(Op.SET_BREAKPOINT, address)
+
+    def remove_breakpoint(self, address: int) -> None:
+        self._op(Op.REMOVE_BREAKPOINT, address)
+
+    def current_address(self) -> int:
+        return self._op(Op.CURRENT_ADDRESS)
+
+    def host_func_id(self, value: int) -> int:
+        """The import ID behind a host-function value, or -1."""
+        return self._op(Op.HOST_FUNC_ID, value)
+
+    def new_host_func(self, import_id: int) -> int:
+        """A host-function value for ``import_id``, or -1 when the snapshot does not import it."""
+        return self._op(Op.NEW_HOST_FUNC, import_id)
+
+    def heap_info(self, what: int) -> int:
+        """Allocator statistics of the RAM page (``_abi.HeapInfo``)."""
+        return self._op(Op.HEAP_INFO, what)
+
+    def heap_offset(self, value: int) -> int:
+        """The heap offset of ``value``, or -1 when it is not in the heap."""
+        return self._op(Op.HEAP_OFFSET, value)
+
+    def value_at_offset(self, offset: int) -> int:
+        """The value at heap ``offset`` of a freshly restored VM, or -1."""
+        return self._op(Op.VALUE_AT_OFFSET, offset)
+
+    # ---- lifetime ----
 
     def attach(self, host: Host) -> None:
         """Route this instance's host calls and breakpoints to ``host``."""
@@ -464,7 +517,8 @@ class Instance:
     def detach(self) -> None:
         self.engine.hosts.pop(self.cookie, None)
 
-    def _fail(self) -> None:
+    def fail(self) -> None:
+        """Raise the EngineTrap of the trap that just ended a raw call (and mark the instance dead)."""
         trap_ptr = _TRAP.value
         _TRAP.value = None
         self.dead = True

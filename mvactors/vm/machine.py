@@ -30,13 +30,40 @@ from ..errors import (
 )
 from ..imports import AsyncImport
 from . import _wasm as _engine
-from ._marshal import bad_key, bad_type, unsafe_int
-from .values import (
+from ._abi import (
+    CALL_ARGC_SHIFT,
+    CALL_GUARD,
+    CALL_INFO_ARGC,
+    CALL_INFO_ARGS,
+    CALL_INFO_ASYNC,
+    CALL_INFO_RESULT,
+    EXPORT_ENTRY_SIZE,
     FALSE,
-    MAX_SAFE_INT,
+    IMPORT_ASYNC,
+    INT14_BIAS,
+    INT14_MAX,
+    INT14_MIN,
+    INT14_SIGN,
+    INT14_TAG,
+    MAX_ALLOCATION,
+    MAX_ARRAY_ITEMS,
+    MAX_ID,
+    MAX_IMPORTS,
+    MAX_STRING_BYTES,
+    MEMORY_STATS_FIELDS,
     NAN,
     NEG_ZERO,
+    NO_OP_FUNC,
     NULL,
+    PAGE_SIZE,
+    PROMISE_STATE_NAMES,
+    SECTION_EXPORT_TABLE,
+    SNAPSHOT_HEADER_SIZE,
+    SNAPSHOT_MINOR_AT,
+    SNAPSHOT_SECTIONS_AT,
+    SNAPSHOT_VERSION_AT,
+    STR_LENGTH,
+    STR_PROTO,
     T_ARRAY,
     T_CLASS,
     T_FUNCTION,
@@ -44,8 +71,15 @@ from .values import (
     T_OBJECT,
     T_STRING,
     T_UINT8_ARRAY,
+    TRAPPED_BELOW,
     TRUE,
     UNDEFINED,
+    PromiseState,
+    import_table_at,
+)
+from ._marshal import bad_key, bad_type, unsafe_int
+from .values import (
+    MAX_SAFE_INT,
     GuestArray,
     GuestBytes,
     GuestClass,
@@ -110,21 +144,12 @@ class Hibernation:
     refs: dict[Any, int]  # caller's key -> location of a kept guest value
     next_token: int = 1
 
-_HANDLE_CHUNK = 32
-_MAX_IMPORTS = 1024  # MVX_MAX_IMPORTS in the glue
+_HANDLE_CHUNK = 32  # handle slots linked into the VM's roots at a time
 _PLAIN_RESULTS = frozenset({type(None), bool, int, float, str, bytes, list, tuple, dict})
-_MAX_ALLOCATION = 0xFFF  # the engine's largest allocation; larger ones are fatal
-_MAX_STRING_BYTES = _MAX_ALLOCATION - 1  # strings carry a terminating NUL
-_MAX_ARRAY_ITEMS = _MAX_ALLOCATION // 2
-_STR_LENGTH = 0x1D  # VM_VALUE_STR_LENGTH
-_STR_PROTO = 0x21  # VM_VALUE_STR_PROTO
-_CALL_SENTINEL = -(2**31)  # bit 31 of mvx_call's packed parameter, as a signed int32
-_TRAPPED_BELOW = -0x10000  # results are values or -error codes; anything lower is the sentinel
 # Instances of closed VMs, ready for the next restore.  Unbounded: instances
 # share one wasmtime Store and cannot be freed individually, so the process
 # keeps as many as were ever live at once and reuses them.
 _pool: list[_engine.Instance] = []
-_HEADER_SIZE = 28
 
 
 @dataclass(frozen=True)
@@ -163,6 +188,11 @@ def _snapshot_bytes(snapshot: SnapshotLike) -> bytes:
     raise TypeError(f"snapshot must be bytes, a sequence of ints or a path, not {type(snapshot).__name__}")
 
 
+def _snapshot_version(data: bytes) -> str:
+    """The engine version a snapshot was compiled for, from its header."""
+    return f"{data[SNAPSHOT_VERSION_AT]}.{data[SNAPSHOT_MINOR_AT]}.0"
+
+
 def _new_instance() -> _engine.Instance:
     try:
         instance = _engine.Instance()
@@ -189,15 +219,6 @@ def _state_words(layout: _engine.Layout) -> None:
     _W_OUT_SIZE = layout.word(layout.out_size)
 
 
-def _mem16(inst: _engine.Instance) -> Any:
-    """A uint16 view of the instance's linear memory (cached: the memory never moves)."""
-    view = getattr(inst, "mem16", None)
-    if view is None:
-        view = (ctypes.c_uint16 * (instance_memory_size // 2)).from_address(inst.base)
-        inst.mem16 = view  # type: ignore[attr-defined]
-    return view
-
-
 def _new_host_func(inst: _engine.Instance, import_id: int) -> int:
     return int(inst.new_host_func(import_id))
 
@@ -221,14 +242,14 @@ def _prepare_imports(imports: ImportMap | None) -> tuple[dict[int, Any], bytes]:
         return cached
     copy = dict(imports)  # private: later changes to the caller's map don't apply
     for import_id, fn in copy.items():
-        if not isinstance(import_id, int) or isinstance(import_id, bool) or not 0 <= import_id <= 0xFFFF:
+        if not isinstance(import_id, int) or isinstance(import_id, bool) or not 0 <= import_id <= MAX_ID:
             raise TypeError(f"import IDs must be ints in 0..0xFFFF, got {import_id!r}")
         if not callable(fn):
             raise TypeError(f"import {import_id} must be callable, not {type(fn).__name__}")
-    if len(copy) > _MAX_IMPORTS:
-        raise MicroviumError(f"at most {_MAX_IMPORTS} imports are supported", "MVM_E_INVALID_ARGUMENTS")
+    if len(copy) > MAX_IMPORTS:
+        raise MicroviumError(f"at most {MAX_IMPORTS} imports are supported", "MVM_E_INVALID_ARGUMENTS")
     # Sorted by ID (the glue binary-searches it); the async flag rides above the ID bits.
-    entries = [i | (0x10000 if is_async_import(copy[i]) else 0) for i in sorted(copy)]
+    entries = [i | (IMPORT_ASYNC if is_async_import(copy[i]) else 0) for i in sorted(copy)]
     prepared = (copy, struct.pack(f"<{len(entries)}I", *entries))
     if key:
         if len(_import_tables) >= 256:
@@ -255,17 +276,19 @@ def _fast_function_class(inst: _engine.Instance) -> type[GuestFunction]:
     frame.  It is built once per engine instance and reused by every VM that
     instance hosts; anything unusual falls back to ``VM._call``.
     """
-    cached: type[GuestFunction] | None = getattr(inst, "function_class", None)
+    cached = _function_classes.get(inst.cookie)
     if cached is not None:
         return cached
-    call_raw, ctx, faddr, raw, trap_addr, i32, trap_slot = inst.raw_parts("call")
+    call_raw, ctx, faddr, raw, trap_addr, i32, trap_slot = inst.raw_parts()
     layout = inst.layout
-    mem16 = _mem16(inst)
+    mem16 = inst.mem16
     arg0 = layout.args >> 1
     stride = layout.handle_size >> 1
     max_args = layout.max_args
-
-    one_arg = _CALL_SENTINEL | (1 << 16)
+    # The ABI's constants as closure cells: the body below inlines int14 encoding and decoding.
+    guard, argc_shift, trapped_below = CALL_GUARD, CALL_ARGC_SHIFT, TRAPPED_BELOW
+    small_min, small_end, tag, sign, bias = INT14_MIN, INT14_MAX + 1, INT14_TAG, INT14_SIGN, INT14_BIAS
+    one_arg = guard | (1 << argc_shift)
 
     def __call__(self: GuestFunction, *args: Any) -> Any:
         vm = self._vm
@@ -274,8 +297,8 @@ def _fast_function_class(inst: _engine.Instance) -> type[GuestFunction]:
         n = len(args)
         if n == 1:  # the common case, without the loop
             arg = args[0]
-            if type(arg) is int and -8192 <= arg < 8192:
-                mem16[arg0] = ((arg << 2) | 3) & 0xFFFF
+            if type(arg) is int and small_min <= arg < small_end:
+                mem16[arg0] = ((arg << 2) | tag) & 0xFFFF
             else:
                 mem16[arg0] = vm._to_guest(arg)
             i32[0] = one_arg | self._slot
@@ -284,27 +307,30 @@ def _fast_function_class(inst: _engine.Instance) -> type[GuestFunction]:
                 return vm._call(self._slot, args)
             i = arg0
             for arg in args:
-                if type(arg) is int and -8192 <= arg < 8192:
-                    mem16[i] = ((arg << 2) | 3) & 0xFFFF
+                if type(arg) is int and small_min <= arg < small_end:
+                    mem16[i] = ((arg << 2) | tag) & 0xFFFF
                 else:
                     mem16[i] = vm._to_guest(arg)
                 i += stride
-            i32[0] = _CALL_SENTINEL | self._slot | (n << 16)
+            i32[0] = guard | self._slot | (n << argc_shift)
         # The wasmtime error/trap outputs are checked only on the slow path: a
-        # trap leaves the sentinel parameter in place, which no result equals.
+        # trap leaves the guard bit of the parameter in place, which no result equals.
         call_raw(ctx, faddr, raw, 1, trap_addr)
         r = i32[0]
-        if r >= 0 and r & 3 == 3:
-            return (r >> 2) - 0x4000 if r & 0x8000 else r >> 2
-        if r < _TRAPPED_BELOW or trap_slot.value:
+        if r >= 0 and r & tag == tag:
+            return (r >> 2) - bias if r & sign else r >> 2
+        if r < trapped_below or trap_slot.value:
             raise vm._trapped()
         return vm._call_result(r)
 
     cls = type("GuestFunction", (GuestFunction,), {"__slots__": (), "__call__": __call__,
                                                    "__module__": GuestFunction.__module__,
                                                    "__doc__": GuestFunction.__doc__})
-    inst.function_class = cls  # type: ignore[attr-defined]
+    _function_classes[inst.cookie] = cls
     return cls
+
+
+_function_classes: dict[int, type[GuestFunction]] = {}  # instance cookie -> its fast GuestFunction class
 
 
 class Exports(Mapping[int, Any]):
@@ -408,7 +434,7 @@ class VM:
         layout = instance.layout
         self._base = base
         self._layout = layout
-        self._mem16 = _mem16(instance)
+        self._mem16 = instance.mem16
         self._arg0 = (layout.args) >> 1
         self._handle_stride = layout.handle_size >> 1
         self._handles = 0  # set after restore: address of handle slot 0
@@ -433,7 +459,7 @@ class VM:
         imports, table = _prepare_imports(imports)
         if breakpoint_hit is not None and not callable(breakpoint_hit):
             raise TypeError("breakpoint_hit must be callable")
-        if len(data) < _HEADER_SIZE:
+        if len(data) < SNAPSHOT_HEADER_SIZE:
             raise MicroviumError(f"snapshot is truncated: {len(data)} bytes is smaller than a snapshot header",
                                  "MVM_E_INVALID_BYTECODE")
         instance = _pool.pop() if _pool else _new_instance()
@@ -445,17 +471,17 @@ class VM:
         vm = cls(instance, data, imports, breakpoint_hit)
         base = instance.base
         ctypes.memmove(base + layout.rom, data, len(data))
-        ctypes.memmove(base + layout.rom + ((len(data) + 7) & ~7), table, len(table))
+        ctypes.memmove(base + layout.rom + import_table_at(len(data)), table, len(table))
         state32 = instance.state32
         state32[_W_IMPORT_COUNT] = len(imports)
         instance.attach(vm)
         try:
-            err = instance.restore(len(data), 1 if breakpoint_hit is not None else 0)
+            err = instance.restore(len(data), breakpoint_hit is not None)
         except _engine.EngineTrap as trap:
             vm._inst = None
             instance.close()
             raise VMUnusable(f"the engine failed while restoring the snapshot: {trap}",
-                             trap.fatal_code or 1) from None
+                             trap.fatal_code or "MVM_E_UNEXPECTED") from None
         if err:
             vm._discard_instance()
             raise vm._restore_error(err, data)
@@ -473,9 +499,10 @@ class VM:
         hints = {
             "MVM_E_BYTECODE_CRC_FAIL": "the snapshot is corrupted (CRC mismatch)",
             "MVM_E_WRONG_BYTECODE_VERSION": (
-                f"the snapshot is for bytecode version {data[0]}, this engine runs version 8"),
+                f"the snapshot is for bytecode version {data[SNAPSHOT_VERSION_AT]}, this engine runs version "
+                f"{self._layout.engine_version.split('.')[0]}"),
             "MVM_E_REQUIRES_LATER_ENGINE": (
-                f"the snapshot needs engine {data[0]}.{data[2]}.0, this is {self._layout.engine_version}"),
+                f"the snapshot needs engine {_snapshot_version(data)}, this is {self._layout.engine_version}"),
             "MVM_E_INVALID_BYTECODE": "the snapshot is truncated or not a Microvium snapshot",
         }
         return MicroviumError(f"cannot restore snapshot: {hints.get(name, name)} ({name})", err)
@@ -493,7 +520,7 @@ class VM:
         self.exports._vm = None
         self.async_handler = None
         for event, outcome in self._pending.values():
-            outcome.append(VMUnusable("the VM was closed while this promise was pending", 1))
+            outcome.append(VMUnusable("the VM was closed while this promise was pending", "MVM_E_UNEXPECTED"))
             event.set()
         self._pending.clear()
         self._async_ops.clear()
@@ -568,7 +595,7 @@ class VM:
     @property
     def required_engine_version(self) -> str:
         """Engine version the snapshot was compiled for."""
-        return f"{self._snapshot[0]}.{self._snapshot[2]}.0"
+        return _snapshot_version(self._snapshot)
 
     def create_snapshot(self) -> bytes:
         """Snapshot of globals and heap, restorable here and by the native engine.
@@ -604,13 +631,16 @@ class VM:
     def run_gc(self, squeeze: bool = False) -> None:
         """Collect garbage; ``squeeze`` also compacts the heap into as few buckets as possible."""
         inst = self._live()
-        self._guard(lambda: inst.gc(1 if squeeze else 0))
+        try:
+            inst.gc(squeeze)
+        except _engine.EngineTrap as trap:
+            raise self._die(trap) from None
 
     def get_memory_stats(self) -> MemoryStats:
         """The engine's memory statistics for this VM."""
         inst = self._live()
         inst.memory_stats()
-        fields = (ctypes.c_uint32 * 12).from_address(self._base + self._layout.stats)
+        fields = (ctypes.c_uint32 * MEMORY_STATS_FIELDS).from_address(self._base + self._layout.stats)
         return MemoryStats(*fields)
 
     def set_breakpoint(self, address: int) -> None:
@@ -675,20 +705,22 @@ class VM:
 
     def _die(self, trap: _engine.EngineTrap) -> VMUnusable:
         code = trap.fatal_code
-        if code == 54:  # MVM_E_ASYNC_WITHOUT_AWAIT
+        name = error_name(code)
+        if name == "MVM_E_ASYNC_WITHOUT_AWAIT":
             reason = ("an async host function was called from a script compiled without any `await`; "
                       "the guest must await it (MVM_E_ASYNC_WITHOUT_AWAIT)")
-        elif code in (2, 33):  # MVM_E_MALLOC_FAIL: the page has no room left for the GC to copy into
-            reason = (f"the guest ran out of memory ({error_name(code)}); a VM heap is limited to about 29 KB "
+        elif name in ("MVM_E_MALLOC_FAIL", "MVM_E_OUT_OF_MEMORY"):  # no room left in the page for the GC to copy into
+            reason = (f"the guest ran out of memory ({name}); a VM heap is limited to about 29 KB "
                       "and property names stay interned for the VM's lifetime")
         elif code:
-            reason = f"fatal engine error {error_name(code)}"
+            reason = f"fatal engine error {name}"
         else:
             reason = f"the engine trapped: {trap}"
         self._closed_reason = f"the VM is unusable after a fatal error: {reason}"
         self._discard_instance()
         self._died = True
-        return VMUnusable(f"the VM hit a fatal error and cannot be used again: {reason}", code or 45)
+        return VMUnusable(f"the VM hit a fatal error and cannot be used again: {reason}",
+                          code or "MVM_E_FATAL_ERROR_MUST_KILL_VM")
 
     def _call(self, slot: int, args: tuple[Any, ...], this: GuestRef | None = None) -> Any:
         """Call the guest function held in handle ``slot``."""
@@ -700,10 +732,10 @@ class VM:
             self._write_args(args)
         try:
             if this is None:
-                r = inst.call(_CALL_SENTINEL | slot | (n << 16))
+                r = inst.call(CALL_GUARD | slot | (n << CALL_ARGC_SHIFT))
             else:
                 self._mem16[self._this16] = this._vm._slot_value(this._slot)
-                r = inst.call_this(_CALL_SENTINEL | slot | (n << 16))
+                r = inst.call_this(CALL_GUARD | slot | (n << CALL_ARGC_SHIFT))
         except _engine.EngineTrap as trap:
             raise self._die(trap) from None
         return self._call_result(r)
@@ -715,8 +747,8 @@ class VM:
         i = self._arg0
         for arg in args:
             # Small ints are encoded here (int14) to keep the common call to one wasm call.
-            if type(arg) is int and -8192 <= arg < 8192:
-                mem16[i] = ((arg << 2) | 3) & 0xFFFF
+            if type(arg) is int and INT14_MIN <= arg <= INT14_MAX:
+                mem16[i] = ((arg << 2) | INT14_TAG) & 0xFFFF
             else:
                 mem16[i] = self._to_guest(arg)
             i += self._handle_stride
@@ -724,8 +756,8 @@ class VM:
     def _call_result(self, r: int) -> Any:
         if r < 0:
             self._raise_call_error(-r)
-        if r & 3 == 3:
-            value: Any = (r >> 2) - 0x4000 if r & 0x8000 else r >> 2
+        if r & INT14_TAG == INT14_TAG:
+            value: Any = (r >> 2) - INT14_BIAS if r & INT14_SIGN else r >> 2
         else:
             value = self._from_guest(r, promise_ok=True)
         if self._pending:
@@ -738,7 +770,7 @@ class VM:
     def _trapped(self) -> VMUnusable:
         inst = self._live()
         try:
-            inst._fail()
+            inst.fail()
         except _engine.EngineTrap as trap:
             return self._die(trap)
         raise AssertionError("unreachable")
@@ -770,7 +802,7 @@ class VM:
         raise MicroviumError(f"{hints.get(name, 'the guest call failed')} ({name})", err)
 
     def _resolve_export(self, export_id: int) -> Any:
-        if not isinstance(export_id, int) or not 0 <= export_id <= 0xFFFF:
+        if not isinstance(export_id, int) or not 0 <= export_id <= MAX_ID:
             raise ExportNotFound(f"export IDs are ints in 0..0xFFFF, got {export_id!r}", "MVM_E_UNRESOLVED_EXPORT")
         inst = self._live()
         r = self._guard(lambda: inst.export(export_id))
@@ -780,11 +812,12 @@ class VM:
         return self._from_guest(r)
 
     def _export_ids(self) -> list[int]:
-        # Export table: section 1 of the bytecode (header sectionOffsets[1..2]), entries (id, value).
+        # The export table's section runs to the next section's offset; entries are (id, value).
         data = self._snapshot
-        start = int.from_bytes(data[14:16], "little")
-        end = int.from_bytes(data[16:18], "little")
-        return [int.from_bytes(data[i:i + 2], "little") for i in range(start, end, 4)]
+        at = SNAPSHOT_SECTIONS_AT + 2 * SECTION_EXPORT_TABLE
+        start = int.from_bytes(data[at:at + 2], "little")
+        end = int.from_bytes(data[at + 2:at + 4], "little")
+        return [int.from_bytes(data[i:i + 2], "little") for i in range(start, end, EXPORT_ENTRY_SIZE)]
 
     # ---- host callbacks (called by the engine while the guest runs) ----
 
@@ -792,20 +825,20 @@ class VM:
         try:
             info = self._inst.call_info  # type: ignore[union-attr]
             fn = self._imports[import_id]
-            argc = info[1]
+            argc = info[CALL_INFO_ARGC]
             if argc:
                 mem16 = self._mem16
-                first = info[0] >> 1
+                first = info[CALL_INFO_ARGS] >> 1
                 from_guest = self._from_guest
                 py_args = [from_guest(mem16[first + i]) for i in range(argc)]
             else:
                 py_args = []
-            if info[3]:  # asynchronous import
+            if info[CALL_INFO_ASYNC]:
                 self._start_async(import_id, fn, py_args)
                 return 0
             ret = fn(*py_args)
             if ret is None:
-                self._mem16[info[2] >> 1] = UNDEFINED
+                self._mem16[info[CALL_INFO_RESULT] >> 1] = UNDEFINED
                 return 0
             if type(ret) not in _PLAIN_RESULTS and inspect.isawaitable(ret):
                 close = getattr(ret, "close", None)
@@ -813,7 +846,7 @@ class VM:
                     close()
                 raise TypeError(f"host function {import_id} returned an awaitable; declare it `async def` "
                                 "or wrap it with mvactors.async_import() so the guest gets a promise")
-            self._mem16[info[2] >> 1] = self._to_guest(ret)
+            self._mem16[info[CALL_INFO_RESULT] >> 1] = self._to_guest(ret)
             return 0
         except BaseException as exc:
             self._host_exception = (import_id, exc)
@@ -877,7 +910,7 @@ class VM:
                 ok, guest_value = False, self._to_guest(rejection_value(exc))
             self._mem16[self._arg0 + self._handle_stride] = guest_value
             self._mem16[self._arg0] = TRUE if ok else FALSE
-            if self._slot_value(slot) != 0x25:  # VM_VALUE_NO_OP_FUNC: the guest ignores the result
+            if self._slot_value(slot) != NO_OP_FUNC:  # the guest ignores the result
                 self._call_raw_slot(slot, 2)
         finally:
             self._release_slot(slot)
@@ -912,7 +945,7 @@ class VM:
             id(self),
             string_at(base + layout.state, layout.state_size),
             string_at(page, low_end),
-            string_at(page + top_start, 65536 - top_start) if top_start < 65536 else b"",
+            string_at(page + top_start, PAGE_SIZE - top_start) if top_start < PAGE_SIZE else b"",
             top_start,
             string_at(base + self._handles, self._linked * layout.handle_size),
             self._linked,
@@ -977,11 +1010,11 @@ class VM:
         data = self._snapshot
         _, table = _prepare_imports(self._imports)
         ctypes.memmove(base + layout.rom, data, len(data))
-        ctypes.memmove(base + layout.rom + ((len(data) + 7) & ~7), table, len(table))
+        ctypes.memmove(base + layout.rom + import_table_at(len(data)), table, len(table))
         instance.attach(self)
         self._inst = instance
         self._base = base
-        self._mem16 = _mem16(instance)
+        self._mem16 = instance.mem16
         self._died = False
         self._closed_reason = "the VM is closed"
         self.exports._cache.clear()  # their fast call paths are bound to the old instance
@@ -1053,7 +1086,7 @@ class VM:
     def _call_raw_slot(self, slot: int, argc: int) -> None:
         inst = self._live()
         try:
-            r = inst.call(_CALL_SENTINEL | slot | (argc << 16))
+            r = inst.call(CALL_GUARD | slot | (argc << CALL_ARGC_SHIFT))
         except _engine.EngineTrap as trap:
             raise self._die(trap) from None
         if r < 0:
@@ -1065,9 +1098,9 @@ class VM:
         slot = promise._slot
         inst = self._live()
         state = inst.promise_state(self._slot_value(slot))
-        if state == 2:
+        if state == PromiseState.FULFILLED:
             return self._from_guest(self._mem16[self._layout.result >> 1])
-        if state == 3:
+        if state == PromiseState.REJECTED:
             raise GuestError(self._from_guest(self._mem16[self._layout.result >> 1]))
         entry = self._pending.get(slot)
         if entry is None:
@@ -1086,11 +1119,11 @@ class VM:
             return
         for slot, (event, outcome) in list(self._pending.items()):
             state = inst.promise_state(self._slot_value(slot))
-            if state == 1:
+            if state == PromiseState.PENDING:
                 continue
             del self._pending[slot]
             value = self._from_guest(self._mem16[self._layout.result >> 1])
-            outcome.append(value if state == 2 else GuestError(value))
+            outcome.append(value if state == PromiseState.FULFILLED else GuestError(value))
             event.set()
         self._update_slow()
 
@@ -1109,15 +1142,13 @@ class VM:
         if promise._vm is not self:
             raise TypeError("the promise belongs to another VM")
         state = self._live().promise_state(self._slot_value(promise._slot))
-        if state == 2:
-            return "fulfilled", self._from_guest(self._mem16[self._layout.result >> 1])
-        if state == 3:
-            return "rejected", self._from_guest(self._mem16[self._layout.result >> 1])
-        return "pending", None
+        if state in (PromiseState.FULFILLED, PromiseState.REJECTED):
+            return PROMISE_STATE_NAMES[state], self._from_guest(self._mem16[self._layout.result >> 1])
+        return PROMISE_STATE_NAMES[PromiseState.PENDING], None
 
     def _promise_state_name(self, slot: int) -> str:
         state = self._live().promise_state(self._slot_value(slot))
-        return {1: "pending", 2: "fulfilled", 3: "rejected"}.get(state, "pending")
+        return PROMISE_STATE_NAMES.get(state, PROMISE_STATE_NAMES[PromiseState.PENDING])
 
     # ---- marshalling: Python -> guest ----
 
@@ -1134,8 +1165,8 @@ class VM:
             return TRUE if obj else FALSE
         if t is int or (isinstance(obj, int) and not isinstance(obj, bool)):
             number = int(obj)
-            if -8192 <= number < 8192:
-                return ((number << 2) | 3) & 0xFFFF
+            if INT14_MIN <= number <= INT14_MAX:
+                return ((number << 2) | INT14_TAG) & 0xFFFF
             if -MAX_SAFE_INT <= number <= MAX_SAFE_INT:
                 return self._new(lambda inst: inst.new_number(float(number)))
             raise unsafe_int(number)
@@ -1143,9 +1174,9 @@ class VM:
             return self._new(lambda inst: inst.new_number(float(obj)))
         if t is str or isinstance(obj, str):
             if obj == "length":  # the engine's own value for it; a fresh copy would leak an intern cell per use
-                return _STR_LENGTH
+                return STR_LENGTH
             if obj == "__proto__":
-                return _STR_PROTO
+                return STR_PROTO
             return self._new_from_scratch(str(obj).encode("utf-8", "surrogatepass"), "string")
         if isinstance(obj, (bytes, bytearray, memoryview)):
             return self._new_from_scratch(bytes(obj), "bytes")
@@ -1174,11 +1205,11 @@ class VM:
 
     def _new_from_scratch(self, data: bytes, kind: str) -> int:
         inst = self._live()
-        limit = _MAX_STRING_BYTES if kind == "string" else _MAX_ALLOCATION
+        limit = MAX_STRING_BYTES if kind == "string" else MAX_ALLOCATION
         if len(data) > limit:
             raise MicroviumError(
                 f"a {kind} value of {len(data)} bytes is too large for the VM (at most {limit} bytes: "
-                "Microvium allocations hold at most 4095 bytes)", "MVM_E_ALLOCATION_TOO_LARGE")
+                f"Microvium allocations hold at most {MAX_ALLOCATION} bytes)", "MVM_E_ALLOCATION_TOO_LARGE")
         if len(data) > self._layout.scratch_size:
             raise MicroviumError(f"{kind} of {len(data)} bytes does not fit in a VM", "MVM_E_ALLOCATION_TOO_LARGE")
         ctypes.memmove(self._base + self._scratch, data, len(data))
@@ -1192,10 +1223,10 @@ class VM:
         self._converting.add(id(container))
 
     def _new_array(self, items: Sequence[Any]) -> int:
-        if len(items) > _MAX_ARRAY_ITEMS:
+        if len(items) > MAX_ARRAY_ITEMS:
             raise MicroviumError(
-                f"a list of {len(items)} items is too long for a Microvium array (at most {_MAX_ARRAY_ITEMS}: "
-                "one allocation holds at most 4095 bytes)", "MVM_E_ARRAY_TOO_LONG")
+                f"a list of {len(items)} items is too long for a Microvium array (at most {MAX_ARRAY_ITEMS}: "
+                f"one allocation holds at most {MAX_ALLOCATION} bytes)", "MVM_E_ARRAY_TOO_LONG")
         self._enter_container(items)
         array = self._hold_value(self._new(lambda inst: inst.new_array(len(items))))
         try:
@@ -1229,7 +1260,7 @@ class VM:
         for import_id, candidate in self._imports.items():
             if candidate is fn:
                 value = self._new(functools.partial(_new_host_func, import_id=import_id))
-                if value == 0xFFFF:
+                if value == 0xFFFF:  # -1 as a 16-bit value: the snapshot does not import it
                     raise TypeError(
                         f"host function for import {import_id} cannot be passed to the VM: "
                         "the snapshot does not import that ID")
@@ -1240,8 +1271,8 @@ class VM:
     # ---- marshalling: guest -> Python ----
 
     def _from_guest(self, value: int, promise_ok: bool = False, this: GuestRef | None = None) -> Any:
-        if value & 3 == 3:
-            return (value >> 2) - 0x4000 if value & 0x8000 else value >> 2
+        if value & INT14_TAG == INT14_TAG:
+            return (value >> 2) - INT14_BIAS if value & INT14_SIGN else value >> 2
         if value == UNDEFINED:
             return None
         if value == NULL:
@@ -1289,7 +1320,7 @@ class VM:
     def _key_value(self, key: str | int) -> int:
         if isinstance(key, bool) or not isinstance(key, (str, int)):
             raise TypeError(f"guest property keys must be str or int, not {type(key).__name__}")
-        if isinstance(key, int) and not 0 <= key < 8192:
+        if isinstance(key, int) and not 0 <= key <= INT14_MAX:
             raise IndexError(f"guest array index {key} out of range")
         return self._to_guest(key)
 
@@ -1305,7 +1336,7 @@ class VM:
         if not bind:
             return self._from_guest(r)
         this = None
-        if r & 3 != 3 and inst.type_of(r) == T_FUNCTION:
+        if r & INT14_TAG != INT14_TAG and inst.type_of(r) == T_FUNCTION:
             this = self._proxy_for_slot(slot)
         return self._from_guest(r, this=this)
 
@@ -1385,8 +1416,5 @@ class VM:
         except ValueError:
             return "..."
 
-
-# Linear memory size of the engine module: fixed at build time (engine/build.py).
-instance_memory_size = 6 * 65536
 
 __all__ = ["VM", "Hibernation", "Savepoint", "MemoryStats", "rejection_value", "run_async_import"]

@@ -14,19 +14,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .machine import VM
 
-# Well-known Microvium values (microvium.c, vm_TeWellKnownValues).
-UNDEFINED = 0x01
-NULL = 0x05
-TRUE = 0x09
-FALSE = 0x0D
-NAN = 0x11
-NEG_ZERO = 0x15
-
-# mvm_TeType
-T_UNDEFINED, T_NULL, T_BOOLEAN, T_NUMBER, T_STRING, T_FUNCTION = 0, 1, 2, 3, 4, 5
-T_OBJECT, T_ARRAY, T_UINT8_ARRAY, T_CLASS, T_SYMBOL, T_BIG_INT = 6, 7, 8, 9, 10, 11
-
 MAX_SAFE_INT = 2**53
+"""Integers beyond ±2**53 have no exact JavaScript number."""
 
 
 class _Null:
