@@ -23,7 +23,7 @@ from .actors import (
     VirtualClock,
     WallClock,
 )
-from .cluster import connect
+from .cluster import Worker, connect
 from .compiler import compile
 from .errors import (
     ActorError,
@@ -112,5 +112,6 @@ __all__ = [
     "async_import",
     "compile",
     "connect",
+    "Worker",
     "null",
 ]

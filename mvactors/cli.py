@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .cluster.command import add_parser as add_worker_parser
 from .compiler import compile as compile_script
 from .errors import MicroviumError
 from .vm import VM, null
@@ -128,6 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--gas", type=int, help="instruction budget")
     p.add_argument("--save", metavar="PATH", help="write the VM's snapshot after the call")
     p.set_defaults(run=_cmd_call)
+
+    add_worker_parser(commands)
 
     args = parser.parse_args(argv)
     try:

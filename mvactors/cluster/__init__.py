@@ -6,6 +6,7 @@ Runs on asyncio (redis-py's asyncio client).
 
 from .client import Client, connect
 from .errors import ActorExistsInRedis, ActorFailedInRedis, ActorNotFound, NonDeterminism, RedisUnreachable
+from .worker import Worker
 
 __all__ = ["ActorExistsInRedis", "ActorFailedInRedis", "ActorNotFound", "Client", "NonDeterminism",
-           "RedisUnreachable", "connect"]
+           "RedisUnreachable", "Worker", "connect"]

@@ -15,7 +15,7 @@ from .errors import ActorExistsInRedis, ActorFailedInRedis, ActorNotFound
 from .store import HINT_FREE, ActorKeys, Redis, guarded, hint_key, load_functions, open_redis, pack, text, unpack
 
 # Reply payloads: [status, value]
-REPLY_OK, REPLY_GUEST_ERROR, REPLY_FAILED = 0, 1, 2
+REPLY_OK, REPLY_GUEST_ERROR, REPLY_FAILED, REPLY_UNSENDABLE = 0, 1, 2, 3
 
 _WAIT_SLICE_MS = 1000  # a call's blocking read returns this often to see whether the actor failed
 
@@ -147,6 +147,8 @@ class Client:
             return value
         if status == REPLY_GUEST_ERROR:
             raise GuestError(value)
+        if status == REPLY_UNSENDABLE:
+            raise TypeError(f"actor {actor_id!r} returned a value that cannot cross processes: {value}")
         raise ActorFailedInRedis(actor_id, str(value))
 
     async def _send(self, actor_id: str, export_id: int, args: tuple[Any, ...], message_id: str | None,

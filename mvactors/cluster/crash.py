@@ -1,0 +1,26 @@
+"""Deterministic crash points for fault tests: ``MVACTORS_CRASH_AT=point[:n]`` makes a worker
+process ``os._exit(70)`` the n-th time (default 1st) it reaches ``point``.
+
+Points: ``after-journal`` (a journaled result is in Redis, the guest has not seen it),
+``before-commit`` (turns ran, their commit not sent), ``after-commit`` (committed, nothing
+after it done).
+"""
+
+from __future__ import annotations
+
+import os
+
+CRASH_EXIT_CODE = 70
+
+_spec = os.environ.get("MVACTORS_CRASH_AT", "")
+_point, _, _nth = _spec.partition(":")
+_left = int(_nth) if _nth else 1
+
+
+def crash_point(name: str) -> None:
+    """Exit at once (no cleanup, as kill -9 would) if the environment chose this point."""
+    global _left
+    if _point and name == _point:
+        _left -= 1
+        if _left <= 0:
+            os._exit(CRASH_EXIT_CODE)

@@ -1,0 +1,686 @@
+"""``mvactors.Worker``: a process that runs actors stored in Redis, turn by fenced turn.
+
+The worker leases actors (``mva_acquire``: SET NX PX plus a fencing epoch), adopts their
+records into a local :class:`~mvactors.actors.Runtime`, feeds them their mailbox stream,
+and commits each turn's record, stream position and replies in one ``mva_commit`` that
+checks the epoch; the commits of many actors go out in one pipeline (group commit).
+Callers see a turn's reply only once it is committed.  A worker that cannot renew a
+lease in time drops the actor (and its unsaved turns) before anyone else may take it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+import anyio
+import anyio.abc
+
+from ..actors import Actor, ActorRecord, GasPolicy, Reply, Runtime, TurnOutcome
+from ..errors import GuestError
+from ..imports import AsyncCall
+from .client import REPLY_FAILED, REPLY_GUEST_ERROR, REPLY_OK, REPLY_UNSENDABLE, decode_gas
+from .crash import crash_point
+from .errors import RedisUnreachable
+from .journal import JournalHostCalls
+from .owned import Mail, Owned
+from .store import (
+    HINT_FREE,
+    PARTITIONS,
+    UNREACHABLE,
+    ActorKeys,
+    Redis,
+    hint_key,
+    load_functions,
+    open_redis,
+    pack,
+    partition_tag,
+    text,
+    unpack,
+)
+
+log = logging.getLogger("mvactors")
+T = TypeVar("T")
+
+ImportTables = Mapping[str, Mapping[int, Callable[..., Any]]]
+
+_POLL_INTERVAL = 0.1  # seconds between full scans of the work index (hints wake it sooner)
+_HINT_BLOCK_MS = 1000
+_FETCH_COUNT = 256
+_ACQUIRE_PER_POLL = 32
+_BACKOFF_MIN, _BACKOFF_MAX = 0.05, 1.0
+
+
+class Worker:
+    """Runs the actors stored in Redis at ``url`` (``redis://`` or ``redis+cluster://``).
+
+    ``imports`` maps import-table names (an actor's ``spawn(imports=...)``) to import maps;
+    every worker should have the same tables.  ``max_actors`` caps the actors held at once,
+    ``lease_ms`` is the lease TTL (a crashed worker's actors move after it), and
+    ``checkpoint_every`` commits every N turns (and when an actor goes quiet or moves);
+    turns since the last commit are replayed from the mailbox after a crash.
+
+    >>> async with mvactors.Worker(url, IMPORTS) as worker:
+    ...     await worker.wait_closed()
+    """
+
+    def __init__(self, url: str, imports: ImportTables, worker_id: str | None = None,
+                 max_actors: int | None = None, lease_ms: int = 2000, checkpoint_every: int = 1) -> None:
+        if not isinstance(imports, Mapping) or not all(
+                isinstance(k, str) and isinstance(v, Mapping) for k, v in imports.items()):
+            raise TypeError("imports must map import-table names (str) to import maps ({id: function})")
+        if worker_id is None:
+            worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        if not isinstance(worker_id, str) or not worker_id or "|" in worker_id:
+            raise ValueError(f"worker_id must be a non-empty str without '|', not {worker_id!r}")
+        if max_actors is not None and (not isinstance(max_actors, int) or max_actors < 1):
+            raise ValueError(f"max_actors must be a positive int or None, not {max_actors!r}")
+        if not isinstance(lease_ms, int) or lease_ms < 100:
+            raise ValueError(f"lease_ms must be an int of at least 100, not {lease_ms!r}")
+        if not isinstance(checkpoint_every, int) or checkpoint_every < 1:
+            raise ValueError(f"checkpoint_every must be a positive int, not {checkpoint_every!r}")
+        self.url = url
+        self.imports = imports
+        self.worker_id = worker_id
+        self.max_actors = max_actors
+        self.lease_ms = lease_ms
+        self.checkpoint_every = checkpoint_every
+        # Stop committing this long after a lease was last renewed (Redis TTLs are not monotonic).
+        self._lease_safe = lease_ms / 1000 * 0.8
+        self._owned: dict[str, Owned] = {}
+        self._acquiring: set[str] = set()
+        self._want_acquire: set[str] = set()
+        self._want_fetch: set[Owned] = set()
+        self._dirty: set[Owned] = set()
+        self._wake = anyio.Event()
+        self._commit_wake = anyio.Event()
+        self._closed = anyio.Event()
+        self._closing = False
+        self._redis: Redis | None = None
+        self._blocking: Redis | None = None
+        self._runtime: Runtime | None = None
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._failures: list[tuple[Owned, str]] = []
+        self.stats = {"acquired": 0, "released": 0, "dropped": 0, "commits": 0, "turns": 0, "failed": 0}
+
+    # ---- lifecycle ----
+
+    async def __aenter__(self) -> Worker:
+        self._redis = open_redis(self.url)
+        self._blocking = open_redis(self.url, socket_timeout=_HINT_BLOCK_MS / 1000 + 10)
+        try:
+            await self._guard(lambda: load_functions(self.redis))
+            self._runtime = Runtime(host_calls=JournalHostCalls(self._journal_read, self._journal_write,
+                                                                self._fail_now, lambda: crash_point("after-journal")),
+                                    on_turn=self._on_turn)
+            await self._runtime.__aenter__()
+            self._tg = anyio.create_task_group()
+            await self._tg.__aenter__()
+        except BaseException:
+            await self._close_connections()
+            raise
+        for loop in (self._discover_loop, self._hint_loop, self._renew_loop, self._commit_loop):
+            self._tg.start_soon(loop)
+        log.info("worker %s started on %s", self.worker_id, self.url)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close(graceful=True)
+        # Task groups are left by the task that entered them: here, not in close().
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
+            await self._tg.__aexit__(None, None, None)
+            self._tg = None
+        if self._runtime is not None:
+            await self._runtime.__aexit__(None, None, None)
+            self._runtime = None
+        with anyio.CancelScope(shield=True):
+            await self._close_connections()
+        log.info("worker %s closed (%s)", self.worker_id, self.stats)
+
+    async def wait_closed(self) -> None:
+        """Return once the worker has closed (``close()``, or its ``async with`` ended)."""
+        await self._closed.wait()
+
+    async def close(self, graceful: bool = True) -> None:
+        """Stop taking work.  ``graceful``: commit what ran and hand every actor back to Redis at
+        once (other workers pick them up without waiting for the lease to lapse); else just stop
+        (the leases lapse).  The ``async with`` block then ends the worker's tasks."""
+        if self._closing:
+            await self._closed.wait()
+            return
+        self._closing = True
+        try:
+            if graceful and self._redis is not None and self._runtime is not None:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(max(2.0, self.lease_ms / 1000)):
+                    await self._hand_over_all()
+        finally:
+            self._closed.set()
+
+    async def _close_connections(self) -> None:
+        for client in (self._redis, self._blocking):
+            if client is not None:
+                try:
+                    await client.aclose()
+                except Exception:  # closing a dead connection: nothing to save
+                    pass
+        self._redis = self._blocking = None
+
+    @property
+    def redis(self) -> Redis:
+        assert self._redis is not None
+        return self._redis
+
+    @property
+    def runtime(self) -> Runtime:
+        assert self._runtime is not None
+        return self._runtime
+
+    @property
+    def actors(self) -> list[str]:
+        """IDs of the actors this worker holds now."""
+        return list(self._owned)
+
+    # ---- Redis access with retries ----
+
+    async def _guard(self, action: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await action()
+        except UNREACHABLE as exc:
+            raise RedisUnreachable(f"Redis at {self.url} is unreachable: {exc}") from exc
+
+    async def _retrying(self, what: str, action: Callable[[], Awaitable[T]]) -> T:
+        """Run ``action`` until Redis answers, backing off and logging while it does not."""
+        delay = _BACKOFF_MIN
+        failures = 0
+        while True:
+            try:
+                return await action()
+            except UNREACHABLE as exc:
+                failures += 1
+                if failures == 1 or failures % 20 == 0:
+                    log.warning("worker %s: Redis unreachable while %s (%s); retrying", self.worker_id, what, exc)
+            await anyio.sleep(delay * (0.5 + random.random()))
+            delay = min(_BACKOFF_MAX, delay * 2)
+
+    async def _pipeline(self, what: str, build: Callable[[Any], None]) -> list[Any]:
+        """Build and run a pipeline until Redis answers (redis-py empties a pipeline when it fails)."""
+        async def attempt() -> list[Any]:
+            pipe = self.redis.pipeline(transaction=False)
+            build(pipe)
+            return await pipe.execute(raise_on_error=False)  # type: ignore[no-any-return]
+        return await self._retrying(what, attempt)
+
+    # ---- turns ----
+
+    def _on_turn(self, actor: Actor, outcome: TurnOutcome) -> None:
+        owned = self._owned.get(actor.id)
+        if owned is None or owned.actor is not actor:
+            return
+        owned.turns += 1
+        self.stats["turns"] += 1
+        if outcome.kind == "message" and owned.running:
+            mail, reply = owned.running.popleft()
+            owned.applied_pos = mail.stream_id
+            if mail.wants_reply:
+                owned.settling.append((owned.keys.reply(mail.message_id), reply))
+        if owned.settling:  # replies of async exports settle in a later turn
+            still = []
+            for key, reply in owned.settling:
+                if reply.done:
+                    owned.replies.append((key, _reply_payload(reply)))
+                else:
+                    still.append((key, reply))
+            owned.settling = still
+        if outcome.failure is not None:
+            self._fail_now(actor, f"{type(outcome.failure).__name__}: {outcome.failure}")
+            return
+        self._dirty.add(owned)
+        self._commit_wake.set()
+
+    def _feed(self, owned: Owned) -> None:
+        """Submit buffered mail within the checkpoint budget; ask for more when the buffer is empty."""
+        if owned.gone or owned.actor is None or self._closing:
+            return
+        room = self.checkpoint_every - owned.uncommitted - len(owned.running)
+        while room > 0 and owned.buffer:
+            mail = owned.buffer.popleft()
+            owned.running.append((mail, owned.actor.submit(mail.export_id, *mail.args)))
+            room -= 1
+        if not owned.buffer and owned.more_mail:
+            self._want_fetch.add(owned)
+            self._wake.set()
+        owned.quiet_since = None
+
+    # ---- discovery: hints, the work index, acquiring ----
+
+    async def _hint_loop(self) -> None:
+        blocking = self._blocking
+        assert blocking is not None
+        mine = hint_key(self.worker_id)
+        last = {mine: "$", HINT_FREE: "$"}
+        delay = _BACKOFF_MIN
+        while True:
+            try:
+                got: Any = await blocking.xread(dict(last), count=1000, block=_HINT_BLOCK_MS)  # type: ignore[arg-type]
+                delay = _BACKOFF_MIN
+            except UNREACHABLE:
+                await anyio.sleep(delay)
+                delay = min(_BACKOFF_MAX, delay * 2)
+                continue
+            streams = got.items() if isinstance(got, dict) else got or []
+            for key, entries in streams:
+                key = text(key)
+                entries = entries[0] if isinstance(got, dict) else entries
+                for entry_id, fields in entries:
+                    last[key] = text(entry_id)
+                    actor_id = text(fields.get(b"a", b""))
+                    owned = self._owned.get(actor_id)
+                    if owned is not None:
+                        owned.more_mail = True
+                        self._want_fetch.add(owned)
+                    elif key == HINT_FREE:
+                        self._want_acquire.add(actor_id)
+            self._wake.set()
+
+    async def _discover_loop(self) -> None:
+        next_scan = 0.0
+        while not self._closing:
+            now = time.monotonic()
+            if now >= next_scan:
+                await self._retrying("scanning for work", self._scan)
+                next_scan = time.monotonic() + _POLL_INTERVAL
+            if self._want_acquire:
+                wanted, self._want_acquire = self._want_acquire, set()
+                await self._acquire(list(wanted))
+            if self._want_fetch:
+                await self._fetch()
+            self._release_quiet()
+            if not self._want_acquire and not self._want_fetch:
+                with anyio.move_on_after(max(0.0, next_scan - time.monotonic())):
+                    await self._wake.wait()
+                self._wake = anyio.Event()
+
+    async def _scan(self) -> None:
+        """One pass over every partition: new mail at owned actors, and actors that need an owner."""
+        now_ms = int(time.time() * 1000)
+        room = self._room()
+        tags = [partition_tag(i) for i in range(PARTITIONS)]
+        random.shuffle(tags)  # workers scanning at once start at different partitions
+        pipe = self.redis.pipeline(transaction=False)
+        for tag in tags:
+            pipe.fcall("mva_take_ready", 1, f"{tag}:ready", self.worker_id, _FETCH_COUNT)
+            if room > 0:
+                pipe.zrangebyscore(f"{tag}:work", "-inf", now_ms, start=0, num=_ACQUIRE_PER_POLL)
+        results = await pipe.execute()
+        candidates: list[str] = []
+        step = 2 if room > 0 else 1
+        for i in range(0, len(results), step):
+            for actor_id in results[i]:
+                owned = self._owned.get(text(actor_id))
+                if owned is not None:
+                    owned.more_mail = True
+                    self._want_fetch.add(owned)
+            if room > 0:
+                candidates.extend(text(a) for a in results[i + 1] if text(a) not in self._owned)
+        if candidates:
+            random.shuffle(candidates)
+            await self._acquire(candidates[:max(room, 0)])
+
+    def _room(self) -> int:
+        if self.max_actors is None:
+            return _ACQUIRE_PER_POLL
+        return min(_ACQUIRE_PER_POLL, self.max_actors - len(self._owned) - len(self._acquiring))
+
+    async def _acquire(self, actor_ids: list[str]) -> None:
+        if self._closing:
+            return
+        actor_ids = [a for a in actor_ids if a not in self._owned and a not in self._acquiring][:max(self._room(), 0)]
+        if not actor_ids:
+            return
+        self._acquiring.update(actor_ids)
+        try:
+            sent = time.monotonic()
+            pipe = self.redis.pipeline(transaction=False)
+            for actor_id in actor_ids:
+                keys = ActorKeys.of(actor_id)
+                pipe.fcall("mva_acquire", 5, keys.state, keys.lease, keys.journal, keys.work, keys.ready,
+                           actor_id, self.worker_id, self.lease_ms)
+            try:
+                results = await pipe.execute(raise_on_error=False)
+            except UNREACHABLE as exc:
+                log.warning("worker %s: Redis unreachable while acquiring (%s)", self.worker_id, exc)
+                return
+            for actor_id, result in zip(actor_ids, results, strict=True):
+                if isinstance(result, Exception):
+                    log.warning("worker %s: acquiring %s failed: %s", self.worker_id, actor_id, result)
+                    continue
+                if text(result[0]) == "OK":
+                    await self._adopt(actor_id, result, sent)
+        finally:
+            self._acquiring.difference_update(actor_ids)
+
+    async def _adopt(self, actor_id: str, result: list[Any], sent: float) -> None:
+        epoch, rec, snap, turns, pos, imports_name, gas_bytes = (result[1], result[2], result[3], result[4],
+                                                                 result[5], result[6], result[7])
+        journal_raw = result[8:]
+        owned = Owned(actor_id, ActorKeys.of(actor_id), text(epoch), sent, int(turns), text(pos),
+                      {int(journal_raw[i]): journal_raw[i + 1] for i in range(0, len(journal_raw), 2)})
+        owned.turns, owned.applied_pos, owned.read_pos = owned.committed_turns, owned.committed_pos, owned.committed_pos
+        self._owned[actor_id] = owned
+        self.stats["acquired"] += 1
+        name = text(imports_name)
+        try:
+            if name and name not in self.imports:
+                raise LookupError(f"no worker import table named {name!r} (this worker has: "
+                                  f"{', '.join(sorted(self.imports)) or 'none'})")
+            imports = self.imports.get(name, {}) if name else {}
+            record = ActorRecord.decode(rec) if rec else ActorRecord(snapshot=bytes(snap))
+            gas: GasPolicy | None = decode_gas(gas_bytes)
+            owned.actor = await self.runtime.adopt(record, actor_id, imports, gas)
+        except Exception as exc:
+            self._owned.pop(actor_id, None)
+            owned.gone = True
+            log.error("worker %s: actor %s cannot run here and fails: %s", self.worker_id, actor_id, exc)
+            await self._fail_in_redis(owned, f"{type(exc).__name__}: {exc}")
+            return
+        owned.awaiting_host = any(p.due is None for p in record.pending)
+        dues = [p.due for p in record.pending if p.due is not None]
+        owned.next_due = min(dues) if dues else None
+        self._feed(owned)
+
+    async def _fetch(self) -> None:
+        batch = [o for o in self._want_fetch if not o.gone and not o.buffer]
+        self._want_fetch.clear()
+        if not batch:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for owned in batch:
+            pipe.xrange(owned.keys.mailbox, f"({owned.read_pos}", "+", count=_FETCH_COUNT)
+        try:
+            results = await pipe.execute()
+        except UNREACHABLE as exc:
+            log.warning("worker %s: Redis unreachable while reading mail (%s)", self.worker_id, exc)
+            self._want_fetch.update(batch)
+            await anyio.sleep(_BACKOFF_MIN)
+            return
+        for owned, entries in zip(batch, results, strict=True):
+            if owned.gone:
+                continue
+            for entry_id, fields in entries:
+                export_id, args, wants_reply = unpack(fields[b"b"])
+                owned.buffer.append(Mail(text(entry_id), text(fields[b"i"]), export_id, args, wants_reply))
+                owned.read_pos = text(entry_id)
+            owned.more_mail = len(entries) == _FETCH_COUNT
+            self._feed(owned)
+
+    # ---- commits ----
+
+    async def _commit_loop(self) -> None:
+        while True:
+            await self._commit_wake.wait()
+            self._commit_wake = anyio.Event()
+            while self._dirty or self._failures:
+                if self._failures:
+                    failures, self._failures = self._failures, []
+                    for owned, reason in failures:
+                        self._evict(owned)
+                        await self._fail_in_redis(owned, reason)
+                batch = [o for o in self._dirty if self._due_for_commit(o)]
+                self._dirty.difference_update(batch)
+                if not batch:
+                    break
+                await self._commit(batch)
+
+    def _due_for_commit(self, owned: Owned) -> bool:
+        if owned.gone or owned.committing or owned.uncommitted == 0:
+            return False
+        return owned.uncommitted >= self.checkpoint_every or (not owned.running and not owned.buffer)
+
+    def _lease_fresh(self, owned: Owned) -> bool:
+        return time.monotonic() - owned.lease_ok_at < self._lease_safe
+
+    async def _commit(self, batch: list[Owned], release: bool = False,
+                      records: Mapping[Owned, ActorRecord] | None = None) -> None:
+        """Commit each actor's state now (or ``records``) in one pipeline; ``release`` also gives up the lease."""
+        work = []
+        for owned in batch:
+            if not self._lease_fresh(owned):
+                self._drop(owned, "its lease may have lapsed (not renewed in time)")
+                continue
+            record = records[owned] if records is not None else owned.actor.record()  # type: ignore[union-attr]
+            work.append((owned, record, owned.turns, owned.applied_pos, owned.replies))
+            owned.replies = []
+            owned.committing = True
+        if not work:
+            return
+        crash_point("before-commit")
+        commands = []
+        for owned, record, turns, pos, replies in work:
+            pending = [str(p.token) for p in record.pending]
+            dues = [p.due for p in record.pending if p.due is not None]
+            due = "" if not dues else str(int(min(dues) * 1000))
+            keys = owned.keys
+            reply_keys = [key for key, _ in replies]
+            commands.append((6 + len(reply_keys), keys.state, keys.lease, keys.mailbox, keys.journal,
+                             keys.work, keys.ready, *reply_keys,
+                             owned.actor_id, self.worker_id, owned.epoch, owned.committed_turns, turns, pos,
+                             record.encode(), "1" if release else "0", due, record.next_token, len(pending),
+                             *pending, *[payload for _, payload in replies]))
+
+        def build(pipe: Any) -> None:
+            for command in commands:
+                pipe.fcall("mva_commit", *command)
+
+        results = await self._pipeline("committing", build)
+        crash_point("after-commit")
+        hints = []
+        for (owned, record, turns, pos, _), result in zip(work, results, strict=True):
+            owned.committing = False
+            status = "ERROR" if isinstance(result, Exception) else text(result[0])
+            if status in ("OK", "DUP"):
+                self.stats["commits"] += 1
+                owned.committed_turns, owned.committed_pos = turns, pos
+                owned.awaiting_host = any(p.due is None for p in record.pending)
+                dues = [p.due for p in record.pending if p.due is not None]
+                owned.next_due = min(dues) if dues else None
+                if release:
+                    hints.append(owned.actor_id)
+                else:
+                    self._feed(owned)
+                    if owned.uncommitted:
+                        self._dirty.add(owned)
+            else:
+                self._drop(owned, f"its commit was refused ({status}: {result})")
+        if hints:  # the next owner need not wait for its scan
+            await self._hint_free(hints)
+        if self._dirty:
+            self._commit_wake.set()
+
+    async def _hint_free(self, actor_ids: list[str]) -> None:
+        def build(pipe: Any) -> None:
+            for actor_id in actor_ids:
+                pipe.xadd(HINT_FREE, {"a": actor_id}, maxlen=64, approximate=True)
+
+        await self._pipeline("handing over", build)
+
+    # ---- leases ----
+
+    async def _renew_loop(self) -> None:
+        interval = self.lease_ms / 1000 / 4
+        while True:
+            await anyio.sleep(interval)
+            for owned in list(self._owned.values()):
+                if not self._lease_fresh(owned):
+                    self._drop(owned, "its lease was not renewed in time")
+            batch = [o for o in self._owned.values() if not o.gone]
+            if not batch:
+                continue
+            sent = time.monotonic()
+            pipe = self.redis.pipeline(transaction=False)
+            for owned in batch:
+                pipe.fcall("mva_renew", 2, owned.keys.lease, owned.keys.work, owned.actor_id, self.worker_id,
+                           owned.epoch, self.lease_ms)
+            try:
+                results = await pipe.execute(raise_on_error=False)
+            except UNREACHABLE as exc:
+                log.warning("worker %s: Redis unreachable while renewing leases (%s)", self.worker_id, exc)
+                continue
+            for owned, result in zip(batch, results, strict=True):
+                if isinstance(result, Exception):
+                    continue
+                if int(result) == 1:
+                    owned.lease_ok_at = max(owned.lease_ok_at, sent)
+                else:
+                    self._drop(owned, "another worker holds its lease")
+
+    def _drop(self, owned: Owned, why: str) -> None:
+        """Forget an actor and everything it did since its last commit (its lease is, or may be, gone)."""
+        if owned.gone:
+            return
+        owned.gone = True
+        self._owned.pop(owned.actor_id, None)
+        self._dirty.discard(owned)
+        self.stats["dropped"] += 1
+        log.warning("worker %s drops actor %s: %s", self.worker_id, owned.actor_id, why)
+        self._evict(owned)
+
+    def _evict(self, owned: Owned) -> ActorRecord | None:
+        if owned.actor is None or self._runtime is None:
+            return None
+        try:
+            return self.runtime.evict(owned.actor_id)
+        except Exception as exc:  # failed actors are gone from the runtime already
+            log.debug("evicting %s: %s", owned.actor_id, exc)
+            return None
+
+    def _release_quiet(self) -> None:
+        """Hand idle actors back to Redis (they hibernate there) after a short grace period."""
+        now = time.monotonic()
+        grace = self.lease_ms / 1000 / 4
+        for owned in list(self._owned.values()):
+            if not owned.quiet() or owned.awaiting_host:
+                owned.quiet_since = None
+                continue
+            if owned.next_due is not None and owned.next_due - time.time() < 2 * grace:
+                continue  # a timer fires soon: keep it resident
+            if owned.quiet_since is None:
+                owned.quiet_since = now
+            elif now - owned.quiet_since >= grace:
+                records = self._take_out([owned])
+                if records:
+                    assert self._tg is not None
+                    self._tg.start_soon(self._release, records)
+
+    def _take_out(self, batch: list[Owned]) -> dict[Owned, ActorRecord]:
+        """Evict actors from the runtime (no turn runs after this) for a final, releasing commit."""
+        records: dict[Owned, ActorRecord] = {}
+        for owned in batch:
+            if owned.gone or owned.committing:
+                continue
+            record = self._evict(owned)
+            self._owned.pop(owned.actor_id, None)
+            self._dirty.discard(owned)
+            if record is None:
+                owned.gone = True
+            else:
+                records[owned] = record
+        return records
+
+    async def _release(self, records: dict[Owned, ActorRecord]) -> None:
+        await self._commit(list(records), release=True, records=records)
+        for owned in records:
+            owned.gone = True
+            self.stats["released"] += 1
+
+    async def _hand_over_all(self) -> None:
+        """Graceful close: commit every actor as it is now and release its lease."""
+        with anyio.move_on_after(self.lease_ms / 1000 / 2):
+            while any(o.committing for o in self._owned.values()):
+                await anyio.sleep(0.005)
+        records = self._take_out([o for o in self._owned.values() if not o.gone])
+        if records:
+            await self._release(records)
+        log.info("worker %s handed over %d actors", self.worker_id, len(records))
+
+    # ---- failure ----
+
+    def _fail_now(self, actor: Actor, reason: str) -> None:
+        """Fail an actor for good: out of the runtime now, marked failed in Redis soon."""
+        owned = self._owned.get(actor.id)
+        if owned is None or owned.gone:
+            return
+        self._owned.pop(owned.actor_id, None)
+        self._dirty.discard(owned)
+        owned.gone = True  # evicted by the commit loop: this may run inside a turn's hook
+        log.error("worker %s: actor %s failed: %s", self.worker_id, actor.id, reason)
+        self._failures.append((owned, reason))
+        self._commit_wake.set()
+
+    async def _fail_in_redis(self, owned: Owned, reason: str) -> None:
+        waiting = [m for m, _ in owned.running] + list(owned.buffer)
+        reply_keys = [owned.keys.reply(m.message_id) for m in waiting if m.wants_reply]
+        payload = pack([REPLY_FAILED, reason])
+        keys = owned.keys
+        result = await self._retrying("failing an actor", lambda: self.redis.fcall(  # type: ignore[misc]
+            "mva_fail", 4 + len(reply_keys), keys.state, keys.lease, keys.work, keys.ready, *reply_keys,
+            owned.actor_id, self.worker_id, owned.epoch, reason, *[payload] * len(reply_keys)))
+        if text(result[0]) == "OK":
+            self.stats["failed"] += 1
+
+    # ---- journal ----
+
+    def _journal_read(self, actor: Actor, token: int) -> bytes | None:
+        owned = self._owned.get(actor.id)
+        return None if owned is None else owned.journal.get(token)
+
+    async def _journal_write(self, actor: Actor, call: AsyncCall, entry: bytes) -> bytes | None:
+        owned = self._owned.get(actor.id)
+        if owned is None or owned.gone or owned.actor is not actor:
+            return None
+        keys = owned.keys
+        while True:
+            if not self._lease_fresh(owned):
+                self._drop(owned, "its lease may have lapsed while journaling")
+                return None
+            try:
+                result = await self.redis.fcall("mva_journal", 3, keys.state, keys.lease, keys.journal,  # type: ignore[misc]
+                                                self.worker_id, owned.epoch, call.token, entry)
+                break
+            except UNREACHABLE as exc:
+                log.warning("worker %s: Redis unreachable while journaling %s (%s)", self.worker_id, call.key, exc)
+                await anyio.sleep(_BACKOFF_MIN)
+        status = text(result[0])
+        if status == "OK":
+            owned.journal[call.token] = entry
+            return entry
+        if status == "DUP":
+            owned.journal[call.token] = result[1]
+            return bytes(result[1])
+        self._drop(owned, f"its journal write was refused ({status})")
+        return None
+
+
+def _reply_payload(reply: Reply) -> bytes:
+    try:
+        value = reply.result()
+    except GuestError as exc:
+        try:
+            return pack([REPLY_GUEST_ERROR, exc.value])
+        except TypeError:
+            return pack([REPLY_GUEST_ERROR, repr(exc.value)])
+    except Exception as exc:
+        return pack([REPLY_FAILED, f"{type(exc).__name__}: {exc}"])
+    try:
+        return pack([REPLY_OK, value])
+    except TypeError as exc:
+        return pack([REPLY_UNSENDABLE, str(exc)])
+
+
+__all__ = ["ImportTables", "Worker"]

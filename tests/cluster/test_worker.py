@@ -1,0 +1,74 @@
+"""A worker in the test's own event loop: turns, replies, errors, handoff, journal."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import mvactors
+from mvactors.cluster import ActorFailedInRedis
+from tests.cluster.cluster_hosts import IMPORTS
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def actor_snapshot(snapshot: Callable[[str], bytes]) -> bytes:
+    return snapshot("cluster_actor")
+
+
+async def test_call_runs_a_committed_turn_and_returns_its_result(redis_url: str, actor_snapshot: bytes) -> None:
+    async with mvactors.Worker(redis_url, IMPORTS) as worker, mvactors.connect(redis_url) as client:
+        actor_id = await client.spawn(actor_snapshot, imports="counter")
+        assert await client.call(actor_id, 1, "a", 1, timeout=10) == 1
+        assert await client.call(actor_id, 1, "a", 2, timeout=10) == 2
+        info = await client.describe(actor_id)
+        assert info["turns"] == 2 and info["mailbox"] == 0 and info["owner"] == worker.worker_id
+        state = await client.call(actor_id, 2, timeout=10)
+        assert state["count"] == 2 and state["problems"] == []
+
+
+async def test_guest_throw_is_a_guest_error(redis_url: str, actor_snapshot: bytes) -> None:
+    async with mvactors.Worker(redis_url, IMPORTS), mvactors.connect(redis_url) as client:
+        actor_id = await client.spawn(actor_snapshot, imports="counter")
+        with pytest.raises(mvactors.GuestError) as caught:
+            await client.call(actor_id, 5, "nope", timeout=10)
+        assert caught.value.value == "nope"
+
+
+async def test_sends_are_applied_once_in_order_and_state_survives_handoff(redis_url: str,
+                                                                           actor_snapshot: bytes) -> None:
+    async with mvactors.connect(redis_url) as client:
+        actor_id = await client.spawn(actor_snapshot, imports="counter")
+        async with mvactors.Worker(redis_url, IMPORTS):
+            for seq in range(1, 51):
+                await client.send(actor_id, 1, "s", seq, message_id=f"m{seq}")
+            await client.send(actor_id, 1, "s", 50, message_id="m50")  # a retried send
+            assert (await client.call(actor_id, 2, timeout=10))["count"] == 50
+        assert (await client.describe(actor_id))["owner"] is None  # handed over on close
+        async with mvactors.Worker(redis_url, IMPORTS):
+            state = await client.call(actor_id, 2, timeout=10)
+        assert state["count"] == 50 and state["problems"] == []
+        assert (await client.describe(actor_id))["turns"] == 52
+
+
+async def test_unknown_import_table_fails_the_actor_with_a_reason(redis_url: str, actor_snapshot: bytes) -> None:
+    async with mvactors.Worker(redis_url, IMPORTS), mvactors.connect(redis_url) as client:
+        actor_id = await client.spawn(actor_snapshot, imports="no-such-table")
+        with pytest.raises(ActorFailedInRedis, match="no worker import table named 'no-such-table'"):
+            await client.call(actor_id, 1, "a", 1, timeout=10)
+        assert "no-such-table" in (await client.describe(actor_id))["failed"]
+
+
+async def test_journaled_call_and_timer(redis_url: str, actor_snapshot: bytes, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    log = tmp_path / "effects.log"
+    monkeypatch.setenv("MVACTORS_TEST_LOG", str(log))
+    async with mvactors.Worker(redis_url, IMPORTS), mvactors.connect(redis_url) as client:
+        actor_id = await client.spawn(actor_snapshot, imports="counter")
+        assert await client.call(actor_id, 3, "o1", 50, timeout=10) == "receipt-o1"
+        assert (await client.call(actor_id, 2, timeout=10))["done"] == ["o1"]
+    lines = log.read_text().splitlines()
+    assert lines == [f"charge o1 {actor_id}/1", "effect charged o1 receipt-o1"]
