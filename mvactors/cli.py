@@ -41,11 +41,48 @@ def _json_value(value: Any) -> Any:
     return value
 
 
+class _UsageError(Exception):
+    """An argument that parsed but does not fit the snapshot; reported like argparse's own errors."""
+
+
+def _existing_file(value: str) -> str:
+    """argparse type: a path that exists, so a typo is a usage error naming the argument."""
+    if not Path(value).is_file():
+        raise argparse.ArgumentTypeError(f"no such file: {value!r}")
+    return value
+
+
+def _export_id(value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not an export ID; exports are numbered (`mvactors info FILE` lists them)"
+        ) from None
+
+
+def _json_arg(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        hint = f"; a string needs JSON quotes inside the shell's: '{json.dumps(value)}'" if value.isidentifier() else ""
+        raise argparse.ArgumentTypeError(f"{value!r} is not JSON ({exc.msg} at column {exc.colno}){hint}") from None
+
+
+def _gas(value: str) -> int:
+    try:
+        gas = int(value)
+    except ValueError:
+        gas = -1
+    if gas < 0:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an instruction count (a whole number >= 0)")
+    return gas
+
+
 def _load(path: str) -> bytes:
-    data = Path(path).read_bytes()
     if path.endswith((".js", ".mjs")):
         return compile_script(path)
-    return data
+    return Path(path).read_bytes()
 
 
 def _cmd_compile(args: argparse.Namespace) -> int:
@@ -94,10 +131,13 @@ def _cmd_call(args: argparse.Namespace) -> int:
 
     imports: dict[int, Callable[..., Any]] = {i: (printer(i) if i in printing else _stub)
                                               for i in _snapshot_imports(snapshot)}
-    call_args = [json.loads(a) for a in args.args]
+    call_args = args.args
     with VM.restore(snapshot, imports) as vm:
         if args.gas is not None:
             vm.stop_after_n_instructions(args.gas)
+        if args.export not in vm.exports:
+            raise _UsageError(f"argument export: the snapshot has no export {args.export}; "
+                              f"it has {sorted(vm.exports)}")
         result = vm.exports[args.export](*call_args)
         print(json.dumps(_json_value(result)))
         if args.save:
@@ -112,21 +152,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
 
     p = commands.add_parser("compile", help="compile a guest script to a snapshot")
-    p.add_argument("script")
+    p.add_argument("script", type=_existing_file)
     p.add_argument("-o", "--output", help="snapshot path (default: the script's name with .mvm-bc)")
     p.set_defaults(run=_cmd_compile)
 
     p = commands.add_parser("info", help="describe a snapshot (or script): size, versions, imports, exports")
-    p.add_argument("snapshot")
+    p.add_argument("snapshot", type=_existing_file)
     p.set_defaults(run=_cmd_info)
 
     p = commands.add_parser("call", help="restore a snapshot (or script) and call one export")
-    p.add_argument("snapshot")
-    p.add_argument("export", type=int)
-    p.add_argument("args", nargs="*", help="arguments as JSON, e.g. 42 '\"text\"' '[1, 2]'")
+    p.add_argument("snapshot", type=_existing_file)
+    p.add_argument("export", type=_export_id)
+    p.add_argument("args", nargs="*", type=_json_arg, metavar="JSON",
+                   help="arguments as JSON, e.g. 42 '\"text\"' '[1, 2]'")
     p.add_argument("--print-import", type=int, action="append", metavar="ID",
                    help="import ID that prints its arguments (others return undefined)")
-    p.add_argument("--gas", type=int, help="instruction budget")
+    p.add_argument("--gas", type=_gas, help="instruction budget")
     p.add_argument("--save", metavar="PATH", help="write the VM's snapshot after the call")
     p.set_defaults(run=_cmd_call)
 
@@ -135,6 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.run(args))
+    except _UsageError as exc:
+        commands.choices[args.command].error(str(exc))
     except (MicroviumError, OSError, ValueError, KeyError) as exc:
         print(f"mvactors: {exc}", file=sys.stderr)
         return 1

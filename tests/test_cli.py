@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from mvactors.cli import main
 
@@ -29,9 +33,43 @@ def test_compile_info_call_and_save_round_trip(tmp_path, capsys):
     assert capsys.readouterr().out.strip() == "2"  # the saved snapshot kept the counter
 
 
-def test_errors_are_reported_not_raised(tmp_path, capsys):
-    assert main(["call", str(HELLO), "7"]) == 1
-    assert "no export 7" in capsys.readouterr().err
+def usage_error(argv: list[str], capsys) -> str:
+    """The stderr of an argparse-style usage error (exit status 2)."""
+    with pytest.raises(SystemExit) as excinfo:
+        main(argv)
+    assert excinfo.value.code == 2
+    return capsys.readouterr().err.splitlines()[-1]
+
+
+def test_usage_errors_name_the_argument_and_say_what_to_type(tmp_path, capsys):
+    assert usage_error(["call", str(HELLO), "1", "World"], capsys) == (
+        "mvactors call: error: argument JSON: 'World' is not JSON (Expecting value at column 1); "
+        """a string needs JSON quotes inside the shell's: '"World"'"""
+    )
+    assert "argument export: 'one' is not an export ID" in usage_error(["call", str(HELLO), "one"], capsys)
+    assert "argument export: the snapshot has no export 7; it has [1]" in usage_error(["call", str(HELLO), "7"], capsys)
+    missing = str(tmp_path / "nope.js")
+    assert f"argument snapshot: no such file: {missing!r}" in usage_error(["info", missing], capsys)
+    assert f"argument script: no such file: {missing!r}" in usage_error(["compile", missing], capsys)
+    assert "argument --gas: 'lots' is not an instruction count" in usage_error(
+        ["call", str(HELLO), "1", "--gas", "lots"], capsys
+    )
+
+
+def test_python_dash_m_runs_the_same_command():
+    command = [sys.executable, "-m", "mvactors", "call", str(HELLO), "1"]
+    proc = subprocess.run([*command, '"module"', "--print-import", "1"],
+                          capture_output=True, text=True, timeout=120, check=True)
+    assert proc.stdout.splitlines() == ["Hello, module! (greeting #1)", "1"]
+    proc = subprocess.run([*command, "x"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "argument JSON" in proc.stderr
+
+
+def test_engine_and_compile_errors_are_reported_not_raised(tmp_path, capsys):
+    broken = tmp_path / "broken.js"
+    broken.write_text("vmExport(1, () => Math.floor(1.5));\n", encoding="utf-8")
+    assert main(["compile", str(broken)]) == 1
+    assert "uses the global Math" in capsys.readouterr().err
     bad = tmp_path / "bad.mvm-bc"
     bad.write_bytes(b"\x08" * 10)
     assert main(["info", str(bad)]) == 1
