@@ -103,6 +103,50 @@ ENGINE_PATCHES = [
         "uint16_t* end = writePtr + childPropCount;",
         "uint16_t* end = writePtr + childPropCount * 2;",
     ),
+    # A zero-size allocation (an empty Uint8Array) took 2 bytes, but the GC
+    # overwrites every moved allocation with a 4-byte tombstone, clobbering the
+    # next allocation's header.  Zero-size allocations now take 4 bytes: their
+    # header, then a filler header (an empty string, which no real string is:
+    # strings carry a NUL) that keeps the heap parsable for every walker; the GC
+    # moves both together.  Snapshots made by the compiler can still hold
+    # zero-size allocations without a filler: the GC copies those (with a
+    # filler) for each reference instead of tombstoning them.
+    (
+        "  const uint16_t sizeIncludingHeader = (sizeBytes + 3) & 0xFFFE;",
+        "  const uint16_t sizeIncludingHeader = sizeBytes ? (sizeBytes + 3) & 0xFFFE : 4;",
+    ),
+    (
+        "  *p++ = vm_makeHeaderWord(vm, (TeTypeCode)typeCode, sizeBytes);\n",
+        "  *p++ = vm_makeHeaderWord(vm, (TeTypeCode)typeCode, sizeBytes);\n"
+        "  if (!sizeBytes) *p = vm_makeHeaderWord(vm, TC_REF_STRING, 0);\n",
+    ),
+    (
+        "static void gc_processShortPtrValue(gc_TsGCCollectionState* gc, Value* pValue) {\n",
+        "static bool gc_zeroSizeHasFiller(VM* vm, uint16_t* p) {\n"
+        "  for (TsBucket* b = vm->pLastBucket; b; b = b->prev) {\n"
+        "    if ((void*)p >= getBucketDataBegin(b) && p < b->pEndOfUsedSpace)\n"
+        "      return *p == vm_makeHeaderWord(vm, TC_REF_STRING, 0);\n"
+        "  }\n"
+        "  return false;\n"
+        "}\n\n"
+        "static void gc_processShortPtrValue(gc_TsGCCollectionState* gc, Value* pValue) {\n",
+    ),
+    (
+        "  uint16_t words = (size + 3) / 2; // Rounded up, including header",
+        "  uint16_t words = size ? (size + 3) / 2 : 2; // Rounded up, including header (and a zero-size filler)",
+    ),
+    (
+        "  // Commit the move (grow the target heap and add the tombstone)\n",
+        "  // Commit the move (grow the target heap and add the tombstone)\n"
+        "  if (!size) {\n"
+        "    pNew[0] = vm_makeHeaderWord(vm, TC_REF_STRING, 0);\n"
+        "    if (!gc_zeroSizeHasFiller(vm, pOld)) {\n"
+        "      gc->lastBucket->pEndOfUsedSpace = writePtr;\n"
+        "      *pValue = ShortPtr_encodeInToSpace(gc, pNew);\n"
+        "      return;\n"
+        "    }\n"
+        "  }\n",
+    ),
 ]
 
 

@@ -203,13 +203,15 @@ void* mvx_malloc(size_t size) {
     mvx_block* block = (mvx_block*)&mvx_ram_page[offset];
     uint32_t blockSize = BLOCK_SIZE(*block);
     /* A zero size means something wrote over a block header: stop rather than spin. */
-    if (blockSize == 0) mvx_fatal(MVM_E_HEAP_CORRUPT);
+    if (blockSize == 0 || offset + blockSize > 65536) mvx_fatal(MVM_E_HEAP_CORRUPT);
     if (!(*block & BLOCK_USED)) {
       /* Merge following free blocks into this one. */
       uint32_t next = offset + blockSize;
       while (next < 65536 && !(*(mvx_block*)&mvx_ram_page[next] & BLOCK_USED)) {
         if (next == mvx.last_free) mvx.last_free = 0;
         uint32_t nextSize = BLOCK_SIZE(*(mvx_block*)&mvx_ram_page[next]);
+        /* A zero size would never advance: the header was overwritten. */
+        if (nextSize == 0 || next + nextSize > 65536) mvx_fatal(MVM_E_HEAP_CORRUPT);
         blockSize += nextSize;
         next += nextSize;
       }

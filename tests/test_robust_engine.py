@@ -1,0 +1,112 @@
+"""Robustness of the engine build and its glue (issue 7, findings 1-3).
+
+Each test reproduces a finding of the fuzz campaign: it failed (wrong value,
+hang or memory fault) before the fix it names.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from typing import Any
+
+import pytest
+
+import mvactors
+from mvactors import VMUnusable
+
+REENTRANT_JS = """
+const host = vmImport(1);
+function down(n) { return host(n); }
+function plusHost(n) { return host(n) + 1; }
+vmExport(1, down);
+vmExport(2, plusHost);
+"""
+
+BYTES_JS = """
+let store = undefined;
+vmExport(1, (v) => { store = v; return 0; });
+vmExport(2, () => store);
+vmExport(3, (n) => { store = [Microvium.newUint8Array(0), Microvium.newUint8Array(n), { k: 'v' }]; return 0; });
+vmExport(4, () => { let junk = []; for (let i = 0; i < 60; i++) junk.push({ i: i }); return junk.length; });
+vmExport(5, () => store[0] === store[3]);
+"""
+
+COMPILED_EMPTY_JS = """
+const empty = Microvium.newUint8Array(0);
+const kept = [empty, 'abc' + 1, empty];
+vmExport(1, () => kept);
+vmExport(2, () => { let junk = []; for (let i = 0; i < 60; i++) junk.push({ i: i }); return kept[0] === kept[2]; });
+"""
+
+CLOSE_JS = """
+const host = vmImport(1);
+let count = 0;
+vmExport(1, () => { const o = { a: [1, 2, 3] }; host(0); count++; return o.a[2] + count; });
+vmExport(2, () => { let s = 0; for (let i = 0; i < 100; i++) { s += [i, i][1]; } return s; });
+"""
+
+
+# ---- finding 3: zero-size Uint8Arrays and the copying GC ----
+
+
+@pytest.mark.parametrize("squeeze", [False, True])
+@pytest.mark.parametrize("value", [{"a": b"", "b": b"xy"}, [b"", b"xy"], [b"", b"", {"k": b""}, b"z"]])
+def test_empty_bytes_survive_gc(compile_js, value, squeeze):
+    with mvactors.VM.restore(compile_js(BYTES_JS)) as vm:
+        vm.exports[1](value)
+        vm.exports[4]()
+        vm.run_gc(squeeze)
+        assert vm.exports[2]().to_python() == value
+        vm.run_gc(squeeze)
+        assert vm.exports[2]().to_python() == value
+        again = mvactors.VM.restore(vm.create_snapshot())
+        with again:
+            again.run_gc(squeeze)
+            assert again.exports[2]().to_python() == value
+
+
+def test_guest_made_empty_uint8array_survives_gc(compile_js):
+    with mvactors.VM.restore(compile_js(BYTES_JS)) as vm:
+        vm.exports[3](2)
+        for squeeze in (False, True, False):
+            vm.exports[4]()
+            vm.run_gc(squeeze)
+            assert vm.exports[2]().to_python() == [b"", b"\x00\x00", {"k": "v"}]
+
+
+def test_compiled_empty_uint8array_survives_gc(compile_js):
+    with mvactors.VM.restore(compile_js(COMPILED_EMPTY_JS)) as vm:
+        for squeeze in (False, True, False):
+            vm.exports[2]()
+            vm.run_gc(squeeze)
+            assert vm.exports[1]().to_python() == [b"", "abc1", b""]
+
+
+def test_glue_allocator_stops_on_a_zero_size_free_block():
+    # A free block followed by a zero-size header (something overwrote it): the
+    # allocator's merge loop used to spin forever.  Run in a child with a timeout.
+    script = textwrap.dedent("""
+        import ctypes, mvactors
+        from mvactors.errors import VMUnusable
+        vm = mvactors.VM.restore(mvactors.compile('vmExport(1, (n) => [n, n, n]);'))
+        page = vm._base + vm._layout.page
+        offset = 4
+        while True:  # the first free block of the glue's RAM page
+            header = ctypes.c_uint32.from_address(page + offset)
+            if not header.value & 1 and header.value >= 64:
+                break
+            offset += header.value & ~3
+        header.value = 8
+        ctypes.c_uint32.from_address(page + offset + 8).value = 0
+        try:
+            vm.exports[1](1)
+            vm.run_gc()
+            print("no error")
+        except VMUnusable as exc:
+            print("unusable", exc.code)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "unusable MVM_E_HEAP_CORRUPT", out.stderr[-2000:]
+
