@@ -147,6 +147,20 @@ ENGINE_PATCHES = [
         "    }\n"
         "  }\n",
     ),
+    # Memory statistics: the heap capacity subtracted the low 16 bits of two
+    # addresses, so a bucket ending at the top of the RAM page (where the glue
+    # puts large blocks) underflowed total_size to ~2**32; and the globals size
+    # read the import table's section.
+    (
+        "    r->virtualHeapAllocatedCapacity = pLastBucket->offsetStart"
+        " + (uint16_t)(uintptr_t)vm->pLastBucketEndCapacity - (uint16_t)(uintptr_t)getBucketDataBegin(pLastBucket);",
+        "    r->virtualHeapAllocatedCapacity = pLastBucket->offsetStart"
+        " + (uint16_t)((uint8_t*)vm->pLastBucketEndCapacity - (uint8_t*)getBucketDataBegin(pLastBucket));",
+    ),
+    (
+        "  r->globalVariablesSize = getSectionSize(vm, BCS_IMPORT_TABLE);",
+        "  r->globalVariablesSize = getSectionSize(vm, BCS_GLOBALS);",
+    ),
 ]
 
 

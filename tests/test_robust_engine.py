@@ -110,3 +110,40 @@ def test_glue_allocator_stops_on_a_zero_size_free_block():
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "unusable MVM_E_HEAP_CORRUPT", out.stderr[-2000:]
 
+
+# ---- finding 7: memory statistics are true figures ----
+
+STATS_JS = """
+let objs = [];
+let extra = 'x';
+vmExport(1, (n) => { for (let i = 0; i < n; i++) objs.push({ v: i, s: 'k' + i }); return objs.length; });
+"""
+
+
+@pytest.mark.parametrize("squeeze", [False, True])
+@pytest.mark.parametrize("count", [0, 10, 96, 102, 300])
+def test_memory_stats_are_true_figures(compile_js, count, squeeze):
+    from mvactors.testing import NativeVM, native_available
+
+    data = compile_js(STATS_JS)
+    offsets = [int.from_bytes(data[12 + 2 * i:14 + 2 * i], "little") for i in range(8)]
+    globals_size = offsets[7] - offsets[6]  # BCS_GLOBALS runs up to BCS_HEAP
+    with mvactors.VM.restore(data) as vm:
+        vm.exports[1](count)
+        vm.run_gc(squeeze)
+        stats = vm.get_memory_stats()
+        assert stats.global_variables_size == globals_size
+        assert stats.virtual_heap_used <= stats.virtual_heap_allocated_capacity < 0x8000
+        assert stats.virtual_heap_used <= stats.virtual_heap_high_water_mark
+        parts = (stats.core_size + stats.import_table_size + stats.global_variables_size + stats.registers_size
+                 + stats.stack_allocated_capacity + stats.virtual_heap_allocated_capacity)
+        assert parts <= stats.total_size <= parts + 16 * stats.fragment_count  # + bucket headers
+        if native_available():
+            with NativeVM.restore(data) as native:
+                native.call(1, count)
+                native.run_gc(squeeze)
+                ref = native.memory_stats()
+            # core size and bucket overheads differ with the pointer width; the rest must match
+            assert (stats.fragment_count, stats.import_table_size, stats.global_variables_size,
+                    stats.virtual_heap_used, stats.virtual_heap_allocated_capacity) == (ref[1], *ref[3:5], *ref[9:10],
+                                                                                      ref[11])
