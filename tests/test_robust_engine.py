@@ -48,6 +48,63 @@ vmExport(2, () => { let s = 0; for (let i = 0; i < 100; i++) { s += [i, i][1]; }
 """
 
 
+# ---- finding 1: re-entrant host calls keep their own arguments and result ----
+
+
+def test_reentrant_host_call_returns_its_own_result(compile_js):
+    def host(n: int) -> Any:
+        if n == 0:
+            return "bottom"
+        inner = vm.exports[1](n - 1)  # guest -> host -> guest -> host ...
+        return f"{n}:{inner}"
+
+    vm = mvactors.VM.restore(compile_js(REENTRANT_JS), {1: host})
+    with vm:
+        assert vm.exports[1](0) == "bottom"
+        assert vm.exports[1](1) == "1:bottom"
+        assert vm.exports[1](4) == "4:3:2:1:bottom"
+
+
+def test_reentrant_numeric_result_reaches_the_guest(compile_js):
+    def host(n: int) -> int:
+        if n >= 3:
+            return 2100
+        vm.exports[2](n + 1)  # the nested call's own result is discarded
+        return 1000 * n
+
+    vm = mvactors.VM.restore(compile_js(REENTRANT_JS), {1: host})
+    with vm:
+        assert vm.exports[2](3) == 2101
+        assert vm.exports[2](1) == 1001  # outer level sees 1000, not the nested 2100 or 2000
+
+
+# ---- finding 2: closing a VM inside its own host call ----
+
+
+def test_closing_a_vm_inside_its_host_call_spares_the_next_vm(compile_js):
+    data = compile_js(CLOSE_JS)
+    made: list[mvactors.VM] = []
+
+    def host(_n: int) -> None:
+        vm.close()
+        other = mvactors.VM.restore(data, {1: lambda n: None})
+        made.append(other)
+        assert other.exports[2]() == 4950
+
+    vm = mvactors.VM.restore(data, {1: host})
+    with pytest.raises(VMUnusable, match="closed by a host function"):
+        vm.exports[1]()
+    (other,) = made
+    with other:
+        for i in range(1, 6):
+            assert other.exports[2]() == 4950
+            assert other.exports[1]() == 3 + i
+    # and a VM restored now still computes correctly (the closed one's instance drained)
+    with mvactors.VM.restore(data, {1: lambda n: None}) as fresh:
+        assert fresh.exports[1]() == 4
+        assert fresh.exports[2]() == 4950
+
+
 # ---- finding 3: zero-size Uint8Arrays and the copying GC ----
 
 

@@ -71,7 +71,8 @@ static struct {
     uint32_t call_args;              /* host call in progress (wasm): address of the arguments, */
     uint32_t call_argc;              /*   their count, */
     uint32_t call_result;            /*   where the result goes, */
-    uint32_t call_async;             /*   and whether the import is asynchronous */
+    uint32_t call_async;             /*   and whether the import is asynchronous; */
+    uint32_t call_depth;             /*   host calls (and breakpoints) in progress: the instance is busy */
     mvm_Handle this_value;           /* `this` for method calls */
     mvm_Handle result;               /* result of the last call or accessor */
     mvm_Handle callback;             /* async continuation from mvm_asyncStart */
@@ -296,11 +297,21 @@ static mvm_TeError mvx_dispatch(mvm_VM* v, mvm_HostFunctionID id, mvm_Value* res
   /* One parameter (instance cookie and import ID) and the rest in memory: each
    * parameter the host reads from wasmtime's raw buffer costs it far more than
    * reading the instance's memory through a view it already has. */
+  uint32_t outer[4] = {mvx.call_args, mvx.call_argc, mvx.call_result, mvx.call_async};
   mvx.call_args = (uint32_t)(uintptr_t)args;
   mvx.call_argc = argCount;
   mvx.call_result = (uint32_t)(uintptr_t)result;
   mvx.call_async = is_async;
-  return (mvm_TeError)mvh_call((mvx.cookie << MVX_HOST_CALL_COOKIE_SHIFT) | id);
+  mvx.call_depth++;
+  mvm_TeError err = (mvm_TeError)mvh_call((mvx.cookie << MVX_HOST_CALL_COOKIE_SHIFT) | id);
+  mvx.call_depth--;
+  /* The host function may have called back into this VM, and a nested host
+   * call overwrote the details: the level that resumes sees its own again. */
+  mvx.call_args = outer[0];
+  mvx.call_argc = outer[1];
+  mvx.call_result = outer[2];
+  mvx.call_async = outer[3];
+  return err;
 #endif
 }
 
@@ -316,7 +327,9 @@ static mvm_TeError mvx_resolve_import(mvm_HostFunctionID id, void* context, mvm_
 
 static void mvx_on_breakpoint(mvm_VM* v, uint16_t address) {
   (void)v;
+  mvx.call_depth++;
   mvh_breakpoint(mvx.cookie, address);
+  mvx.call_depth--;
 }
 
 /* ---- lifecycle ---- */

@@ -68,8 +68,9 @@ COOKIE_MAX = 0xFFFF
 MEMORY_STATS_FIELDS = LIMITS["MEMORY_STATS_FIELDS"]
 """mvm_TsMemoryStats: this many size_t fields, in declaration order."""
 
-# mvx.call_args .. call_async: four adjacent uint32 fields describing the host call in progress.
-CALL_INFO_ARGS, CALL_INFO_ARGC, CALL_INFO_RESULT, CALL_INFO_ASYNC = 0, 1, 2, 3
+# mvx.call_args .. call_depth: five adjacent uint32 fields describing the host call in progress
+# (depth: host calls and breakpoints in progress, so nonzero means the instance is busy).
+CALL_INFO_ARGS, CALL_INFO_ARGC, CALL_INFO_RESULT, CALL_INFO_ASYNC, CALL_INFO_DEPTH = 0, 1, 2, 3, 4
 
 
 class Op:

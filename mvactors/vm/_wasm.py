@@ -337,8 +337,8 @@ class Instance:
         self.cookie = engine.new_cookie(self.base)
         ctypes.c_uint32.from_address(self.base + layout.cookie).value = self.cookie
         # The details of a host call in progress (_abi.CALL_INFO_*): arguments address, count,
-        # result address, async flag.
-        self.call_info = (ctypes.c_uint32 * 4).from_address(self.base + layout.call_info)
+        # result address, async flag, and how many host calls (or breakpoints) are in progress.
+        self.call_info = (ctypes.c_uint32 * 5).from_address(self.base + layout.call_info)
         # The glue's state as 32-bit words (index with Layout.word(field address)): a view made
         # once instead of a ctypes object per read.
         self.state32 = (ctypes.c_uint32 * (layout.state_size // 4)).from_address(self.base + layout.state)
@@ -533,6 +533,11 @@ class Instance:
     def close(self) -> None:
         self.detach()
         self.dead = True
+
+    @property
+    def busy(self) -> bool:
+        """True while guest code of this instance is running (Python is inside one of its host calls)."""
+        return bool(self.call_info[_abi.CALL_INFO_DEPTH])
 
 
 def native_library_path() -> Path:

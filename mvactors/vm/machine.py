@@ -150,6 +150,25 @@ _PLAIN_RESULTS = frozenset({type(None), bool, int, float, str, bytes, list, tupl
 # share one wasmtime Store and cannot be freed individually, so the process
 # keeps as many as were ever live at once and reuses them.
 _pool: list[_engine.Instance] = []
+# Instances closed while their guest code was still running (a host function closed
+# its own VM): reusable only once that call has returned.
+_busy: list[_engine.Instance] = []
+
+
+def _take_instance() -> _engine.Instance:
+    if _busy:
+        for inst in list(_busy):
+            if inst.dead or not inst.busy:
+                _busy.remove(inst)
+                if not inst.dead:
+                    _pool.append(inst)
+    return _pool.pop() if _pool else _new_instance()
+
+
+def _release_instance(inst: _engine.Instance) -> None:
+    if inst.dead:
+        return
+    (_busy if inst.busy else _pool).append(inst)
 
 
 @dataclass(frozen=True)
@@ -462,7 +481,7 @@ class VM:
         if len(data) < SNAPSHOT_HEADER_SIZE:
             raise MicroviumError(f"snapshot is truncated: {len(data)} bytes is smaller than a snapshot header",
                                  "MVM_E_INVALID_BYTECODE")
-        instance = _pool.pop() if _pool else _new_instance()
+        instance = _take_instance()
         layout = instance.layout
         if len(data) > layout.rom_size:
             _pool.append(instance)
@@ -509,6 +528,9 @@ class VM:
 
     def close(self) -> None:
         """Release the VM; its WebAssembly instance goes back to a pool for reuse."""
+        self._close(may_be_running=True)
+
+    def _close(self, may_be_running: bool) -> None:
         inst = self._inst
         if inst is None:
             return
@@ -525,8 +547,15 @@ class VM:
         self._pending.clear()
         self._async_ops.clear()
         inst.detach()
-        if not inst.dead:
-            _pool.append(inst)
+        # (A VM being finalized is not running: its host calls hold a reference to it.  And at
+        # interpreter exit its instance's memory may be gone already.)
+        if not may_be_running:
+            if not inst.dead:
+                _pool.append(inst)
+            return
+        if inst.busy:
+            self._closed_reason = "the VM was closed by a host function while the guest was running"
+        _release_instance(inst)
 
     def _discard_instance(self) -> None:
         inst = self._inst
@@ -534,12 +563,11 @@ class VM:
         self._slow = True
         if inst is not None:
             inst.detach()
-            if not inst.dead:
-                _pool.append(inst)
+            _release_instance(inst)
 
     def __del__(self) -> None:
         try:
-            self.close()
+            self._close(may_be_running=False)
         except Exception:
             pass
 
@@ -787,6 +815,8 @@ class VM:
             self._settle_promises()
         if err == E_UNCAUGHT_EXCEPTION:
             raise GuestError(self._from_guest(self._mem16[self._layout.result >> 1]))
+        if err == E_HOST_ERROR and self._inst is None:
+            raise self._unusable()
         if err == E_HOST_ERROR and self._host_exception is not None:
             import_id, exc = self._host_exception
             self._host_exception = None
@@ -837,6 +867,9 @@ class VM:
                 self._start_async(import_id, fn, py_args)
                 return 0
             ret = fn(*py_args)
+            if self._inst is None:  # the host function closed this VM: unwind the guest
+                self._host_exception = None
+                return E_HOST_ERROR
             if ret is None:
                 self._mem16[info[CALL_INFO_RESULT] >> 1] = UNDEFINED
                 return 0
@@ -1004,7 +1037,7 @@ class VM:
 
         Instances share one memory layout, so the savepoint's bytes mean the same there.
         """
-        instance = _pool.pop() if _pool else _new_instance()
+        instance = _take_instance()
         base = instance.base
         layout = instance.layout
         data = self._snapshot
