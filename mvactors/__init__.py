@@ -6,6 +6,8 @@
 42
 """
 
+from typing import TYPE_CHECKING, Any
+
 from . import imports
 from .actors import (
     Actor,
@@ -23,7 +25,6 @@ from .actors import (
     VirtualClock,
     WallClock,
 )
-from .cluster import Worker, connect
 from .compiler import compile
 from .errors import (
     ActorError,
@@ -59,6 +60,25 @@ from .vm import (
     async_import,
     null,
 )
+
+if TYPE_CHECKING:
+    from .cluster import Worker, connect
+
+# The cluster needs redis-py, an extra (`pip install 'mvactors[redis]'`): loaded on first use.
+_CLUSTER_NAMES = frozenset({"connect", "Worker"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _CLUSTER_NAMES:
+        try:
+            from . import cluster
+        except ModuleNotFoundError as exc:
+            if exc.name is not None and exc.name.split(".")[0] == "redis":
+                raise ImportError(f"mvactors.{name} needs redis-py: pip install 'mvactors[redis]'") from exc
+            raise
+        return getattr(cluster, name)
+    raise AttributeError(f"module 'mvactors' has no attribute {name!r}")
+
 
 __version__ = "0.1.0"
 

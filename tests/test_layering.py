@@ -10,6 +10,8 @@ vm's native reference driver.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -151,3 +153,19 @@ def test_the_checker_catches_each_kind_of_breach(module, source, expected):
 ])
 def test_the_checker_allows_what_the_rules_allow(module, source):
     assert violations(source, module, False, MODULES) == []
+
+
+def test_the_core_imports_without_redis_and_the_cluster_names_say_what_to_install():
+    script = """
+import sys
+sys.modules["redis"] = None  # as if redis-py were not installed
+import mvactors
+assert "mvactors.cluster" not in sys.modules
+try:
+    mvactors.connect
+except ImportError as exc:
+    print(exc)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "pip install 'mvactors[redis]'" in done.stdout
