@@ -151,19 +151,22 @@ def describe(value: Any) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-# ---- floor 2: actors and their runtime ----
+class _CausedError(MicroviumError):
+    """An error of the floors above the engine: ``code`` names its cause, ``"MVA_*"`` (``errno`` is -1)."""
 
-
-class ActorError(MicroviumError):
-    """An actor, or the runtime hosting it, refused a request or could not carry it out.
-
-    ``code`` names the cause (``"MVA_*"``; ``errno`` is -1: these are not engine errors).
-    """
-
-    default_code = "MVA_ACTOR_ERROR"
+    default_code = "MVA_ERROR"
 
     def __init__(self, message: str, code: str | None = None) -> None:
         super().__init__(message, code or self.default_code)
+
+
+# ---- floor 2: actors and their runtime ----
+
+
+class ActorError(_CausedError):
+    """An actor, or the runtime hosting it, refused a request or could not carry it out."""
+
+    default_code = "MVA_ACTOR_ERROR"
 
 
 class MailboxFull(ActorError):
@@ -205,10 +208,7 @@ class RecordCorrupt(ActorError):
 # ---- floor 3: the cluster ----
 
 
-class ClusterError(MicroviumError):
+class ClusterError(_CausedError):
     """Base of the errors of the Redis-backed cluster (workers and clients)."""
 
     default_code = "MVA_CLUSTER_ERROR"
-
-    def __init__(self, message: str, code: str | None = None) -> None:
-        super().__init__(message, code or self.default_code)

@@ -197,7 +197,7 @@ class Actor:
             raise ActorEvicted(f"actor {self.id} was evicted from this runtime")
         if cell.failure is not None:
             raise ActorFailed(f"actor {self.id} failed: {cell.failure}")
-        if self.runtime._tg is None:
+        if not self.runtime.running:
             raise RuntimeNotRunning(f"actor {self.id}'s runtime is not running")
 
     def _mailbox_full(self) -> MailboxFull:

@@ -117,6 +117,11 @@ class Runtime:
 
     # ---- lifecycle ----
 
+    @property
+    def running(self) -> bool:
+        """Inside ``async with``: actors can be spawned and take messages."""
+        return self._tg is not None
+
     async def __aenter__(self) -> Runtime:
         tg = anyio.create_task_group()
         await tg.__aenter__()
@@ -344,7 +349,7 @@ class Runtime:
         going through the scheduler, minus two task switches and an event.
         """
         cell = actor._cell
-        return (not self._scheduler.ready and self._tg is not None and not cell.mailbox and not cell.scheduled
+        return (not self._scheduler.ready and self.running and not cell.mailbox and not cell.scheduled
                 and cell.pause is None and cell.failure is None and not cell.running and not cell.evicted)
 
     def _run_inline(self, actor: Actor) -> None:
