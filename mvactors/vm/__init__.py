@@ -1,28 +1,33 @@
 """Floor 1: the Microvium engine under wasmtime, one snapshot per ``VM``.
 
 Knows nothing of actors.  The only wasmtime importer is ``_wasm``.
+
+* ``_abi``: the glue's ABI, one table (engine/build.py makes glue.c's header from it)
+* ``_wasm``: the wasmtime driver, one typed method per glue operation
+* ``_pool``: engine instances of closed VMs, for reuse
+* ``snapshot``: what may be passed as a snapshot; its header facts
+* ``machine``: ``VM``, its state, lifetime and calls
+* ``_calls``: the hot-path function class; failed calls to exceptions
+* ``_marshal``: Python <-> guest values, handle slots, the proxies' heap access
+* ``_promises``, ``_host`` (host functions, async host calls), ``_persist`` (savepoints, hibernation)
+* ``values``: ``null``, the proxies and the ``GuestHeap`` protocol they use
+* ``_native``: the native reference driver (re-exported by ``mvactors.testing``)
 """
 
 from ..errors import ExportNotFound, HostFunctionError
 from ..imports import AsyncImport, async_import
+from ._host import ImportMap, is_async_import, rejection_value, run_async_import
 from ._marshal import check_args
-from .machine import (
-    VM,
-    Hibernation,
-    ImportMap,
-    MemoryStats,
-    Savepoint,
-    SnapshotLike,
-    is_async_import,
-    rejection_value,
-    run_async_import,
-)
+from ._persist import Hibernation, Savepoint
+from .machine import VM, MemoryStats
+from .snapshot import SnapshotLike
 from .values import (
     MAX_SAFE_INT,
     GuestArray,
     GuestBytes,
     GuestClass,
     GuestFunction,
+    GuestHeap,
     GuestObject,
     GuestPromise,
     GuestRef,
@@ -38,6 +43,7 @@ __all__ = [
     "GuestBytes",
     "GuestClass",
     "GuestFunction",
+    "GuestHeap",
     "GuestObject",
     "GuestPromise",
     "GuestRef",

@@ -1,12 +1,63 @@
-"""The value mapping between Python and the guest: what may cross, and the errors when it may not."""
+"""Python <-> guest values: the VM's handle slots, conversion both ways, and the proxies' property access.
+
+The functions take the VM they work on; ``VM`` binds them as its methods (the
+public ones are the :class:`~mvactors.vm.values.GuestHeap` surface its proxies
+use).  :func:`check_args` applies the same mapping without a VM.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import ctypes
+import math
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
-from .values import MAX_SAFE_INT, GuestRef, null
+from ..errors import MicroviumError
+from . import _wasm
+from ._abi import (
+    FALSE,
+    INT14_BIAS,
+    INT14_MAX,
+    INT14_MIN,
+    INT14_SIGN,
+    INT14_TAG,
+    MAX_ALLOCATION,
+    MAX_ARRAY_ITEMS,
+    MAX_STRING_BYTES,
+    NAN,
+    NEG_ZERO,
+    NULL,
+    STR_LENGTH,
+    STR_PROTO,
+    T_ARRAY,
+    T_CLASS,
+    T_FUNCTION,
+    T_NUMBER,
+    T_OBJECT,
+    T_STRING,
+    T_UINT8_ARRAY,
+    TRUE,
+    UNDEFINED,
+)
+from ._calls import fast_function_class
+from .values import (
+    MAX_SAFE_INT,
+    GuestArray,
+    GuestBytes,
+    GuestClass,
+    GuestFunction,
+    GuestMethod,
+    GuestObject,
+    GuestPromise,
+    GuestRef,
+    _Null,
+    null,
+)
 
-_SCALAR_TYPES = frozenset({str, float, bool, type(None), bytes})
+if TYPE_CHECKING:
+    from .machine import VM
+
+_HANDLE_CHUNK = 32  # handle slots linked into the VM's roots at a time
 
 
 def unsafe_int(number: int) -> OverflowError:
@@ -20,6 +71,351 @@ def bad_key(key: object) -> TypeError:
 
 def bad_type(value: object) -> TypeError:
     return TypeError(f"values of type {type(value).__name__} cannot be passed to the VM")
+
+
+# ---- handle slots ----
+
+
+def hold_value(vm: VM, value: int) -> int:
+    """Root ``value`` in a handle slot; returns the slot."""
+    free = vm._free
+    if free:
+        slot = free.pop()
+    else:
+        slot = vm._linked
+        if slot >= vm._layout.max_handles:
+            raise MicroviumError(
+                f"too many live guest values held by Python (limit {vm._layout.max_handles}); "
+                "drop references to proxies you no longer need", "MVM_E_INVALID_HANDLE")
+        inst = vm._live()
+        vm._linked = inst.link_handles(min(slot + _HANDLE_CHUNK, vm._layout.max_handles))
+        free.extend(range(vm._linked - 1, slot, -1))
+    vm._mem16[vm._handles16 + slot * vm._handle_stride] = value
+    if vm._sp_slots is not None:
+        vm._sp_slots.append(slot)
+    return slot
+
+
+def slot_value(vm: VM, slot: int) -> int:
+    """The guest value in ``slot`` now (the GC may have moved it since)."""
+    return int(vm._mem16[vm._handles16 + slot * vm._handle_stride])
+
+
+def slot_addr(vm: VM, slot: int) -> int:
+    """The address of ``slot`` in linear memory, for glue operations that take handles."""
+    return vm._handles + slot * vm._layout.handle_size
+
+
+def release(vm: VM, slot: int) -> None:
+    """Let the value in ``slot`` go (a no-op once the VM is closed)."""
+    if vm._inst is not None:
+        vm._mem16[vm._handles16 + slot * vm._handle_stride] = UNDEFINED
+        vm._free.append(slot)
+
+
+def result_value(vm: VM) -> Any:
+    """The value the glue left in its result handle (a thrown value, a settled promise's value)."""
+    return from_guest(vm, vm._mem16[vm._layout.result >> 1])
+
+
+# ---- Python -> guest ----
+
+
+def to_guest(vm: VM, obj: Any) -> int:
+    """Convert ``obj`` to a guest value.
+
+    The result is not rooted: the caller stores it before the next
+    allocation in the VM.
+    """
+    if obj is None:
+        return UNDEFINED
+    t = type(obj)
+    if t is bool:
+        return TRUE if obj else FALSE
+    if t is int or (isinstance(obj, int) and not isinstance(obj, bool)):
+        number = int(obj)
+        if INT14_MIN <= number <= INT14_MAX:
+            return ((number << 2) | INT14_TAG) & 0xFFFF
+        if -MAX_SAFE_INT <= number <= MAX_SAFE_INT:
+            return _new(vm, lambda inst: inst.new_number(float(number)))
+        raise unsafe_int(number)
+    if t is float or isinstance(obj, float):
+        return _new(vm, lambda inst: inst.new_number(float(obj)))
+    if t is str or isinstance(obj, str):
+        if obj == "length":  # the engine's own value for it; a fresh copy would leak an intern cell per use
+            return STR_LENGTH
+        if obj == "__proto__":
+            return STR_PROTO
+        return _new_from_scratch(vm, str(obj).encode("utf-8", "surrogatepass"), "string")
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return _new_from_scratch(vm, bytes(obj), "bytes")
+    if obj is null or t is _Null:
+        return NULL
+    if isinstance(obj, GuestRef):
+        if obj._heap is not vm:
+            raise TypeError("a guest value from another VM cannot be passed to this VM; use to_python() to copy it")
+        if vm._inst is None:
+            vm._live()
+        return slot_value(vm, obj._slot)
+    if isinstance(obj, (list, tuple)):
+        return _new_array(vm, obj)
+    if isinstance(obj, dict):
+        return _new_object(vm, obj)
+    if callable(obj):
+        return _host_function_value(vm, obj)
+    raise bad_type(obj)
+
+
+def _new(vm: VM, make: Callable[[_wasm.Instance], int]) -> int:
+    inst = vm._live()
+    try:
+        return int(make(inst)) & 0xFFFF
+    except _wasm.EngineTrap as trap:
+        raise vm._die(trap) from None
+
+
+def _new_from_scratch(vm: VM, data: bytes, kind: str) -> int:
+    inst = vm._live()
+    limit = MAX_STRING_BYTES if kind == "string" else MAX_ALLOCATION
+    if len(data) > limit:
+        raise MicroviumError(
+            f"a {kind} value of {len(data)} bytes is too large for the VM (at most {limit} bytes: "
+            f"Microvium allocations hold at most {MAX_ALLOCATION} bytes)", "MVM_E_ALLOCATION_TOO_LARGE")
+    if len(data) > vm._layout.scratch_size:
+        raise MicroviumError(f"{kind} of {len(data)} bytes does not fit in a VM", "MVM_E_ALLOCATION_TOO_LARGE")
+    ctypes.memmove(vm._base + vm._scratch, data, len(data))
+    make = inst.new_string if kind == "string" else inst.new_bytes
+    return _new(vm, lambda _inst: make(len(data)))
+
+
+def _enter_container(vm: VM, container: object) -> None:
+    if id(container) in vm._converting:
+        raise TypeError(f"cannot pass a vm-referencing {type(container).__name__} to the VM "
+                        "(values are copied in, and a cycle never ends)")
+    vm._converting.add(id(container))
+
+
+def _new_array(vm: VM, items: Sequence[Any]) -> int:
+    if len(items) > MAX_ARRAY_ITEMS:
+        raise MicroviumError(
+            f"a list of {len(items)} items is too long for a Microvium array (at most {MAX_ARRAY_ITEMS}: "
+            f"one allocation holds at most {MAX_ALLOCATION} bytes)", "MVM_E_ARRAY_TOO_LONG")
+    _enter_container(vm, items)
+    array = hold_value(vm, _new(vm, lambda inst: inst.new_array(len(items))))
+    try:
+        for i, item in enumerate(items):
+            _set_slot_property(vm, array, i, item)
+        return slot_value(vm, array)
+    finally:
+        release(vm, array)
+        vm._converting.discard(id(items))
+
+
+def _new_object(vm: VM, mapping: dict[Any, Any]) -> int:
+    for key in mapping:
+        if not isinstance(key, str):
+            raise bad_key(key)
+        if key == "__proto__":
+            raise TypeError("a dict key '__proto__' would set the guest object's prototype; rename the key")
+        if key.isascii() and key.isdigit():
+            raise TypeError(f"dict key {key!r} looks like an array index, which Microvium objects do not "
+                            "support as a property name; use a list or a non-numeric key")
+    _enter_container(vm, mapping)
+    obj = hold_value(vm, _new(vm, lambda inst: inst.new_object()))
+    try:
+        for key, item in mapping.items():
+            _set_slot_property(vm, obj, key, item)
+        return slot_value(vm, obj)
+    finally:
+        release(vm, obj)
+        vm._converting.discard(id(mapping))
+
+
+def _host_function_value(vm: VM, fn: Callable[..., Any]) -> int:
+    import_id = next((i for i, candidate in vm._imports.items() if candidate is fn), None)
+    if import_id is None:
+        raise TypeError(f"host functions cannot be passed to the VM (got {type(fn).__name__}); "
+                        "only functions from the import map that the snapshot imports can")
+    value = _new(vm, lambda inst: inst.new_host_func(import_id))
+    if value == 0xFFFF:  # -1 as a 16-bit value: the snapshot does not import it
+        raise TypeError(f"host function for import {import_id} cannot be passed to the VM: "
+                        "the snapshot does not import that ID")
+    return value
+
+
+# ---- guest -> Python ----
+
+
+def from_guest(vm: VM, value: int, promise_ok: bool = False, this: GuestRef | None = None) -> Any:
+    """``value`` as Python: plain data for scalars, a proxy holding a new slot otherwise.
+
+    ``promise_ok`` makes a promise a GuestPromise; ``this`` makes a function a method bound to it.
+    """
+    if value & INT14_TAG == INT14_TAG:
+        return (value >> 2) - INT14_BIAS if value & INT14_SIGN else value >> 2
+    if value == UNDEFINED:
+        return None
+    if value == NULL:
+        return null
+    if value == TRUE:
+        return True
+    if value == FALSE:
+        return False
+    if value == NAN:
+        return math.nan
+    if value == NEG_ZERO:
+        return -0.0
+    inst = vm._live()
+    kind = inst.type_of(value)
+    if kind == T_NUMBER:
+        x = inst.to_number(value)
+        if x.is_integer() and -MAX_SAFE_INT <= x <= MAX_SAFE_INT:
+            return int(x)
+        return x
+    if kind == T_STRING:
+        ptr = inst.string(value)
+        size = inst.state32[inst.layout.out_size_word]
+        return ctypes.string_at(vm._base + ptr, size).decode("utf-8", "surrogatepass")
+    if kind == T_FUNCTION:
+        host_id = inst.host_func_id(value)
+        if host_id >= 0 and host_id in vm._imports:
+            return vm._imports[host_id]
+        if this is None:
+            return fast_function_class(inst)(vm, hold_value(vm, value))
+        return GuestMethod(vm, hold_value(vm, value), this)
+    if kind == T_OBJECT:
+        if promise_ok and inst.promise_state(value):
+            return GuestPromise(vm, hold_value(vm, value))
+        return GuestObject(vm, hold_value(vm, value))
+    if kind == T_ARRAY:
+        return GuestArray(vm, hold_value(vm, value))
+    if kind == T_CLASS:
+        return GuestClass(vm, hold_value(vm, value))
+    if kind == T_UINT8_ARRAY:
+        return GuestBytes(vm, hold_value(vm, value))
+    return GuestObject(vm, hold_value(vm, value))
+
+
+# ---- the proxies' heap access (GuestHeap) ----
+
+
+def _key_value(vm: VM, key: str | int) -> int:
+    if isinstance(key, bool) or not isinstance(key, (str, int)):
+        raise TypeError(f"guest property keys must be str or int, not {type(key).__name__}")
+    if isinstance(key, int) and not 0 <= key <= INT14_MAX:
+        raise IndexError(f"guest array index {key} out of range")
+    return to_guest(vm, key)
+
+
+def get_property(vm: VM, slot: int, key: str | int, bind: bool) -> Any:
+    """Property ``key`` of the object in ``slot``; ``bind`` makes a function read from it a method."""
+    inst = vm._live()
+    key_slot = hold_value(vm, _key_value(vm, key))
+    try:
+        r = vm._guard(lambda: inst.get(slot_addr(vm, slot), slot_addr(vm, key_slot)))
+    finally:
+        release(vm, key_slot)
+    if r < 0:
+        vm._raise_call_error(-r)
+    if not bind:
+        return from_guest(vm, r)
+    this = None
+    if r & INT14_TAG != INT14_TAG and inst.type_of(r) == T_FUNCTION:
+        this = _proxy_for_slot(vm, slot)
+    return from_guest(vm, r, this=this)
+
+
+def _proxy_for_slot(vm: VM, slot: int) -> GuestRef:
+    # A fresh handle on the same object, so the bound method keeps it alive.
+    return GuestObject(vm, hold_value(vm, slot_value(vm, slot)))
+
+
+def set_property(vm: VM, slot: int, key: str | int, value: Any) -> None:
+    """Set property ``key`` of the object in ``slot`` to (a copy of) ``value``."""
+    vm._live()
+    _set_slot_property(vm, slot, key, value)
+
+
+def _set_slot_property(vm: VM, slot: int, key: str | int, value: Any) -> None:
+    inst = vm._live()
+    key_slot = hold_value(vm, _key_value(vm, key))
+    value_slot = hold_value(vm, UNDEFINED)
+    try:
+        vm._mem16[vm._handles16 + value_slot * vm._handle_stride] = to_guest(vm, value)
+        err = vm._guard(lambda: inst.set(slot_addr(vm, slot), slot_addr(vm, key_slot),
+                                           slot_addr(vm, value_slot)))
+    finally:
+        release(vm, key_slot)
+        release(vm, value_slot)
+    if err < 0:
+        vm._raise_call_error(-err)
+
+
+def keys(vm: VM, slot: int) -> list[str]:
+    """The own enumerable keys of the object in ``slot``, in guest order."""
+    inst = vm._live()
+    r = vm._guard(lambda: inst.keys(slot_addr(vm, slot)))
+    if r < 0:
+        vm._raise_call_error(-r)
+    keys = from_guest(vm, r)
+    return [str(k) for k in keys] if isinstance(keys, GuestArray) else []
+
+
+def read_bytes(vm: VM, slot: int) -> bytes:
+    """A copy of the Uint8Array in ``slot``."""
+    inst = vm._live()
+    ptr = inst.bytes(slot_value(vm, slot))
+    size = inst.state32[inst.layout.out_size_word]
+    return ctypes.string_at(vm._base + ptr, size)
+
+
+def write_bytes(vm: VM, slot: int, data: bytes, offset: int) -> None:
+    """Write ``data`` into the Uint8Array in ``slot`` at ``offset`` (it must fit)."""
+    inst = vm._live()
+    ptr = inst.bytes(slot_value(vm, slot))
+    size = inst.state32[inst.layout.out_size_word]
+    if offset < 0 or offset + len(data) > size:
+        raise IndexError(f"writing {len(data)} bytes at offset {offset} overflows a Uint8Array of {size}")
+    ctypes.memmove(vm._base + ptr + offset, data, len(data))
+
+
+def same_value(vm: VM, a: int, b: int) -> bool:
+    """Whether slots ``a`` and ``b`` hold the same guest value."""
+    return bool(vm._live().equal(slot_value(vm, a), slot_value(vm, b)))
+
+
+def to_python(vm: VM, slot: int) -> Any:
+    """A deep copy of the value in ``slot`` as plain Python data (functions stay proxies)."""
+    return _copy_proxy(vm, from_guest(vm, slot_value(vm, slot)), 0)
+
+
+def _copy_proxy(vm: VM, value: Any, depth: int) -> Any:
+    if isinstance(value, GuestBytes):
+        return bytes(value)
+    if isinstance(value, GuestArray):
+        return [_copy_proxy(vm, item, depth + 1) for item in value]
+    if isinstance(value, GuestFunction):
+        return value
+    if isinstance(value, GuestObject):
+        if depth > 64:
+            raise ValueError("guest value nests deeper than 64 levels (cyclic?); cannot copy it to Python")
+        return {k: _copy_proxy(vm, get_property(vm, value._slot, k, bind=False), depth + 1)
+                for k in value.keys()}  # noqa: SIM118 - a proxy, not a dict
+    return value
+
+
+def describe(vm: VM, slot: int) -> str:
+    """A short text of the value in ``slot``, for ``repr``."""
+    value = from_guest(vm, slot_value(vm, slot))
+    if isinstance(value, GuestFunction):
+        return "function"
+    try:
+        return repr(_copy_proxy(vm, value, 60))
+    except ValueError:
+        return "..."
+
+
+_SCALAR_TYPES = frozenset({str, float, bool, type(None), bytes})
 
 
 def check_args(args: tuple[Any, ...]) -> None:

@@ -32,14 +32,8 @@ from typing import Any, ClassVar, Self
 
 from ..errors import (
     E_HOST_ERROR,
-    E_INSTRUCTION_COUNT_REACHED,
-    E_UNCAUGHT_EXCEPTION,
-    E_UNRESOLVED_IMPORT,
-    GasExhausted,
-    GuestError,
     MicroviumError,
     VMUnusable,
-    error_name,
 )
 from . import _abi
 from ._abi import (
@@ -64,7 +58,9 @@ from ._abi import (
     UNDEFINED,
     import_table_at,
 )
+from ._calls import call_error
 from ._wasm import EngineMissing, Layout, native_library_path
+from .snapshot import restore_error
 from .values import MAX_SAFE_INT, _Null, null
 
 NativeValue = None | _Null | bool | int | float | str | bytes | list[Any] | dict[str, Any]
@@ -139,6 +135,7 @@ class _Library:
         self.max_imports: int = layout.max_imports
         self.scratch_size: int = layout.scratch_size
         self.rom_size: int = layout.rom_size
+        self.engine_version = layout.engine_version
         # The callbacks must outlive every call into the library: keep them here.
         self.host_call = _HOST_CALL(_dispatch_host_call)
         self.host_breakpoint = _HOST_BREAKPOINT(_dispatch_breakpoint)
@@ -172,8 +169,8 @@ def _dispatch_host_call(cookie: int, import_id: int, args: int, argc: int, resul
         return E_HOST_ERROR
     try:
         return vm._host_call(import_id, args, argc, result, bool(is_async))
-    except BaseException as exc:  # re-raised by NativeVM.call
-        vm._pending = exc
+    except BaseException as exc:  # raised by NativeVM.call as the VM raises it
+        vm._host_exception = (import_id, exc)
         return E_HOST_ERROR
 
 
@@ -195,7 +192,7 @@ class NativeVM:
         # Use NativeVM.restore(); the constructor only wires state.
         self._lib = lib
         self._imports = dict(imports)
-        self._pending: BaseException | None = None
+        self._host_exception: tuple[int, BaseException] | None = None
         self._closed = False
 
     @classmethod
@@ -226,10 +223,8 @@ class NativeVM:
         ctypes.c_uint32.from_address(lib.import_count).value = len(table)
         err = lib.restore(len(data), 0)
         if err:
-            if err == E_UNRESOLVED_IMPORT:
-                missing = ctypes.c_int32.from_address(lib.missing_import).value
-                raise MicroviumError(f"the snapshot imports host function {missing}, which was not provided", err)
-            raise MicroviumError(f"the engine could not restore the snapshot: {error_name(err)}", err)
+            missing = ctypes.c_int32.from_address(lib.missing_import).value
+            raise restore_error(err, data, lib.engine_version, missing)
         lib.handles = ctypes.c_void_p.from_address(lib.handles_ptr).value or 0
         lib.scratch = ctypes.c_void_p.from_address(lib.scratch_ptr).value or 0
         lib.link_handles(_FUNC_HANDLE + 1)
@@ -242,9 +237,10 @@ class NativeVM:
     def call(self, export_id: int, *args: Any) -> NativeValue:
         """Call the guest function exported as ``export_id`` and return its result.
 
-        Raises GuestError if the guest throws, GasExhausted when the budget
-        from :meth:`set_gas` runs out, a host function's own exception if one
-        raised, and MicroviumError for other engine errors.
+        Raises what ``mvactors.VM`` raises: GuestError if the guest throws,
+        GasExhausted when the budget from :meth:`set_gas` runs out,
+        HostFunctionError if a host function raised, and MicroviumError for
+        other engine errors.
         """
         lib = self._check()
         if len(args) > lib.max_args:
@@ -258,22 +254,16 @@ class NativeVM:
         if value < 0:
             raise MicroviumError(f"the snapshot has no export {export_id}", -value)
         ctypes.c_uint16.from_address(self._handle(_FUNC_HANDLE)).value = value
-        self._pending = None
+        self._host_exception = None
         value = lib.call(_FUNC_HANDLE | len(args) << _abi.CALL_ARGC_SHIFT)
         if value < 0:
             self._raise(-value)
         return self._decode(value, 0)
 
     def _raise(self, err: int) -> None:
-        pending, self._pending = self._pending, None
-        if err == E_HOST_ERROR and pending is not None:
-            raise pending
-        if err == E_UNCAUGHT_EXCEPTION:
-            thrown = ctypes.c_uint16.from_address(self._lib.result).value
-            raise GuestError(self._decode(thrown, 0))
-        if err == E_INSTRUCTION_COUNT_REACHED:
-            raise GasExhausted()
-        raise MicroviumError(f"the call failed: {error_name(err)}", err)
+        host_exception, self._host_exception = self._host_exception, None
+        lib = self._lib
+        raise call_error(err, lambda: self._decode(ctypes.c_uint16.from_address(lib.result).value, 0), host_exception)
 
     def _host_call(self, import_id: int, args: int, argc: int, result: int, is_async: bool) -> int:
         if is_async:

@@ -103,6 +103,13 @@ class Layout:
         version = layout(Field.VERSION)
         self.engine_version = f"{version >> 8}.{version & 0xFF}.0"
 
+        # Indexes into Instance.state32 of the fields the VM reads most.
+        self.import_count_word = self.word(self.import_count)
+        self.scratch_word = self.word(self.scratch_ptr)
+        self.handles_word = self.word(self.handles_ptr)
+        self.out_size_word = self.word(self.out_size)
+        self.vm_word = self.word(self.vm_ptr)
+
     def word(self, field: int) -> int:
         """Index into Instance.state32 of the state field at address ``field``."""
         return (field - self.state) // 4

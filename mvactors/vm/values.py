@@ -2,14 +2,14 @@
 
 Values cross the boundary by copy going in (plain data only) and by reference
 coming out (objects, arrays, functions, classes and Uint8Arrays become proxies
-holding a handle on the guest object).  Marshalling itself lives on ``VM``,
-which owns the handles; proxies call back into it.
+holding a handle on the guest object).  A proxy is a handle slot of one VM's
+:class:`GuestHeap`, which does all the work.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Iterator
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from .machine import VM
@@ -41,40 +41,97 @@ class _Null:
 null = _Null()
 
 
+class GuestHeap(Protocol):
+    """What proxies need of their VM: guest values held in numbered handle slots.
+
+    A slot keeps its value alive (and up to date when the GC moves it) until
+    :meth:`release`.
+    """
+
+    @property
+    def vm(self) -> VM:
+        """The VM whose heap this is."""
+        ...
+
+    def release(self, slot: int) -> None:
+        """Let the value in ``slot`` go (no-op once the VM is closed)."""
+        ...
+
+    def call(self, slot: int, args: tuple[Any, ...], this: GuestRef | None) -> Any:
+        """Call the guest function in ``slot`` (``this`` for a method)."""
+        ...
+
+    def get_property(self, slot: int, key: str | int, bind: bool) -> Any:
+        """Property ``key`` of the object in ``slot``; ``bind`` makes a function read from it a method."""
+        ...
+
+    def set_property(self, slot: int, key: str | int, value: Any) -> None: ...
+
+    def keys(self, slot: int) -> list[str]:
+        """The object's own enumerable keys, in guest order."""
+        ...
+
+    def read_bytes(self, slot: int) -> bytes:
+        """A copy of the Uint8Array in ``slot``."""
+        ...
+
+    def write_bytes(self, slot: int, data: bytes, offset: int) -> None: ...
+
+    def same_value(self, a: int, b: int) -> bool:
+        """Whether slots ``a`` and ``b`` hold the same guest value (``===``)."""
+        ...
+
+    def to_python(self, slot: int) -> Any:
+        """A deep copy of the value in ``slot`` as plain Python data (functions stay proxies)."""
+        ...
+
+    def describe(self, slot: int) -> str:
+        """A short text for ``repr``."""
+        ...
+
+    def await_promise(self, promise: GuestPromise) -> Awaitable[Any]:
+        """The settled value of a guest promise (a rejection raises GuestError)."""
+        ...
+
+    def promise_state(self, slot: int) -> str:
+        """``"pending"``, ``"fulfilled"`` or ``"rejected"``."""
+        ...
+
+
 class GuestRef:
     """Base of all proxies: a handle on one guest value of one VM."""
 
-    __slots__ = ("__weakref__", "_slot", "_vm")
+    __slots__ = ("__weakref__", "_heap", "_slot")
 
-    def __init__(self, vm: VM, slot: int) -> None:
-        self._vm = vm
+    def __init__(self, heap: GuestHeap, slot: int) -> None:
+        self._heap = heap
         self._slot = slot
 
     def __del__(self) -> None:
-        vm = self._vm
-        if vm is not None:
-            vm._release_slot(self._slot)
+        heap = self._heap
+        if heap is not None:
+            heap.release(self._slot)
 
     @property
     def vm(self) -> VM:
         """The VM this value lives in."""
-        return self._vm
+        return self._heap.vm
 
     def to_python(self) -> Any:
         """A deep copy of the guest value as plain Python data."""
-        return self._vm._deep_copy(self._slot)
+        return self._heap.to_python(self._slot)
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, GuestRef):
-            return other._vm is self._vm and self._vm._same_value(self._slot, other._slot)
+            return other._heap is self._heap and self._heap.same_value(self._slot, other._slot)
         return NotImplemented
 
     def __hash__(self) -> int:
-        return id(self._vm)
+        return id(self._heap)
 
     def __repr__(self) -> str:
         try:
-            return f"<{type(self).__name__} {self._vm._repr_value(self._slot)}>"
+            return f"<{type(self).__name__} {self._heap.describe(self._slot)}>"
         except Exception:  # closed VM
             return f"<{type(self).__name__} (VM closed)>"
 
@@ -87,26 +144,26 @@ class GuestObject(GuestRef):
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__") and name.endswith("__"):
             raise AttributeError(name)
-        return self._vm._get_property(self._slot, name, bind=True)
+        return self._heap.get_property(self._slot, name, bind=True)
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name in GuestRef.__slots__:
             object.__setattr__(self, name, value)
         else:
-            self._vm._set_property(self._slot, name, value)
+            self._heap.set_property(self._slot, name, value)
 
     def __getitem__(self, key: str | int) -> Any:
-        return self._vm._get_property(self._slot, key, bind=True)
+        return self._heap.get_property(self._slot, key, bind=True)
 
     def __setitem__(self, key: str | int, value: Any) -> None:
-        self._vm._set_property(self._slot, key, value)
+        self._heap.set_property(self._slot, key, value)
 
     def __contains__(self, key: object) -> bool:
         return key in self.keys()
 
     def keys(self) -> list[str]:
         """The object's own enumerable keys, in guest order (``Reflect.ownKeys``)."""
-        return self._vm._keys(self._slot)
+        return self._heap.keys(self._slot)
 
     def items(self) -> list[tuple[str, Any]]:
         return [(k, self[k]) for k in self.keys()]
@@ -127,7 +184,7 @@ class GuestArray(GuestRef):
     __slots__ = ()
 
     def __len__(self) -> int:
-        n = self._vm._get_property(self._slot, "length", bind=False)
+        n = self._heap.get_property(self._slot, "length", bind=False)
         return int(n)
 
     def _index(self, index: int) -> int:
@@ -143,7 +200,7 @@ class GuestArray(GuestRef):
             return [self[i] for i in range(*index.indices(len(self)))]
         if not isinstance(index, int):
             raise TypeError(f"guest array indices must be integers, not {type(index).__name__}")
-        return self._vm._get_property(self._slot, self._index(index), bind=False)
+        return self._heap.get_property(self._slot, self._index(index), bind=False)
 
     def __setitem__(self, index: int, value: Any) -> None:
         if not isinstance(index, int):
@@ -153,14 +210,14 @@ class GuestArray(GuestRef):
             index += n
         if index < 0:
             raise IndexError(f"guest array index {index - n} out of range (length {n})")
-        self._vm._set_property(self._slot, index, value)
+        self._heap.set_property(self._slot, index, value)
 
     def append(self, value: Any) -> None:
-        self._vm._set_property(self._slot, len(self), value)
+        self._heap.set_property(self._slot, len(self), value)
 
     def __iter__(self) -> Iterator[Any]:
         for i in range(len(self)):
-            yield self._vm._get_property(self._slot, i, bind=False)
+            yield self._heap.get_property(self._slot, i, bind=False)
 
     def keys(self) -> list[int]:
         return list(range(len(self)))
@@ -175,17 +232,17 @@ class GuestFunction(GuestRef):
 
     __slots__ = ("_this",)
 
-    def __init__(self, vm: VM, slot: int, this: GuestRef | None = None) -> None:
-        super().__init__(vm, slot)
+    def __init__(self, heap: GuestHeap, slot: int, this: GuestRef | None = None) -> None:
+        super().__init__(heap, slot)
         self._this = this
 
     def __call__(self, *args: Any) -> Any:
-        return self._vm._call(self._slot, args, self._this)
+        return self._heap.call(self._slot, args, self._this)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__") and name.endswith("__"):
             raise AttributeError(name)
-        return self._vm._get_property(self._slot, name, bind=True)
+        return self._heap.get_property(self._slot, name, bind=True)
 
 
 class GuestMethod(GuestFunction):
@@ -206,21 +263,21 @@ class GuestBytes(GuestRef):
     __slots__ = ()
 
     def __len__(self) -> int:
-        return len(self._vm._read_bytes(self._slot))
+        return len(self._heap.read_bytes(self._slot))
 
     def slice(self, start: int = 0, end: int | None = None) -> bytes:
         """A copy of bytes ``[start, end)`` (Python slice rules)."""
-        return self._vm._read_bytes(self._slot)[start:end]
+        return self._heap.read_bytes(self._slot)[start:end]
 
     def set(self, data: bytes | bytearray | memoryview, offset: int = 0) -> None:
         """Write ``data`` into the array at ``offset`` (must fit)."""
-        self._vm._write_bytes(self._slot, bytes(data), offset)
+        self._heap.write_bytes(self._slot, bytes(data), offset)
 
     def __bytes__(self) -> bytes:
-        return self._vm._read_bytes(self._slot)
+        return self._heap.read_bytes(self._slot)
 
     def __getitem__(self, index: int) -> int:
-        return self._vm._read_bytes(self._slot)[index]
+        return self._heap.read_bytes(self._slot)[index]
 
     def __setitem__(self, index: int, value: int) -> None:
         n = len(self)
@@ -228,7 +285,7 @@ class GuestBytes(GuestRef):
             index += n
         if not 0 <= index < n:
             raise IndexError(f"Uint8Array index out of range (length {n})")
-        self._vm._write_bytes(self._slot, bytes([value]), index)
+        self._heap.write_bytes(self._slot, bytes([value]), index)
 
 
 class GuestPromise(GuestRef):
@@ -238,12 +295,12 @@ class GuestPromise(GuestRef):
 
     def __await__(self) -> Any:
         # Pass the proxy itself: it keeps the handle (and so the promise) alive while awaited.
-        return self._vm._await_promise(self).__await__()
+        return self._heap.await_promise(self).__await__()
 
     @property
     def state(self) -> str:
         """``"pending"``, ``"fulfilled"`` or ``"rejected"``."""
-        return self._vm._promise_state_name(self._slot)
+        return self._heap.promise_state(self._slot)
 
 
 __all__ = [
@@ -251,6 +308,7 @@ __all__ = [
     "GuestBytes",
     "GuestClass",
     "GuestFunction",
+    "GuestHeap",
     "GuestMethod",
     "GuestObject",
     "GuestPromise",

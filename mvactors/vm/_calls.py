@@ -1,0 +1,132 @@
+"""Calling guest functions: the hot-path GuestFunction class, and what a failed call raises.
+
+:func:`call_error` is the VM's mapping of engine error codes to exceptions;
+the native reference driver uses it too, so both report failures alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..errors import (
+    E_HOST_ERROR,
+    E_INSTRUCTION_COUNT_REACHED,
+    E_UNCAUGHT_EXCEPTION,
+    GasExhausted,
+    GuestError,
+    HostFunctionError,
+    MicroviumError,
+    error_name,
+)
+from . import _wasm
+from ._abi import CALL_ARGC_SHIFT, CALL_GUARD, INT14_BIAS, INT14_MAX, INT14_MIN, INT14_SIGN, INT14_TAG, TRAPPED_BELOW
+from .values import GuestFunction
+
+if TYPE_CHECKING:
+    from .machine import VM
+
+_CALL_HINTS = {
+    "MVM_E_TYPE_ERROR": "a guest operation was applied to a value of the wrong type",
+    "MVM_E_TARGET_NOT_CALLABLE": "the value called is not a function",
+    "MVM_E_STACK_OVERFLOW": "the guest stack overflowed (recursion too deep?)",
+}
+
+
+def call_error(err: int, thrown: Callable[[], Any], host_exception: tuple[int, BaseException] | None) -> MicroviumError:
+    """The exception for a guest call that failed with mvm_TeError ``err``.
+
+    ``thrown()`` reads the value the guest threw; ``host_exception`` is the
+    (import ID, exception) of a host function that raised during the call.
+    The host function's exception becomes the error's ``__cause__``.
+    """
+    if err == E_UNCAUGHT_EXCEPTION:
+        return GuestError(thrown())
+    if err == E_HOST_ERROR and host_exception is not None:
+        import_id, exc = host_exception
+        error = HostFunctionError(import_id, exc)
+        error.__cause__ = exc
+        return error
+    if err == E_INSTRUCTION_COUNT_REACHED:
+        return GasExhausted()
+    name = error_name(err)
+    return MicroviumError(f"{_CALL_HINTS.get(name, 'the guest call failed')} ({name})", err)
+
+
+def fatal_reason(trap: _wasm.EngineTrap) -> str:
+    """Why a VM died of ``trap``, in words a user can act on."""
+    name = error_name(trap.fatal_code)
+    if name == "MVM_E_ASYNC_WITHOUT_AWAIT":
+        return ("an async host function was called from a script compiled without any `await`; "
+                "the guest must await it (MVM_E_ASYNC_WITHOUT_AWAIT)")
+    if name in ("MVM_E_MALLOC_FAIL", "MVM_E_OUT_OF_MEMORY"):  # no room left in the page for the GC to copy into
+        return (f"the guest ran out of memory ({name}); a VM heap is limited to about 29 KB "
+                "and property names stay interned for the VM's lifetime")
+    if trap.fatal_code:
+        return f"fatal engine error {name}"
+    return f"the engine trapped: {trap}"
+
+
+def fast_function_class(inst: _wasm.Instance) -> type[GuestFunction]:
+    """A GuestFunction subclass whose ``__call__`` drives ``inst`` directly.
+
+    The trivial call is the product's hot path: this closure does the whole
+    call (argument encoding, one raw wasm call, int14 decoding) in one Python
+    frame.  It is built once per engine instance and reused by every VM that
+    instance hosts; anything unusual falls back to ``VM.call``.
+    """
+    cached = _function_classes.get(inst.cookie)
+    if cached is not None:
+        return cached
+    call_raw, ctx, faddr, raw, trap_addr, i32, trap_slot = inst.raw_parts()
+    layout = inst.layout
+    mem16 = inst.mem16
+    arg0 = layout.args >> 1
+    stride = layout.handle_size >> 1
+    max_args = layout.max_args
+    # The ABI's constants as closure cells: the body below inlines int14 encoding and decoding.
+    guard, argc_shift, trapped_below = CALL_GUARD, CALL_ARGC_SHIFT, TRAPPED_BELOW
+    small_min, small_end, tag, sign, bias = INT14_MIN, INT14_MAX + 1, INT14_TAG, INT14_SIGN, INT14_BIAS
+    one_arg = guard | (1 << argc_shift)
+
+    def __call__(self: GuestFunction, *args: Any) -> Any:
+        vm: VM = self._heap  # type: ignore[assignment]  # only VMs make these; no cast() call on the hot path
+        if vm._slow:
+            return vm.call(self._slot, args, None)
+        n = len(args)
+        if n == 1:  # the common case, without the loop
+            arg = args[0]
+            if type(arg) is int and small_min <= arg < small_end:
+                mem16[arg0] = ((arg << 2) | tag) & 0xFFFF
+            else:
+                mem16[arg0] = vm._to_guest(arg)
+            i32[0] = one_arg | self._slot
+        else:
+            if n > max_args:
+                return vm.call(self._slot, args, None)
+            i = arg0
+            for arg in args:
+                if type(arg) is int and small_min <= arg < small_end:
+                    mem16[i] = ((arg << 2) | tag) & 0xFFFF
+                else:
+                    mem16[i] = vm._to_guest(arg)
+                i += stride
+            i32[0] = guard | self._slot | (n << argc_shift)
+        # The wasmtime error/trap outputs are checked only on the slow path: a
+        # trap leaves the guard bit of the parameter in place, which no result equals.
+        call_raw(ctx, faddr, raw, 1, trap_addr)
+        r = i32[0]
+        if r >= 0 and r & tag == tag:
+            return (r >> 2) - bias if r & sign else r >> 2
+        if r < trapped_below or trap_slot.value:
+            raise vm._trapped()
+        return vm._call_result(r)
+
+    cls = type("GuestFunction", (GuestFunction,), {"__slots__": (), "__call__": __call__,
+                                                   "__module__": GuestFunction.__module__,
+                                                   "__doc__": GuestFunction.__doc__})
+    _function_classes[inst.cookie] = cls
+    return cls
+
+
+_function_classes: dict[int, type[GuestFunction]] = {}  # instance cookie -> its fast GuestFunction class

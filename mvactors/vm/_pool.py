@@ -1,0 +1,55 @@
+"""Engine instances of closed VMs, ready for the next restore.
+
+Unbounded: instances share one wasmtime Store and cannot be freed one by one,
+so the process keeps as many as were ever live at once and reuses them.
+"""
+
+from __future__ import annotations
+
+from ..errors import MicroviumError
+from . import _wasm
+
+_idle: list[_wasm.Instance] = []
+# Instances closed while their guest code was still running (a host function closed
+# its own VM): reusable only once that call has returned.
+_busy: list[_wasm.Instance] = []
+
+
+def take() -> _wasm.Instance:
+    """An idle instance, or a new one."""
+    if _busy:
+        for instance in list(_busy):
+            if instance.dead or not instance.busy:
+                _busy.remove(instance)
+                if not instance.dead:
+                    _idle.append(instance)
+    if _idle:
+        return _idle.pop()
+    try:
+        return _wasm.Instance()
+    except _wasm.EngineMissing:
+        raise
+    except Exception as exc:  # wasmtime reports exhaustion as a generic error
+        raise MicroviumError(
+            f"cannot create another WebAssembly instance ({exc}); each live VM needs two memory mappings "
+            "and the kernel allows vm.max_map_count in total (about 32,000 VMs by default): close or "
+            "hibernate idle VMs, or raise the limit", "MVM_E_MALLOC_FAIL") from exc
+
+
+def give_back(instance: _wasm.Instance, may_be_running: bool = True) -> None:
+    """Detach ``instance`` from its VM and keep it for reuse (unless a trap killed it).
+
+    ``may_be_running=False`` when the VM is being finalized: it is not running (its
+    host calls hold a reference to it), and at interpreter exit its instance's memory
+    may be gone already, so it is not read.
+    """
+    instance.detach()
+    if instance.dead:
+        return
+    (_busy if may_be_running and instance.busy else _idle).append(instance)
+
+
+def clear() -> None:
+    """Forget the idle instances (benchmarks use it to time brand-new instances)."""
+    _idle.clear()
+    _busy.clear()
