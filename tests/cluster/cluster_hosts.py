@@ -7,7 +7,10 @@ them across processes.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
+
+import anyio
 
 import mvactors
 import mvactors.imports
@@ -31,7 +34,12 @@ async def charge(order_id: Any) -> str:
 
 
 async def fetch(x: Any) -> Any:
+    """Returns ``x``; for ``"gate:NAME"`` only once the file $MVACTORS_TEST_GATES/NAME exists."""
     _log(f"fetch {x}")
+    if isinstance(x, str) and x.startswith("gate:"):
+        gate = Path(os.environ["MVACTORS_TEST_GATES"]) / x[5:]
+        while not gate.exists():
+            await anyio.sleep(0.02)  # a stand-in for a slow outside service
     return x
 
 
