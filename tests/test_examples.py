@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -21,9 +22,16 @@ def test_hello_runs_and_resumes_from_its_snapshot():
     assert "greetings so far: 3" in out
 
 
-def test_fleet_is_deterministic_and_reports_a_summary():
+def test_fleet_is_deterministic_and_reports_a_summary(tmp_path):
     args = ("examples/fleet/run.py", "--devices", "40", "--hours", "0.1", "--seed", "11", "--quiet")
-    first, second = run(*args), run(*args, "--max-resident", "10")
-    digest = [line for line in first.splitlines() if line.startswith("state digest")]
-    assert digest and digest == [line for line in second.splitlines() if line.startswith("state digest")]
-    assert "failed actors      0" in first
+    first = run(*args, "--report", str(tmp_path / "a"))
+    second = run(*args, "--max-resident", "10", "--report", str(tmp_path / "b"))
+    a, b = (json.loads((tmp_path / d / "summary.json").read_text()) for d in "ab")
+    assert a["digest"] == b["digest"] and a["failed"] == b["failed"] == 0
+    assert a["hibernations"] == 0 < b["hibernations"]
+    assert f"state digest   │ {a['digest']}" in first and a["digest"] in second  # the summary table
+    devices = (tmp_path / "a" / "devices.csv").read_text().splitlines()
+    assert len(devices) == 41 and devices[0].startswith("device,")
+    assert devices == (tmp_path / "b" / "devices.csv").read_text().splitlines()
+    png = (tmp_path / "a" / "fleet.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000

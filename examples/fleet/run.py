@@ -6,21 +6,27 @@ and every event happens on the runtime's virtual clock, so two runs with the
 same arguments print the same summary apart from wall time and memory.
 
     python examples/fleet/run.py --devices 10000 --hours 1
+    python examples/fleet/run.py --devices 500 --report out/   # summary.json, devices.csv, fleet.png
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import gc
 import hashlib
+import json
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import anyio
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 import mvactors
 
@@ -158,28 +164,34 @@ def rss_kib() -> tuple[int, int]:
     return values.get("VmRSS", 0), values.get("VmHWM", 0)
 
 
-class Progress:
-    """A plain-text progress bar on stderr (rewritten in place with \\r)."""
+@dataclass
+class Timeline:
+    """The runtime's counters sampled once a simulated minute (for the report's charts)."""
 
-    def __init__(self, total_s: float, enabled: bool) -> None:
-        self.total_s = total_s
-        self.enabled = enabled
-        self.started = time.perf_counter()
+    minutes: list[float] = field(default_factory=list)
+    turns: list[int] = field(default_factory=list)
+    p50_us: list[float] = field(default_factory=list)
+    p99_us: list[float] = field(default_factory=list)
 
-    def show(self, simulated_s: float, rt: mvactors.Runtime) -> None:
-        if not self.enabled:
-            return
-        frac = min(1.0, simulated_s / self.total_s) if self.total_s else 1.0
-        filled = int(frac * 30)
-        bar = "#" * filled + "." * (30 - filled)
-        wall = time.perf_counter() - self.started
-        sys.stderr.write(f"\r[{bar}] {frac * 100:3.0f}% simulated {simulated_s / 3600:5.2f} h"
-                         f"  wall {wall:6.1f} s  resident {rt.resident_count:6d}  ")
-        sys.stderr.flush()
+    def sample(self, rt: mvactors.Runtime) -> None:
+        stats = rt.stats()
+        self.minutes.append(rt.clock.now() / 60)
+        self.turns.append(stats["turns"])
+        self.p50_us.append(stats["turn_latency_p50_us"])
+        self.p99_us.append(stats["turn_latency_p99_us"])
 
-    def done(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\n")
+
+def progress_bar(quiet: bool) -> Progress:
+    """A rich progress bar on stderr, in simulated hours (disabled by --quiet)."""
+    return Progress(
+        TextColumn("[bold]simulating"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%  {task.completed:5.2f}/{task.total:.2f} h"),
+        TextColumn("resident {task.fields[resident]}"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        disable=quiet,
+    )
 
 
 async def simulate(args: argparse.Namespace) -> dict[str, Any]:
@@ -188,12 +200,13 @@ async def simulate(args: argparse.Namespace) -> dict[str, Any]:
     samples = max(1, round(args.hours * 3600 / args.period))
     total_s = samples * args.period + args.period  # plus the start-up jitter
     rooms: list[Room] = []
+    setpoints: list[float] = []
+    timeline = Timeline()
     wall_start = time.perf_counter()
     cpu_start = time.process_time()
     rss_before, _ = rss_kib()
     async with mvactors.Runtime(clock="virtual", max_resident=args.max_resident,
                              hibernate_after=args.hibernate_after) as rt:
-        progress = Progress(total_s, not args.quiet)
         actors = []
         for device in range(args.devices):
             room, rng = make_room(rt.clock, args.seed, device)
@@ -201,6 +214,7 @@ async def simulate(args: argparse.Namespace) -> dict[str, Any]:
             actor = await rt.spawn(snapshot, {READ_TEMPERATURE: room.read_temperature, SET_OUTPUT: room.set_output,
                                               SLEEP: mvactors.imports.sleep}, actor_id=f"dev-{device:06d}")
             setpoint = round(rng.uniform(19.0, 23.0), 1)
+            setpoints.append(setpoint)
             await actor.send(CONFIGURE, setpoint, 0.5)
             # Devices boot at random moments within one period, which spreads
             # their sampling over time instead of one burst per period.
@@ -220,20 +234,27 @@ async def simulate(args: argparse.Namespace) -> dict[str, Any]:
                 if rng.random() < 0.2:
                     await actor.send(CONFIGURE, round(rng.uniform(17.0, 25.0), 1))
 
-        async def show_progress() -> None:
-            step = total_s / 100
+        async def sample_every_minute() -> None:
             while True:
-                progress.show(rt.clock.now(), rt)
-                await rt.sleep(step)
+                timeline.sample(rt)
+                await rt.sleep(60)
 
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(setpoint_changes)
-            tg.start_soon(show_progress)
-            await rt.sleep(total_s / 2 + 1e-3)  # let the setpoint changes be queued first
-            await rt.wait_idle()
-            tg.cancel_scope.cancel()
-        progress.show(rt.clock.now(), rt)
-        progress.done()
+        async def show_progress(progress: Progress) -> None:
+            task = progress.add_task("fleet", total=total_s / 3600, resident=rt.resident_count)
+            while True:
+                progress.update(task, completed=min(rt.clock.now(), total_s) / 3600, resident=rt.resident_count)
+                await rt.sleep(total_s / 100)
+
+        with progress_bar(args.quiet) as progress:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(setpoint_changes)
+                tg.start_soon(sample_every_minute)
+                tg.start_soon(show_progress, progress)
+                await rt.sleep(total_s / 2 + 1e-3)  # let the setpoint changes be queued first
+                await rt.wait_idle()
+                tg.cancel_scope.cancel()
+            progress.update(progress.task_ids[0], completed=total_s / 3600, resident=rt.resident_count)
+        timeline.sample(rt)
         simulated_s = rt.clock.now()
         stats_before_status = rt.stats()
         run_wall = time.perf_counter() - wall_start
@@ -245,6 +266,22 @@ async def simulate(args: argparse.Namespace) -> dict[str, Any]:
     total_ms = sum(state_ms.values()) or 1
     final_states = {name: sum(1 for s in statuses if s["state"] == name) for name in STATE_NAMES}
     stats = stats_before_status
+    devices = [
+        {
+            "device": f"dev-{device:06d}",
+            "initial_setpoint": setpoints[device],
+            "setpoint": status["setpoint"],
+            "state": status["state"],
+            "temperature": status["temperature"],
+            "abs_error_c": round(abs(status["temperature"] - status["setpoint"]), 4),
+            "transitions": status["transitions"],
+            "samples": status["samples"],
+            "sensor_errors": status["sensorErrors"],
+            "relay_switches": room.relay_switches,
+            **{f"{name.lower()}_s": status[f"{name.lower()}Ms"] / 1000 for name in STATE_NAMES},
+        }
+        for device, (status, room) in enumerate(zip(statuses, rooms, strict=True))
+    ]
     return {
         "devices": args.devices,
         "simulated_hours": simulated_s / 3600,
@@ -275,37 +312,82 @@ async def simulate(args: argparse.Namespace) -> dict[str, Any]:
         "rss_peak_mib": rss_peak / 1024,
         "rss_growth_mib": (rss_after - rss_before) / 1024,
         "digest": digest,
+        "_devices": devices,
+        "_timeline": timeline,
     }
 
 
-def print_summary(result: dict[str, Any], command: str) -> None:
+def summary_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
     share = result["state_share"]
     hours = result["state_device_hours"]
-    lines = [
-        f"command            {command}",
-        f"devices            {result['devices']}",
-        f"simulated time     {result['simulated_hours']:.3f} h ({result['samples_per_device']} samples "
-        f"every {result['sampling_period_s']} s per device)",
-        f"wall time          {result['wall_s']:.1f} s (spawning {result['spawn_wall_s']:.1f} s; "
-        f"{result['cpu_s']:.1f} s CPU)",
-        f"turns              {result['turns']}  ({result['turns_per_s']:.0f} turns/s wall, "
-        f"{result['turns_per_cpu_s']:.0f} per CPU-s, "
-        f"p50 {result['turn_p50_us']:.0f} us, p99 {result['turn_p99_us']:.0f} us)",
-        "time in state      " + ", ".join(
-            f"{name} {share[name] * 100:.1f}% ({hours[name]:.1f} device-h)" for name in STATE_NAMES),
-        "final states       " + ", ".join(f"{name} {n}" for name, n in result["final_states"].items()),
-        f"transitions        {result['transitions']}",
-        f"samples            {result['samples']} ({result['sensor_errors']} sensor errors)",
-        f"mean |T - set|     {result['mean_abs_error_c']:.3f} C at the end",
-        f"hibernations       {result['hibernations']}  rehydrations {result['rehydrations']}",
-        f"resident           {result['resident']} at the end (max_resident {result['max_resident']}, "
-        f"hibernate_after {result['hibernate_after']} s)",
-        f"failed actors      {result['failed']}",
-        f"RSS                {result['rss_mib']:.0f} MiB (peak {result['rss_peak_mib']:.0f} MiB, "
-        f"+{result['rss_growth_mib']:.0f} MiB during the run)",
-        f"state digest       {result['digest']}",
+    return [
+        ("devices", f"{result['devices']}"),
+        ("simulated time", f"{result['simulated_hours']:.3f} h ({result['samples_per_device']} samples "
+                           f"every {result['sampling_period_s']} s per device)"),
+        ("wall time", f"{result['wall_s']:.1f} s (spawning {result['spawn_wall_s']:.1f} s; "
+                      f"{result['cpu_s']:.1f} s CPU)"),
+        ("turns", f"{result['turns']}  ({result['turns_per_s']:.0f} turns/s wall, "
+                  f"{result['turns_per_cpu_s']:.0f} per CPU-s, "
+                  f"p50 {result['turn_p50_us']:.0f} us, p99 {result['turn_p99_us']:.0f} us)"),
+        ("time in state", ", ".join(
+            f"{name} {share[name] * 100:.1f}% ({hours[name]:.1f} device-h)" for name in STATE_NAMES)),
+        ("final states", ", ".join(f"{name} {n}" for name, n in result["final_states"].items())),
+        ("transitions", f"{result['transitions']}"),
+        ("samples", f"{result['samples']} ({result['sensor_errors']} sensor errors)"),
+        ("mean |T - set|", f"{result['mean_abs_error_c']:.3f} C at the end"),
+        ("hibernations", f"{result['hibernations']}  rehydrations {result['rehydrations']}"),
+        ("resident", f"{result['resident']} at the end (max_resident {result['max_resident']}, "
+                     f"hibernate_after {result['hibernate_after']} s)"),
+        ("failed actors", f"{result['failed']}"),
+        ("RSS", f"{result['rss_mib']:.0f} MiB (peak {result['rss_peak_mib']:.0f} MiB, "
+                f"+{result['rss_growth_mib']:.0f} MiB during the run)"),
+        ("state digest", result["digest"]),
     ]
-    print("\n".join(lines))
+
+
+def print_summary(result: dict[str, Any], command: str) -> None:
+    table = Table(title=command, title_justify="left", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for name, value in summary_rows(result):
+        table.add_row(name, value)
+    # Wide enough that no row wraps when stdout is a pipe (rich would otherwise assume 80 columns).
+    Console(width=max(120, len(command) + 4)).print(table)
+
+
+def write_report(result: dict[str, Any], directory: Path) -> list[Path]:
+    """summary.json, devices.csv and fleet.png in ``directory``; returns their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display needed
+    import matplotlib.pyplot as plt
+
+    directory.mkdir(parents=True, exist_ok=True)
+    devices: list[dict[str, Any]] = result["_devices"]
+    timeline: Timeline = result["_timeline"]
+    summary = directory / "summary.json"
+    summary.write_text(json.dumps({k: v for k, v in result.items() if not k.startswith("_")}, indent=2) + "\n")
+    table = directory / "devices.csv"
+    with table.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(devices[0]))
+        writer.writeheader()
+        writer.writerows(devices)
+
+    fig, (turns_ax, latency_ax, error_ax) = plt.subplots(3, 1, figsize=(9, 10), layout="constrained")
+    minutes = timeline.minutes[1:]
+    per_minute = [b - a for a, b in zip(timeline.turns, timeline.turns[1:], strict=False)]
+    turns_ax.plot(minutes, per_minute, drawstyle="steps-pre")
+    turns_ax.set(title="Turns per simulated minute", xlabel="simulated minute", ylabel="turns")
+    latency_ax.plot(minutes, timeline.p50_us[1:], label="p50")
+    latency_ax.plot(minutes, timeline.p99_us[1:], label="p99")
+    latency_ax.set(title="Turn latency (recent turns, wall time)", xlabel="simulated minute", ylabel="µs")
+    latency_ax.legend()
+    error_ax.hist([d["abs_error_c"] for d in devices], bins=40)
+    error_ax.set(title="|temperature - setpoint| per device at the end", xlabel="°C", ylabel="devices")
+    chart = directory / "fleet.png"
+    fig.savefig(chart, dpi=100)
+    plt.close(fig)
+    return [summary, table, chart]
 
 
 def optional_int(text: str) -> int | None:
@@ -326,10 +408,15 @@ def main(argv: list[str] | None = None) -> None:
                         help="also hibernate devices idle this many simulated seconds")
     parser.add_argument("--backend", choices=("asyncio", "trio"), default="asyncio")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--report", type=Path, metavar="DIR",
+                        help="write summary.json, devices.csv and fleet.png (charts) into DIR")
     args = parser.parse_args(argv)
     command = "python examples/fleet/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
     result = anyio.run(simulate, args, backend=args.backend)
     print_summary(result, command.strip())
+    if args.report is not None:
+        for path in write_report(result, args.report):
+            print(f"wrote {path}")
 
 
 if __name__ == "__main__":
