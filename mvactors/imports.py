@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextvars import ContextVar
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class AsyncImport:
@@ -95,13 +94,13 @@ def journaled(fn: Callable[..., Any]) -> Journaled:
     return fn if isinstance(fn, Journaled) else Journaled(fn)
 
 
-@dataclass(frozen=True, slots=True)
-class AsyncCall:
+class AsyncCall(NamedTuple):
     """One asynchronous host call a guest awaits (sleeps included), as the runtime starts it.
 
     ``key`` is stable for this call across replays and processes (the token
     comes from the actor's state), so an outside service can dedupe on it.
     ``due`` is set for sleeps: when it fires, on the runtime's clock.
+    (A NamedTuple, not a frozen dataclass: one is made per async call, and it is 2x cheaper.)
     """
 
     actor_id: str

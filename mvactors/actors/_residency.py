@@ -37,9 +37,8 @@ class Residency:
             self._shed(len(self.resident) - self.max_resident, None, keep=actor)
 
     def touched(self, actor: Actor) -> None:
-        """``actor`` just ran a turn."""
-        if self.limited and actor._cell.vm is not None and actor.id in self.resident:
-            # Recency only matters to the residency policy; reading the clock per turn is not free.
+        """``actor`` just ran a turn (called only when a policy is set: reading the clock per turn is not free)."""
+        if actor._cell.vm is not None and actor.id in self.resident:
             actor._cell.last_active = self._clock.now()
             self.resident.move_to_end(actor.id)
 

@@ -12,8 +12,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import anyio
 
@@ -34,8 +33,7 @@ ImportBinder = Callable[[Mapping[int, Callable[..., Any]], "list[HostCallRecord]
 _NO_PROMISES: dict[int, Any] = {}  # read-only by convention: replaced, never mutated, while hibernated
 
 
-@dataclass(frozen=True, slots=True)
-class TurnOutcome:
+class TurnOutcome(NamedTuple):
     """What one turn did that the runtime must act on.
 
     ``kind``: the message that ran (an export call, an async completion, a
@@ -44,6 +42,7 @@ class TurnOutcome:
     start.  ``pause``: the turn ran out of gas and was rolled back (it did not
     complete); ``refill_at``: when a refilling quota lets it run again.
     ``woke``: the VM came back from its record for this turn.
+    (A NamedTuple: immutable, and cheap enough to make on the per-turn path.)
     """
 
     kind: TurnKind
@@ -62,17 +61,6 @@ class TurnOutcome:
 # Most turns start nothing, wake nothing and fail nothing: one shared outcome each.
 _KINDS: tuple[TurnKind, ...] = ("message", "completion", "timer")
 _PLAIN = {(kind, failed): TurnOutcome(kind, failed) for kind in _KINDS for failed in (False, True)}
-
-
-class _Awaited:
-    """An async host call the guest awaits, as the cell keeps it (due: on the runtime clock, for sleeps)."""
-
-    __slots__ = ("args", "due", "import_id")
-
-    def __init__(self, import_id: int, args: tuple[Any, ...], due: float | None) -> None:
-        self.import_id = import_id
-        self.args = args
-        self.due = due
 
 
 class Cell:
@@ -134,7 +122,7 @@ class Cell:
         self._promises: dict[int, GuestPromise] = {}  # call id -> guest promise being awaited
         self._waiting: dict[int, Reply] = {}  # call id -> caller waiting on that promise
         self._token_owner: dict[int, int] = {}  # async host call token -> call id whose chain awaits it
-        self._awaited: dict[int, _Awaited] = {}  # token -> async host call the guest awaits
+        self._awaited: dict[int, AsyncCall] = {}  # token -> async host call the guest awaits
         self._turn_calls: list[tuple[int, int, Callable[..., Any], list[Any]]] | None = None
         self._next_call_id = 1
         self.space: anyio.Event | None = None  # set when the mailbox has room again
@@ -190,7 +178,7 @@ class Cell:
         if self.meter is not None and self.gas.quota is not None and record.quota_left is not None:
             self.meter.quota_left = record.quota_left
         for call in calls:
-            self._awaited[call.token] = _Awaited(call.import_id, call.args, call.due)
+            self._awaited[call.token] = call
         return calls
 
     def _attach(self, vm: VM) -> VM:
@@ -454,8 +442,8 @@ class Cell:
                 if now is None:
                     now = self.clock.now()
                 due = now + fn.delay(copied)
-            self._awaited[token] = _Awaited(import_id, copied, due)
-            calls.append(AsyncCall(self.id, token, import_id, fn, copied, due))
+            call = self._awaited[token] = AsyncCall(self.id, token, import_id, fn, copied, due)
+            calls.append(call)
         self._turn_calls = None
         return tuple(calls)
 

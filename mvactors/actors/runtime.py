@@ -379,7 +379,9 @@ class Runtime:
             self.host_calls.start(actor, call)
         if outcome.pause is not None:
             self._paused(actor, outcome)
-        self._residency.touched(actor)
+        residency = self._residency
+        if residency.max_resident is not None or residency.hibernate_after is not None:
+            residency.touched(actor)
         if self.on_turn is not None and outcome.pause is None:
             self.on_turn(actor, outcome)
         self._scheduler.schedule(actor)
