@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import compile_source
 
 import mvactors
-from mvactors.errors import GasExhausted, MicroviumError
+from mvactors.errors import GasExhausted, GuestError, HostFunctionError, MicroviumError
 from mvactors.testing import NativeVM, native_available
 from mvactors.vm import GuestRef
 
@@ -298,3 +299,23 @@ def test_gc_compacting_extended_object(side: str) -> None:
     except subprocess.TimeoutExpired:
         pytest.fail("the engine hung in the GC (no return within 10 s)")
     assert proc.returncode == 0 and "done" in proc.stdout, proc.stderr[-2000:]
+
+
+def test_both_drivers_report_failed_calls_alike() -> None:
+    # The native driver raises through the VM's own error mapping.
+    snapshot = compile_source("const f = vmImport(1); vmExport(1, (x) => f(x)); vmExport(2, (x) => { throw x; });")
+
+    def refuse(x: int) -> None:
+        raise ValueError(f"no {x}")
+
+    reports = []
+    with mvactors.VM.restore(snapshot, {1: refuse}) as vm, NativeVM.restore(snapshot, {1: refuse}) as native:
+        for call in (lambda e, *a: vm.exports[e](*a), native.call):
+            with pytest.raises(HostFunctionError) as host:
+                call(1, 7)
+            with pytest.raises(GuestError) as thrown:
+                call(2, "x")
+            reports.append((host.value.import_id, host.value.code, type(host.value.__cause__), str(host.value),
+                            thrown.value.value))
+    assert reports[0] == reports[1] == (1, "MVM_E_HOST_ERROR", ValueError, "host function 1 raised ValueError: no 7",
+                                        "x")

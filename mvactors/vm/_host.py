@@ -191,7 +191,7 @@ def resolve_async(vm: VM, token: int, ok: bool, value: Any) -> None:
             ok, guest_value = False, to_guest(vm, rejection_value(exc))
         vm._mem16[vm._arg0 + vm._handle_stride] = guest_value
         vm._mem16[vm._arg0] = TRUE if ok else FALSE
-        if slot_value(vm, slot) != NO_OP_FUNC:  # the guest ignores the result
+        if slot_value(vm, slot) != NO_OP_FUNC:  # (a continuation that ignores the result need not run)
             vm._call_raw_slot(slot, 2)
     finally:
         release(vm, slot)
