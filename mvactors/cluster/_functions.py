@@ -7,12 +7,13 @@ connection error, so a repeated commit, send, acquire or journal entry is recogn
 and answered as the first one was.
 
 Key names per actor (T = the partition's hash tag):
-  T:a:<id>  hash   rec (record bytes, "" until the first commit), snap (spawn snapshot),
-                   imports, gas, epoch (fencing token), turns, pos (last applied stream ID),
-                   owner (worker ID of the last acquire, "" once released), failed (reason)
+  T:a:<id>  hash   imports, gas, epoch (fencing token), turns, pos (last applied stream ID),
+                   owner (worker ID of the last acquire, "" once released), failed (reason),
+                   fresh ("1" while T:c holds the spawned snapshot, not a record)
+  T:c:<id>  string the last committed record (a plain string: no hash overhead on big values)
   T:l:<id>  string the lease, "<worker>:<epoch>" with a PX expiry
   T:m:<id>  stream the mailbox; entries after pos only (commits trim exactly)
-  T:d:<id>  hash   message_id -> stream ID, for idempotent sends
+  T:d:<id>  zset   message_id -> ms it was accepted, for idempotent sends (kept DEDUPE_WINDOW_MS)
   T:j:<id>  hash   token -> journaled host call result
   T:r:<id>:<message_id>  stream with the reply of one call (expires)
 Per partition:
@@ -23,13 +24,14 @@ Per partition:
 
 from __future__ import annotations
 
-VERSION = 1
+VERSION = 3
 
 LIBRARY = r"""#!lua name=mvactors
 -- mvactors cluster functions
 local VERSION = @VERSION@
 
 local REPLY_TTL_MS = 3600000
+local DEDUPE_WINDOW_MS = 86400000  -- a retry with the same message_id within a day is applied once
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -47,10 +49,11 @@ local function after(id)  -- the smallest stream ID greater than id
   return ms .. '-' .. tostring(tonumber(seq) + 1)
 end
 
--- spawn(a; rec, snap, imports, gas)
+-- spawn(a, c; snapshot, imports, gas)
 local function spawn(keys, args)
   if redis.call('EXISTS', keys[1]) == 1 then return {'EXISTS'} end
-  redis.call('HSET', keys[1], 'rec', args[1], 'snap', args[2], 'imports', args[3], 'gas', args[4],
+  redis.call('SET', keys[2], args[1])
+  redis.call('HSET', keys[1], 'fresh', '1', 'imports', args[2], 'gas', args[3],
              'epoch', 0, 'turns', 0, 'pos', '0-0', 'owner', '')
   return {'OK'}
 end
@@ -62,10 +65,11 @@ local function send(keys, args)
   if not f[1] then return {'UNKNOWN'} end
   if f[2] then return {'FAILED', f[2]} end
   local owner = lease_holder(l)
-  local seen = redis.call('HGET', d, args[2])
-  if seen then return {'DUP', seen, owner or ''} end
+  if redis.call('ZSCORE', d, args[2]) then return {'DUP', '', owner or ''} end
   local id = redis.call('XADD', m, '*', 'i', args[2], 'b', args[3])
-  redis.call('HSET', d, args[2], id)
+  local now = now_ms()
+  redis.call('ZREMRANGEBYSCORE', d, '-inf', now - DEDUPE_WINDOW_MS)
+  redis.call('ZADD', d, now, args[2])
   if owner then
     redis.call('ZADD', ready, 0, owner .. '|' .. args[1])
   else
@@ -74,10 +78,10 @@ local function send(keys, args)
   return {'OK', id, owner or ''}
 end
 
--- acquire(a, l, j, work, ready; actor, worker, ttl_ms)
---   -> {'OK', epoch, rec, snap, turns, pos, imports, gas, journal...} | {'BUSY', holder} | ...
+-- acquire(a, l, j, work, ready, c; actor, worker, ttl_ms)
+--   -> {'OK', epoch, record or snapshot, fresh, turns, pos, imports, gas, journal...} | {'BUSY', holder} | ...
 local function acquire(keys, args)
-  local a, l, j, work, ready = keys[1], keys[2], keys[3], keys[4], keys[5]
+  local a, l, j, work, ready, c = keys[1], keys[2], keys[3], keys[4], keys[5], keys[6]
   local actor, worker, ttl = args[1], args[2], tonumber(args[3])
   local f = redis.call('HMGET', a, 'epoch', 'failed', 'owner')
   if not f[1] then
@@ -102,8 +106,8 @@ local function acquire(keys, args)
   end
   redis.call('ZADD', work, now + ttl, actor)
   redis.call('ZREM', ready, worker .. '|' .. actor)
-  local r = redis.call('HMGET', a, 'epoch', 'rec', 'snap', 'turns', 'pos', 'imports', 'gas')
-  local out = {'OK', r[1], r[2], r[3], r[4], r[5], r[6], r[7]}
+  local r = redis.call('HMGET', a, 'epoch', 'fresh', 'turns', 'pos', 'imports', 'gas')
+  local out = {'OK', r[1], redis.call('GET', c) or '', r[2], r[3], r[4], r[5], r[6]}
   local journal = redis.call('HGETALL', j)
   for i = 1, #journal do out[#out + 1] = journal[i] end
   return out
@@ -130,11 +134,11 @@ local function release(a, l, m, work, ready, actor, worker, due)
   end
 end
 
--- commit(a, l, m, j, work, ready, reply keys...;
+-- commit(a, l, m, j, work, ready, c, reply keys...;
 --        actor, worker, epoch, prev_turns, turns, pos, rec, release, due, next_token,
 --        npending, pending tokens..., reply payloads...)
 local function commit(keys, args)
-  local a, l, m, j, work, ready = keys[1], keys[2], keys[3], keys[4], keys[5], keys[6]
+  local a, l, m, j, work, ready, c = keys[1], keys[2], keys[3], keys[4], keys[5], keys[6], keys[7]
   local actor, worker, epoch = args[1], args[2], args[3]
   local prev, turns, pos, rec = tonumber(args[4]), tonumber(args[5]), args[6], args[7]
   local rel, due, next_token, npending = args[8] == '1', args[9], tonumber(args[10]), tonumber(args[11])
@@ -148,7 +152,8 @@ local function commit(keys, args)
   end
   if not ours then return {'FENCED', f[1]} end
   if tonumber(f[2]) ~= prev then return {'CONFLICT', f[2]} end
-  redis.call('HSET', a, 'rec', rec, 'turns', turns, 'pos', pos)
+  redis.call('SET', c, rec)
+  redis.call('HSET', a, 'turns', turns, 'pos', pos, 'fresh', '0')
   if pos ~= '0-0' then redis.call('XTRIM', m, 'MINID', after(pos)) end
   local pending = {}
   for i = 1, npending do pending[args[11 + i]] = true end
@@ -156,8 +161,8 @@ local function commit(keys, args)
     if tonumber(token) < next_token and not pending[token] then redis.call('HDEL', j, token) end
   end
   local base = 11 + npending
-  for i = 7, #keys do
-    redis.call('XADD', keys[i], 'MAXLEN', 1, '*', 'v', args[base + i - 6])
+  for i = 8, #keys do
+    redis.call('XADD', keys[i], 'MAXLEN', 1, '*', 'v', args[base + i - 7])
     redis.call('PEXPIRE', keys[i], REPLY_TTL_MS)
   end
   if rel then release(a, l, m, work, ready, actor, worker, due) end
@@ -212,11 +217,11 @@ local function describe(keys, args)
   return {f[1], f[2] or '', f[3], lease_holder(keys[2]) or '', redis.call('XLEN', keys[3]), f[4]}
 end
 
--- delete(a, l, m, d, j, work, ready; actor) -> 1 | 0 (unknown)
+-- delete(a, l, m, d, j, work, ready, c; actor) -> 1 | 0 (unknown)
 local function delete(keys, args)
   local owner = redis.call('HGET', keys[1], 'owner')
   if not owner then return 0 end
-  redis.call('DEL', keys[1], keys[2], keys[3], keys[4], keys[5])
+  redis.call('DEL', keys[1], keys[2], keys[3], keys[4], keys[5], keys[8])
   redis.call('ZREM', keys[6], args[1])
   if owner ~= '' then redis.call('ZREM', keys[7], owner .. '|' .. args[1]) end
   return 1

@@ -93,8 +93,8 @@ class Client:
         elif not isinstance(actor_id, str) or not actor_id:
             raise TypeError("actor_id must be a non-empty str")
         keys = ActorKeys.of(actor_id)
-        result = await self._fcall("mva_spawn", [keys.state],
-                                   [b"", snapshot_bytes(snapshot), imports or "", encode_gas(gas)])
+        result = await self._fcall("mva_spawn", [keys.state, keys.record],
+                                   [snapshot_bytes(snapshot), imports or "", encode_gas(gas)])
         if text(result[0]) == "EXISTS":
             raise ActorExistsInRedis(f"an actor with ID {actor_id!r} already exists")
         return actor_id
@@ -194,7 +194,7 @@ class Client:
         """Remove the actor, its mailbox and journal; a worker running it drops it at its next commit."""
         keys = ActorKeys.of(actor_id)
         found = await self._fcall("mva_delete", [keys.state, keys.lease, keys.mailbox, keys.dedupe, keys.journal,
-                                                 keys.work, keys.ready], [actor_id])
+                                                 keys.work, keys.ready, keys.record], [actor_id])
         if not int(found):
             raise ActorNotFound(f"no actor {actor_id!r} in Redis at {self.url}")
 

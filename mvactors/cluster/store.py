@@ -56,6 +56,10 @@ class ActorKeys:
         return f"{self.tag}:a:{self.actor_id}"
 
     @property
+    def record(self) -> str:
+        return f"{self.tag}:c:{self.actor_id}"
+
+    @property
     def lease(self) -> str:
         return f"{self.tag}:l:{self.actor_id}"
 

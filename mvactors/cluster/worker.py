@@ -53,7 +53,8 @@ ImportTables = Mapping[str, Mapping[int, Callable[..., Any]]]
 _POLL_INTERVAL = 0.1  # seconds between full scans of the work index (hints wake it sooner)
 _HINT_BLOCK_MS = 1000
 _FETCH_COUNT = 256
-_ACQUIRE_PER_POLL = 32
+_ACQUIRE_PER_SCAN = 1024  # actors acquired per scan at most (one pipeline)
+_CANDIDATES_PER_PARTITION = 256
 _BACKOFF_MIN, _BACKOFF_MAX = 0.05, 1.0
 
 
@@ -107,7 +108,8 @@ class Worker:
         self._runtime: Runtime | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._failures: list[tuple[Owned, str]] = []
-        self.stats = {"acquired": 0, "released": 0, "dropped": 0, "commits": 0, "turns": 0, "failed": 0}
+        self.stats = {"acquired": 0, "released": 0, "dropped": 0, "commits": 0, "turns": 0, "committed_turns": 0,
+                      "failed": 0}
 
     # ---- lifecycle ----
 
@@ -294,8 +296,8 @@ class Worker:
         while not self._closing:
             now = time.monotonic()
             if now >= next_scan:
-                await self._retrying("scanning for work", self._scan)
-                next_scan = time.monotonic() + _POLL_INTERVAL
+                more = await self._retrying("scanning for work", self._scan)
+                next_scan = time.monotonic() + (0.0 if more else _POLL_INTERVAL)
             if self._want_acquire:
                 wanted, self._want_acquire = self._want_acquire, set()
                 await self._acquire(list(wanted))
@@ -307,8 +309,10 @@ class Worker:
                     await self._wake.wait()
                 self._wake = anyio.Event()
 
-    async def _scan(self) -> None:
-        """One pass over every partition: new mail at owned actors, and actors that need an owner."""
+    async def _scan(self) -> bool:
+        """One pass over every partition: new mail at owned actors, and actors that need an owner.
+
+        True when there may be more to acquire right away (a partition filled its batch)."""
         now_ms = int(time.time() * 1000)
         room = self._room()
         tags = [partition_tag(i) for i in range(PARTITIONS)]
@@ -317,9 +321,10 @@ class Worker:
         for tag in tags:
             pipe.fcall("mva_take_ready", 1, f"{tag}:ready", self.worker_id, _FETCH_COUNT)
             if room > 0:
-                pipe.zrangebyscore(f"{tag}:work", "-inf", now_ms, start=0, num=_ACQUIRE_PER_POLL)
+                pipe.zrangebyscore(f"{tag}:work", "-inf", now_ms, start=0, num=_CANDIDATES_PER_PARTITION)
         results = await pipe.execute()
         candidates: list[str] = []
+        full = False
         step = 2 if room > 0 else 1
         for i in range(0, len(results), step):
             for actor_id in results[i]:
@@ -328,15 +333,17 @@ class Worker:
                     owned.more_mail = True
                     self._want_fetch.add(owned)
             if room > 0:
+                full = full or len(results[i + 1]) == _CANDIDATES_PER_PARTITION
                 candidates.extend(text(a) for a in results[i + 1] if text(a) not in self._owned)
         if candidates:
             random.shuffle(candidates)
             await self._acquire(candidates[:max(room, 0)])
+        return full or len(candidates) > room
 
     def _room(self) -> int:
         if self.max_actors is None:
-            return _ACQUIRE_PER_POLL
-        return min(_ACQUIRE_PER_POLL, self.max_actors - len(self._owned) - len(self._acquiring))
+            return _ACQUIRE_PER_SCAN
+        return min(_ACQUIRE_PER_SCAN, self.max_actors - len(self._owned) - len(self._acquiring))
 
     async def _acquire(self, actor_ids: list[str]) -> None:
         if self._closing:
@@ -350,8 +357,8 @@ class Worker:
             pipe = self.redis.pipeline(transaction=False)
             for actor_id in actor_ids:
                 keys = ActorKeys.of(actor_id)
-                pipe.fcall("mva_acquire", 5, keys.state, keys.lease, keys.journal, keys.work, keys.ready,
-                           actor_id, self.worker_id, self.lease_ms)
+                pipe.fcall("mva_acquire", 6, keys.state, keys.lease, keys.journal, keys.work, keys.ready,
+                           keys.record, actor_id, self.worker_id, self.lease_ms)
             try:
                 results = await pipe.execute(raise_on_error=False)
             except UNREACHABLE as exc:
@@ -367,8 +374,8 @@ class Worker:
             self._acquiring.difference_update(actor_ids)
 
     async def _adopt(self, actor_id: str, result: list[Any], sent: float) -> None:
-        epoch, rec, snap, turns, pos, imports_name, gas_bytes = (result[1], result[2], result[3], result[4],
-                                                                 result[5], result[6], result[7])
+        epoch, saved, fresh, turns, pos, imports_name, gas_bytes = (result[1], result[2], result[3], result[4],
+                                                                    result[5], result[6], result[7])
         journal_raw = result[8:]
         owned = Owned(actor_id, ActorKeys.of(actor_id), text(epoch), sent, int(turns), text(pos),
                       {int(journal_raw[i]): journal_raw[i + 1] for i in range(0, len(journal_raw), 2)})
@@ -381,7 +388,7 @@ class Worker:
                 raise LookupError(f"no worker import table named {name!r} (this worker has: "
                                   f"{', '.join(sorted(self.imports)) or 'none'})")
             imports = self.imports.get(name, {}) if name else {}
-            record = ActorRecord.decode(rec) if rec else ActorRecord(snapshot=bytes(snap))
+            record = ActorRecord(snapshot=bytes(saved)) if text(fresh) == "1" else ActorRecord.decode(saved)
             gas: GasPolicy | None = decode_gas(gas_bytes)
             owned.actor = await self.runtime.adopt(record, actor_id, imports, gas)
         except Exception as exc:
@@ -468,8 +475,8 @@ class Worker:
             due = "" if not dues else str(int(min(dues) * 1000))
             keys = owned.keys
             reply_keys = [key for key, _ in replies]
-            commands.append((6 + len(reply_keys), keys.state, keys.lease, keys.mailbox, keys.journal,
-                             keys.work, keys.ready, *reply_keys,
+            commands.append((7 + len(reply_keys), keys.state, keys.lease, keys.mailbox, keys.journal,
+                             keys.work, keys.ready, keys.record, *reply_keys,
                              owned.actor_id, self.worker_id, owned.epoch, owned.committed_turns, turns, pos,
                              record.encode(), "1" if release else "0", due, record.next_token, len(pending),
                              *pending, *[payload for _, payload in replies]))
@@ -486,6 +493,7 @@ class Worker:
             status = "ERROR" if isinstance(result, Exception) else text(result[0])
             if status in ("OK", "DUP"):
                 self.stats["commits"] += 1
+                self.stats["committed_turns"] += turns - owned.committed_turns
                 owned.committed_turns, owned.committed_pos = turns, pos
                 owned.awaiting_host = any(p.due is None for p in record.pending)
                 dues = [p.due for p in record.pending if p.due is not None]
