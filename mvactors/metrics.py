@@ -31,6 +31,8 @@ COUNTERS = {
     "gas_used": "Instructions executed by metered turns",
     "hibernations": "Times an idle actor was snapshotted and its VM released",
     "rehydrations": "Times a hibernated actor was restored to serve a message",
+    "failed_turns": "Turns that raised (whether or not a caller received the error)",
+    "unawaited_failures": "Failures no caller received (failed send()s, rejected promises nobody awaits)",
 }
 GAUGES = {
     "actors": "Actors in the runtime",

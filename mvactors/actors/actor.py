@@ -60,6 +60,11 @@ class Actor:
         return self._cell.failure
 
     @property
+    def last_failure(self) -> BaseException | None:
+        """What the actor's most recent failed turn raised (also a ``send()`` nobody awaited), or None."""
+        return self._cell.last_failure
+
+    @property
     def gas(self) -> GasPolicy:
         return self._cell.gas
 

@@ -9,6 +9,7 @@ failure); a cell never calls into the runtime.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -30,6 +31,8 @@ TurnKind = Literal["message", "completion", "timer"]
 ImportBinder = Callable[[Mapping[int, Callable[..., Any]], "list[HostCallRecord] | None"],
                         Mapping[int, Callable[..., Any]]]
 
+_log = logging.getLogger("mvactors")
+
 _NO_PROMISES: dict[int, Any] = {}  # read-only by convention: replaced, never mutated, while hibernated
 
 
@@ -41,7 +44,9 @@ class TurnOutcome(NamedTuple):
     the actor failed for good (``failure``).  ``calls``: async host calls to
     start.  ``pause``: the turn ran out of gas and was rolled back (it did not
     complete); ``refill_at``: when a refilling quota lets it run again.
-    ``woke``: the VM came back from its record for this turn.
+    ``woke``: the VM came back from its record for this turn.  ``error``: what a failed
+    turn raised when no caller was there to receive it (a ``send()``, or an async chain
+    nobody awaits).
     (A NamedTuple: immutable, and cheap enough to make on the per-turn path.)
     """
 
@@ -52,6 +57,7 @@ class TurnOutcome(NamedTuple):
     refill_at: float | None = None
     failure: BaseException | None = None
     woke: bool = False
+    error: BaseException | None = None
 
     @property
     def completed(self) -> bool:
@@ -61,6 +67,17 @@ class TurnOutcome(NamedTuple):
 # Most turns start nothing, wake nothing and fail nothing: one shared outcome each.
 _KINDS: tuple[TurnKind, ...] = ("message", "completion", "timer")
 _PLAIN = {(kind, failed): TurnOutcome(kind, failed) for kind in _KINDS for failed in (False, True)}
+
+
+class _Unawaited(Reply):
+    """Stands in for the caller of a ``send()`` whose export returned a promise: nobody awaits it,
+    so a rejection is reported (log, ``on_error``) instead of dropped."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: str) -> None:
+        super().__init__()
+        self.message = message
 
 
 class Cell:
@@ -84,6 +101,7 @@ class Cell:
         "id",
         "imports",
         "last_active",
+        "last_failure",
         "mailbox",
         "mailbox_size",
         "meter",
@@ -110,6 +128,7 @@ class Cell:
         self.metrics = ActorMetrics(mailbox=self.mailbox)
         self.pause: PauseEvent | None = None
         self.failure: BaseException | None = None
+        self.last_failure: BaseException | None = None
         self.evicted = False
         self.turns = 0  # over the actor's whole life (carried by its records)
         # Shared, not copied: the runtime hands every actor with the same map the same dict.
@@ -193,6 +212,7 @@ class Cell:
         self._rest = None
         self._promises = {int(k): v for k, v in refs.items()}
         self.metrics.rehydrations += 1
+        _log.debug("actor %s woke from hibernation", self.id)
         return self._attach(vm)
 
     def hibernate(self) -> bool:
@@ -213,12 +233,15 @@ class Cell:
         vm.close()
         self.vm = None
         self.metrics.hibernations += 1
+        _log.debug("actor %s hibernated", self.id)
         return True
 
     def record(self) -> ActorRecord:
         """The actor's state now, between turns, for another runtime or process (the VM stays as it is)."""
         if self.vm is not None:
-            hibernation = self.vm.hibernate(keep=self._promises)
+            # Only promises a caller waits on travel; a send()'s rejection is reported by this runtime.
+            keep = {k: p for k, p in self._promises.items() if not isinstance(self._waiting.get(k), _Unawaited)}
+            hibernation = self.vm.hibernate(keep=keep)
         else:
             assert self._rest is not None
             hibernation = self._rest.hibernation()
@@ -359,6 +382,7 @@ class Cell:
             reason = meter.pause_reason(budget)
             self.pause = PauseEvent(reason, message.describe(), tuple(self._turn_host_calls or ()), budget)
             self.metrics.pauses += 1
+            _log.info("actor %s paused: %s during the %s (budget %d)", self.id, reason, message.describe(), budget)
             return TurnOutcome(kind, pause=self.pause, woke=woke,
                                refill_at=meter.full_at() if reason == "quota" else None)
         except VMUnusable as exc:
@@ -398,8 +422,13 @@ class Cell:
         self.turns += 1
         if error is not None:
             metrics.failed_turns += 1
+            self.last_failure = error
         metrics.record_latency(time.perf_counter() - started)
         reply = message.reply
+        unobserved: BaseException | None = None
+        described = ""
+        if reply is None and error is None and isinstance(result, GuestPromise):
+            reply = _Unawaited(message.describe())
         if reply is not None:
             if error is not None:
                 reply.fail(error)
@@ -418,14 +447,29 @@ class Cell:
             # promise can never settle, so its caller gets the error.
             waiting = self._waiting.pop(owner, None)
             self._promises.pop(owner, None)
-            if waiting is not None:
+            if isinstance(waiting, _Unawaited):
+                unobserved, described = error, f"{waiting.message}, at the {message.describe()}"
+            elif waiting is not None:
                 waiting.fail(error)
+            else:
+                unobserved = error
             owner = None
+        elif error is not None:
+            unobserved = error
         calls = self._commit_calls(owner) if self._turn_calls else ()
         if self._waiting:
-            self._settle_waiting()
-        if calls or woke:
-            return TurnOutcome(kind, error is not None, calls, woke=woke)
+            # A send()'s promise is looked at only when its own chain ran a turn that awaits
+            # nothing new (where it can have settled): a fleet's endless loops cost no poll.
+            rejected = self._settle_waiting(None if calls else owner)
+            if rejected is not None and unobserved is None:
+                unobserved, described = rejected[1], f"{rejected[0]} (its promise rejected)"
+        if unobserved is not None:
+            _log.warning("actor %s: the %s failed and no caller awaits it: %s",
+                         self.id, described or message.describe(), unobserved)
+        elif error is not None:
+            _log.debug("actor %s: the %s failed (its caller gets the error): %s", self.id, message.describe(), error)
+        if calls or woke or unobserved is not None:
+            return TurnOutcome(kind, error is not None, calls, woke=woke, error=unobserved)
         return _PLAIN[kind, error is not None]
 
     def _commit_calls(self, owner: int | None) -> tuple[AsyncCall, ...]:
@@ -447,11 +491,18 @@ class Cell:
         self._turn_calls = None
         return tuple(calls)
 
-    def _settle_waiting(self) -> None:
+    def _settle_waiting(self, chain: int | None = None) -> tuple[str, BaseException] | None:
+        """Answer the callers whose promises settled; returns a rejection nobody awaited, if any.
+
+        Of the send()s' promises, only ``chain``'s is looked at.
+        """
         vm = self.vm
         if vm is None:
-            return
-        for call_id in list(self._waiting):
+            return None
+        unawaited = None
+        for call_id, waiting in list(self._waiting.items()):
+            if call_id != chain and isinstance(waiting, _Unawaited):
+                continue
             promise = self._promises.get(call_id)
             if promise is None:
                 continue
@@ -466,12 +517,18 @@ class Cell:
                 except Exception as exc:
                     reply.fail(exc)
             else:
-                reply.fail(GuestError(plain(value)))
+                error = GuestError(plain(value))
+                if isinstance(reply, _Unawaited):
+                    self.last_failure = error
+                    unawaited = (reply.message, error)
+                reply.fail(error)
+        return unawaited
 
     def fail(self, exc: BaseException) -> TurnOutcome:
         """The actor failed for good: every waiting caller gets ActorFailed, the VM is released."""
         self.running = False
-        self.failure = exc
+        self.failure = self.last_failure = exc
+        _log.error("actor %s failed for good: %s", self.id, exc)
         self.close(lambda: ActorFailed(f"actor {self.id} failed: {exc}"))
         self._token_owner.clear()
         return TurnOutcome("message", True, failure=exc)

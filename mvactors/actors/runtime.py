@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -38,6 +39,9 @@ from .metrics import ActorMetrics, percentile
 from .record import ActorRecord
 
 TurnHook = Callable[[Actor, TurnOutcome], None]
+ErrorHook = Callable[[Actor, BaseException], Any]
+
+_log = logging.getLogger("mvactors")
 
 
 class Runtime:
@@ -54,6 +58,11 @@ class Runtime:
     ``host_calls`` runs every host call (a :class:`HostCalls` subclass intercepts them).
     ``on_turn(actor, outcome)`` is called synchronously after every completed turn of any
     actor, between turns (its exceptions come out of the runtime, or of the call that ran the turn).
+    ``on_error(actor, exc)`` is called for failures no caller receives: a turn of a
+    ``send()`` (or of an async chain nobody awaits) that raised, and an actor failing for
+    good; like ``on_pause`` it runs as a task and may be async.  Such failures count in
+    ``stats()["unawaited_failures"]`` (every turn that raised in ``"failed_turns"``), show on
+    ``actor.last_failure`` and are logged on the ``mvactors`` logger (no handlers installed).
     """
 
     def __init__(
@@ -68,6 +77,7 @@ class Runtime:
         on_pause: Callable[[Actor, PauseEvent], Any] | None = None,
         host_calls: HostCalls | None = None,
         on_turn: TurnHook | None = None,
+        on_error: ErrorHook | None = None,
     ) -> None:
         if clock == "wall":
             self.clock: Clock = WallClock()
@@ -86,6 +96,7 @@ class Runtime:
         self.overflow: Literal["wait", "raise"] = overflow
         self.on_pause = on_pause
         self.on_turn = on_turn
+        self.on_error = on_error
         self.host_calls = host_calls if host_calls is not None else HostCalls()
         self._actors: dict[str, Actor] = {}
         self._residency = Residency(self.clock, max_resident, hibernate_after)
@@ -97,6 +108,7 @@ class Runtime:
         self._idle_waiters: list[anyio.Event] = []
         self._latencies: deque[float] = deque(maxlen=8192)
         self._totals = ActorMetrics()
+        self._unawaited_failures = 0
         self._started = 0.0
 
     @property
@@ -140,6 +152,9 @@ class Runtime:
         try:
             return await tg.__aexit__(*exc)
         except BaseExceptionGroup as group:
+            for error in group.exceptions:
+                if error is not exc[1]:
+                    _log.error("the runtime stopped: one of its tasks raised %r", error, exc_info=error)
             # A single failure (usually the body's own) comes out as itself, as from plain code.
             if len(group.exceptions) == 1:
                 raise group.exceptions[0] from None
@@ -313,6 +328,8 @@ class Runtime:
             "paused": sum(1 for c in cells if c.pause is not None),
             "failed": sum(1 for c in cells if c.failure is not None),
             "turns": totals.turns,
+            "failed_turns": totals.failed_turns,
+            "unawaited_failures": self._unawaited_failures,
             "turns_per_second": totals.turns / elapsed if elapsed else 0.0,
             "pauses": totals.pauses,
             "gas_used": totals.gas_used,
@@ -361,7 +378,7 @@ class Runtime:
         """Run one turn of ``actor`` (synchronously) and act on its outcome."""
         cell = actor._cell
         metrics = cell.metrics
-        turns, gas_used = metrics.turns, metrics.gas_used
+        turns, gas_used, failed_turns = metrics.turns, metrics.gas_used, metrics.failed_turns
         try:
             outcome = cell.run_turn()
         except Exception as exc:  # a host-side failure outside the guest call: that actor only
@@ -371,6 +388,12 @@ class Runtime:
             totals.turns += metrics.turns - turns
             self._latencies.append(metrics.last_latency)
         totals.gas_used += metrics.gas_used - gas_used
+        totals.failed_turns += metrics.failed_turns - failed_turns
+        if outcome.error is not None:
+            self._unawaited_failures += 1
+        problem = outcome.error or outcome.failure
+        if problem is not None and self.on_error is not None:
+            self._task_group().start_soon(self._run_hook, self.on_error, actor, problem)
         if outcome.failure is not None:
             self._residency.removed(actor)
         elif outcome.woke:
@@ -394,10 +417,10 @@ class Runtime:
         if self.on_pause is not None and outcome.pause is not None:
             # Run as a task, not inside the turn: the hook may be async (e.g. await actor.resume()),
             # and an exception in it is the host's bug, which surfaces from the runtime.
-            self._task_group().start_soon(self._run_pause_hook, self.on_pause, actor, outcome.pause)
+            self._task_group().start_soon(self._run_hook, self.on_pause, actor, outcome.pause)
 
     @staticmethod
-    async def _run_pause_hook(hook: Callable[[Actor, PauseEvent], Any], actor: Actor, event: PauseEvent) -> None:
+    async def _run_hook(hook: Callable[[Actor, Any], Any], actor: Actor, event: Any) -> None:
         result = hook(actor, event)
         if inspect.isawaitable(result):
             await result
