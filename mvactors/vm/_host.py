@@ -11,6 +11,8 @@ import struct
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+import anyio
+
 from ..errors import E_HOST_ERROR, MicroviumError
 from ..imports import AsyncImport
 from ._abi import (
@@ -163,7 +165,14 @@ def start_async(vm: VM, import_id: int, fn: Callable[..., Any], args: list[Any])
             "enter the VM with `async with` so host async work has a task scope", "MVM_E_ASYNC_START_ERROR")
 
     async def run() -> None:
-        ok, value = await run_async_import(fn, args)
+        with anyio.CancelScope() as scope:
+            vm._host_tasks[token] = scope
+            try:
+                ok, value = await run_async_import(fn, args)
+            finally:
+                vm._host_tasks.pop(token, None)
+        if scope.cancelled_caught:
+            return  # abandoned (see abandon_host_calls), its promise already rejected
         if vm._inst is not None:
             try:
                 vm.resolve_async(token, ok, value)
@@ -197,6 +206,23 @@ def resolve_async(vm: VM, token: int, ok: bool, value: Any) -> None:
         release(vm, slot)
         if vm._pending:
             settle_promises(vm)
+
+
+def abandon_host_calls(vm: VM) -> None:
+    """No Python task awaits the VM's promises any more: cancel the host calls running in
+    ``async with vm:`` and reject their guest promises with ``{name: "Cancelled"}``.
+
+    Whoever awaited the guest call that started them gave up (a timeout, a cancel scope), so
+    nothing waits for their results; leaving ``async with vm`` then does not wait for them.
+    """
+    for token, scope in list(vm._host_tasks.items()):
+        scope.cancel()
+        del vm._host_tasks[token]
+        if vm._inst is not None and token in vm._async_ops:
+            try:
+                resolve_async(vm, token, False, {"name": "Cancelled", "message": "the awaiting caller was cancelled"})
+            except MicroviumError as exc:
+                fail_pending(vm, exc)
 
 
 def cancel_async(vm: VM, token: int) -> None:

@@ -18,7 +18,7 @@ from ._abi import PAGE_SIZE, UNDEFINED
 from ._host import prepare_imports
 from ._marshal import from_guest, hold_value, slot_value
 from .snapshot import load_snapshot
-from .values import GuestRef
+from .values import GuestPromise, GuestRef
 
 if TYPE_CHECKING:
     from .machine import VM
@@ -201,4 +201,8 @@ def wake_refs(vm: VM, hibernation: Hibernation) -> dict[Any, Any]:
     for token, location in hibernation.async_calls.items():
         vm._async_ops[token] = hold_value(vm, revive(location))
     vm._next_token = hibernation.next_token
-    return {key: from_guest(vm, revive(location), promise_ok=True) for key, location in hibernation.refs.items()}
+    refs = {key: from_guest(vm, revive(location), promise_ok=True) for key, location in hibernation.refs.items()}
+    for ref in refs.values():
+        if isinstance(ref, GuestPromise):
+            ref._observed = True  # kept by whoever hibernated the VM, which watches it (or drops it on purpose)
+    return refs

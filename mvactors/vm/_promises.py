@@ -33,7 +33,16 @@ async def await_promise(vm: VM, promise: GuestPromise) -> Any:
         entry = vm._pending[slot] = (anyio.Event(), [])
         vm._slow = True
     event, outcome = entry
-    await event.wait()
+    vm._waiters += 1
+    try:
+        await event.wait()
+    finally:
+        vm._waiters -= 1
+        if not event.is_set() and not vm._waiters:
+            # Cancelled, and the last one waiting: the host calls in flight are nobody's now.
+            from ._host import abandon_host_calls
+
+            abandon_host_calls(vm)
     result = outcome[0]
     if isinstance(result, BaseException):
         raise result
@@ -72,6 +81,7 @@ def promise_outcome(vm: VM, promise: GuestPromise) -> tuple[str, Any]:
     """
     if promise._heap is not vm:
         raise TypeError("the promise belongs to another VM")
+    promise._observed = True
     state = vm._live().promise_state(slot_value(vm, promise._slot))
     if state in (PromiseState.FULFILLED, PromiseState.REJECTED):
         return PROMISE_STATE_NAMES[state], result_value(vm)

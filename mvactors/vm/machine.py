@@ -86,9 +86,9 @@ class VM:
 
     __slots__ = ("__weakref__", "_arg0", "_async_ops", "_base", "_breakpoint_exception", "_breakpoint_hit",
                  "_closed_reason", "_converting", "_died", "_free", "_gas", "_handle_stride", "_handles",
-                 "_handles16", "_host_exception", "_imports", "_inst", "_layout", "_linked", "_max_args", "_mem16",
-                 "_next_token", "_pending", "_revived", "_scratch", "_slow", "_snapshot", "_sp_slots",
-                 "_task_group", "_this16", "async_handler", "exports")
+                 "_handles16", "_host_exception", "_host_tasks", "_imports", "_inst", "_layout", "_linked",
+                 "_max_args", "_mem16", "_next_token", "_pending", "_revived", "_scratch", "_slow", "_snapshot",
+                 "_sp_slots", "_task_group", "_this16", "_waiters", "async_handler", "exports")
 
     def __init__(self, instance: _engine.Instance, snapshot: bytes, imports: ImportMap,
                  breakpoint_hit: Callable[[int], Any] | None) -> None:
@@ -103,6 +103,8 @@ class VM:
         self._pending: dict[int, tuple[Any, list[Any]]] = {}  # promise slot -> (event, [outcome])
         self._converting: set[int] = set()  # ids of containers being copied in (cycle check)
         self._async_ops: dict[int, int] = {}  # token -> handle slot of the guest continuation
+        self._host_tasks: dict[int, anyio.CancelScope] = {}  # token -> scope of its task (`async with vm:`)
+        self._waiters = 0  # Python tasks awaiting one of this VM's promises
         self._next_token = 1
         # Called as handler(token, import_id, fn, args) when the guest calls an async
         # import; it owns running fn(*args) and later calling resolve_async().  When

@@ -8,6 +8,7 @@ holding a handle on the guest object).  A proxy is a handle slot of one VM's
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Awaitable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -289,17 +290,32 @@ class GuestBytes(GuestRef):
 
 
 class GuestPromise(GuestRef):
-    """A guest promise; ``await`` it for the settled value (rejection raises GuestError)."""
+    """A guest promise; ``await`` it for the settled value (rejection raises GuestError).
 
-    __slots__ = ()
+    Like a coroutine, a promise that is dropped without being awaited (or its ``state``
+    read) warns with ``RuntimeWarning``: its outcome, an error included, would go unseen.
+    """
+
+    __slots__ = ("_observed",)
+
+    def __init__(self, heap: GuestHeap, slot: int) -> None:
+        super().__init__(heap, slot)
+        self._observed = False
+
+    def __del__(self) -> None:
+        if not self._observed:
+            warnings.warn(f"{self!r} was never awaited", RuntimeWarning, stacklevel=2)
+        super().__del__()
 
     def __await__(self) -> Any:
+        self._observed = True
         # Pass the proxy itself: it keeps the handle (and so the promise) alive while awaited.
         return self._heap.await_promise(self).__await__()
 
     @property
     def state(self) -> str:
         """``"pending"``, ``"fulfilled"`` or ``"rejected"``."""
+        self._observed = True
         return self._heap.promise_state(self._slot)
 
 
