@@ -37,5 +37,6 @@ bare pip install --quiet "$wheel[compiler]" 2>&1 | grep -v "is ignored: it is ne
 bare python "$root/.ci/readme_tour.py" "$root/README.md" | tee "$work/out"
 grep -qx "Hello, World!" "$work/out"
 bare mvactors --version
-bare python -m mvactors --version
+bare python -m mvactors call "$root/examples/hello/hello.js" 1 '"wheel"' --print-import 1 | tee "$work/out"
+grep -qx "Hello, wheel! (greeting #1)" "$work/out"
 echo "wheel check passed"

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .cluster.command import add_parser as add_worker_parser
 from .compiler import compile as compile_script
 from .errors import MicroviumError
 from .vm import VM, null
@@ -145,6 +144,27 @@ def _cmd_call(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_worker_parser(commands: Any) -> None:
+    """The cluster's ``worker`` subcommand, or, without the [redis] extra, one that says how to get it."""
+    try:
+        from .cluster.command import add_parser
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] != "redis":
+            raise
+        # No option prefix: whatever options follow are taken as they come, and the error says what is missing.
+        p = commands.add_parser("worker", help='run actors stored in Redis (needs pip install "mvactors[redis]")',
+                                prefix_chars="\0", add_help=False,
+                                usage="mvactors worker --redis URL --imports MODULE:ATTR")
+        p.add_argument("options", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+        p.set_defaults(run=_worker_needs_redis)
+        return
+    add_parser(commands)
+
+
+def _worker_needs_redis(args: argparse.Namespace) -> int:
+    raise _UsageError('the worker runs actors stored in Redis and needs redis-py: pip install "mvactors[redis]"')
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mvactors`` console script."""
     parser = argparse.ArgumentParser(prog="mvactors", description="Microvium snapshots in Python.")
@@ -171,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--save", metavar="PATH", help="write the VM's snapshot after the call")
     p.set_defaults(run=_cmd_call)
 
-    add_worker_parser(commands)
+    _add_worker_parser(commands)
 
     args = parser.parse_args(argv)
     try:

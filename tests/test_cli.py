@@ -74,3 +74,15 @@ def test_engine_and_compile_errors_are_reported_not_raised(tmp_path, capsys):
     bad.write_bytes(b"\x08" * 10)
     assert main(["info", str(bad)]) == 1
     assert "truncated" in capsys.readouterr().err
+
+
+def test_without_redis_the_command_works_and_worker_says_what_to_install():
+    # The [redis] extra missing: redis cannot be imported.
+    code = "import sys; sys.modules['redis'] = None; from mvactors.cli import main; sys.exit(main(sys.argv[1:]))"
+    ok = subprocess.run([sys.executable, "-c", code, "call", str(HELLO), "1", '"no redis"'],
+                        capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    worker = subprocess.run([sys.executable, "-c", code, "worker", "--redis", "redis://localhost"],
+                            capture_output=True, text=True, timeout=120)
+    assert worker.returncode == 2
+    assert 'pip install "mvactors[redis]"' in worker.stderr
