@@ -45,14 +45,14 @@ class ActorRecord:
     @classmethod
     def from_hibernation(cls, hibernation: Hibernation, pending: dict[int, tuple[int, tuple[Any, ...], float | None]],
                          quota_left: int | None, turns: int) -> ActorRecord:
-        """A record of ``hibernation`` whose awaited calls are described by ``pending`` (token ->
+        """A record of ``hibernation`` (kept by int keys) whose awaited calls ``pending`` describes (token ->
         import ID, arguments, wall due time)."""
         calls = []
         for token, location in hibernation.async_calls.items():
             import_id, args, due = pending.get(token, (0, (), None))
             calls.append(PendingCall(token, location, import_id, args, due))
-        return cls(hibernation.snapshot, hibernation.next_token, tuple(calls),
-                   tuple((int(k), v) for k, v in hibernation.refs.items()), quota_left, turns)
+        return cls(hibernation.snapshot, hibernation.next_token, tuple(calls), tuple(hibernation.refs.items()),
+                   quota_left, turns)
 
     def hibernation(self) -> Hibernation:
         """The VM part of the record, for :meth:`VM.wake`."""
