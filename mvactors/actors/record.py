@@ -56,8 +56,10 @@ class ActorRecord:
 
     def hibernation(self) -> Hibernation:
         """The VM part of the record, for :meth:`VM.wake`."""
-        return Hibernation(snapshot=self.snapshot, async_calls={p.token: p.location for p in self.pending},
-                           refs=dict(self.refs), next_token=self.next_token)
+        # On every wake of a hibernated actor: most await nothing and keep nothing.
+        pending, refs = self.pending, self.refs
+        return Hibernation(self.snapshot, {p.token: p.location for p in pending} if pending else {},
+                           dict(refs) if refs else {}, self.next_token)
 
     def encode(self) -> bytes:
         """msgpack bytes, versioned.  Arguments msgpack cannot carry are recorded as None."""
@@ -93,18 +95,24 @@ class ActorRecord:
     @classmethod
     def _from_fields(cls, fields: list[Any], wall_due: bool) -> ActorRecord:
         snapshot, next_token, pending, refs, quota_left, turns = fields
-        if not isinstance(snapshot, bytes):
+        if type(snapshot) is not bytes:
             raise TypeError(f"snapshot is a {type(snapshot).__name__}, not bytes")
-        now = time.time()
-        calls = []
-        for token, location, import_id, args, due in pending:
-            if due is not None:
-                due = float(due) if wall_due else now + float(due)
-            if not isinstance(args, list):
-                raise TypeError(f"arguments of pending call {token!r} are a {type(args).__name__}, not a list")
-            calls.append(PendingCall(_int(token), _int(location), _int(import_id), tuple(args), due))
-        return cls(snapshot, _int(next_token), tuple(calls), tuple((_int(k), _int(v)) for k, v in refs),
-                   None if quota_left is None else _int(quota_left), _int(turns))
+        calls: tuple[PendingCall, ...] = ()
+        if pending:
+            now = time.time()
+            listed = []
+            for token, location, import_id, args, due in pending:
+                if due is not None:
+                    due = float(due) if wall_due else now + float(due)
+                if type(args) is not list:
+                    raise TypeError(f"arguments of pending call {token!r} are a {type(args).__name__}, not a list")
+                listed.append(PendingCall(_int(token), _int(location), _int(import_id), tuple(args), due))
+            calls = tuple(listed)
+        kept = tuple((_int(k), _int(v)) for k, v in refs) if refs else ()
+        if type(next_token) is not int or type(turns) is not int or not (
+                quota_left is None or type(quota_left) is int) or type(pending) is not list or type(refs) is not list:
+            raise TypeError("next_token, turns and quota_left are ints, pending and refs lists")
+        return cls(snapshot, next_token, calls, kept, quota_left, turns)
 
 
 def _int(value: Any) -> int:
