@@ -58,6 +58,8 @@ if TYPE_CHECKING:
     from .machine import VM
 
 _HANDLE_CHUNK = 32  # handle slots linked into the VM's roots at a time
+_MAX_COPY_DEPTH = 64  # nesting that to_python() follows (guest values may be cyclic)
+_REPR_DEPTH = 4  # nesting that repr() of a proxy shows
 
 
 def unsafe_int(number: int) -> OverflowError:
@@ -397,8 +399,9 @@ def _copy_proxy(vm: VM, value: Any, depth: int) -> Any:
     if isinstance(value, GuestFunction):
         return value
     if isinstance(value, GuestObject):
-        if depth > 64:
-            raise ValueError("guest value nests deeper than 64 levels (cyclic?); cannot copy it to Python")
+        if depth > _MAX_COPY_DEPTH:
+            raise ValueError(f"guest value nests deeper than {_MAX_COPY_DEPTH} levels (cyclic?); "
+                             "cannot copy it to Python")
         return {k: _copy_proxy(vm, get_property(vm, value._slot, k, bind=False), depth + 1)
                 for k in value.keys()}  # noqa: SIM118 - a proxy, not a dict
     return value
@@ -410,7 +413,7 @@ def describe(vm: VM, slot: int) -> str:
     if isinstance(value, GuestFunction):
         return "function"
     try:
-        return repr(_copy_proxy(vm, value, 60))
+        return repr(_copy_proxy(vm, value, _MAX_COPY_DEPTH - _REPR_DEPTH))
     except ValueError:
         return "..."
 
