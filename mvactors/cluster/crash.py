@@ -1,7 +1,8 @@
 """Deterministic crash points for fault tests: ``MVACTORS_CRASH_AT=point[:n]`` makes a worker
 process ``os._exit(70)`` the n-th time (default 1st) it reaches ``point``.
 
-Points: ``after-journal`` (a journaled result is in Redis, the guest has not seen it),
+Points: ``before-journal`` (a journaled call ran, its result is not recorded yet),
+``after-journal`` (a journaled result is in Redis, the guest has not seen it),
 ``before-commit`` (turns ran, their commit not sent), ``after-commit`` (committed, nothing
 after it done).
 """

@@ -50,6 +50,7 @@ T = TypeVar("T")
 
 ImportTables = Mapping[str, Mapping[int, Callable[..., Any]]]
 
+WORKERS = "mva:{workers}"  # zset: worker ID -> time of its last heartbeat
 _POLL_INTERVAL = 0.1  # seconds between full scans of the work index (hints wake it sooner)
 _HINT_BLOCK_MS = 1000
 _FETCH_COUNT = 256
@@ -108,6 +109,7 @@ class Worker:
         self._runtime: Runtime | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._failures: list[tuple[Owned, str]] = []
+        self._peers = 1  # live workers on this Redis, from their heartbeats
         self.stats = {"acquired": 0, "released": 0, "dropped": 0, "commits": 0, "turns": 0, "committed_turns": 0,
                       "failed": 0}
 
@@ -118,6 +120,7 @@ class Worker:
         self._blocking = open_redis(self.url, socket_timeout=_HINT_BLOCK_MS / 1000 + 10)
         try:
             await self._guard(lambda: load_functions(self.redis))
+            await self._guard(self._heartbeat)
             self._runtime = Runtime(host_calls=JournalHostCalls(self._journal_read, self._journal_write,
                                                                 self._fail_now, lambda: crash_point("after-journal")),
                                     on_turn=self._on_turn)
@@ -337,7 +340,9 @@ class Worker:
                 candidates.extend(text(a) for a in results[i + 1] if text(a) not in self._owned)
         if candidates:
             random.shuffle(candidates)
-            await self._acquire(candidates[:max(room, 0)])
+            # Take a fair share: the other live workers scan too (the rest is left for the next scan).
+            share = -(-len(candidates) // max(1, self._peers))
+            await self._acquire(candidates[:max(min(room, share), 0)])
         return full or len(candidates) > room
 
     def _room(self) -> int:
@@ -520,9 +525,22 @@ class Worker:
 
     # ---- leases ----
 
+    async def _heartbeat(self) -> None:
+        """Say this worker is alive; count the live ones (for a fair share of unowned actors)."""
+        now = time.time()
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zadd(WORKERS, {self.worker_id: now})
+        pipe.zremrangebyscore(WORKERS, "-inf", now - 3 * self.lease_ms / 1000)
+        pipe.zcard(WORKERS)
+        self._peers = max(1, int((await pipe.execute())[2]))
+
     async def _renew_loop(self) -> None:
         interval = self.lease_ms / 1000 / 4
         while True:
+            try:
+                await self._heartbeat()
+            except UNREACHABLE:
+                pass  # the renewals below log it
             await anyio.sleep(interval)
             for owned in list(self._owned.values()):
                 if not self._lease_fresh(owned):
@@ -615,6 +633,10 @@ class Worker:
         records = self._take_out([o for o in self._owned.values() if not o.gone])
         if records:
             await self._release(records)
+        try:
+            await self.redis.zrem(WORKERS, self.worker_id)
+        except UNREACHABLE:
+            pass  # its heartbeat ages out
         log.info("worker %s handed over %d actors", self.worker_id, len(records))
 
     # ---- failure ----
@@ -650,8 +672,10 @@ class Worker:
 
     async def _journal_write(self, actor: Actor, call: AsyncCall, entry: bytes) -> bytes | None:
         owned = self._owned.get(actor.id)
-        if owned is None or owned.gone or owned.actor is not actor:
+        # (owned.actor is None while adopt() is re-issuing the calls the record awaits)
+        if owned is None or owned.gone or owned.actor not in (None, actor):
             return None
+        crash_point("before-journal")
         keys = owned.keys
         while True:
             if not self._lease_fresh(owned):

@@ -175,6 +175,25 @@ async def test_journaled_step_is_not_run_again_after_a_crash(redis_url: str, act
     assert lines == [f"charge o1 {actor_id}/1", "effect charged o1 receipt-o1"]
 
 
+async def test_call_run_but_not_journaled_runs_again_with_the_same_idempotency_key(
+        redis_url: str, actor_snapshot: bytes, tmp_path: Any) -> None:
+    log = tmp_path / "effects.log"
+    env = {"MVACTORS_TEST_LOG": str(log)}
+    async with mvactors.connect(redis_url) as client:
+        actor_id = await client.spawn(actor_snapshot, imports="counter")
+        await client.send(actor_id, 3, "o1", 0)
+        crashing = worker(redis_url, *LEASE, env={**env, "MVACTORS_CRASH_AT": "before-journal"})
+        assert crashing.wait(30) == 70, crashing.output()  # charged, died before recording it
+        # The new owner re-issues the call while adopting the record (a second crash point there).
+        with worker(redis_url, *LEASE, env=env):
+            async def done() -> Any:
+                return (await client.call(actor_id, 2, timeout=30))["done"]
+
+            assert await eventually(done, 30, "the order to complete") == ["o1"]
+    lines = log.read_text().splitlines()
+    assert lines == [f"charge o1 {actor_id}/1"] * 2 + ["effect charged o1 receipt-o1"]
+
+
 async def test_pending_timer_fires_at_its_original_due_time_after_a_takeover(redis_url: str, actor_snapshot: bytes,
                                                                              tmp_path: Any) -> None:
     log = tmp_path / "effects.log"
