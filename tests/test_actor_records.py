@@ -10,6 +10,7 @@ import anyio
 import msgpack
 import pytest
 from runtime_support import (
+    ALLOCATE,
     FAIL,
     FETCH,
     FETCH_ADD,
@@ -249,3 +250,17 @@ def test_record_codec_round_trips_and_reads_version_1():
     old = ActorRecord.decode(v1)
     assert old.turns == 0 and old.quota_left is None and old.refs == ((1, 44),)
     assert old.pending[0].due == pytest.approx(time.time() + 2.5, abs=1.0)  # v1 kept seconds left
+
+
+async def test_evicting_a_failed_actor_removes_it_and_says_there_is_no_record(rt_actor, host):
+    async with mvactors.Runtime() as rt:
+        actor = await rt.spawn(rt_actor, host.imports("a"), actor_id="a")
+        with anyio.fail_after(TIMEOUT):
+            with pytest.raises((mvactors.VMUnusable, mvactors.ActorFailed)):
+                await actor.call(ALLOCATE, 100_000)  # unmetered: out of memory is fatal
+        assert actor.state == "failed"
+        with pytest.raises(mvactors.ActorFailed, match="no record"):
+            rt.evict("a")
+        assert "a" not in rt and rt.stats()["failed"] == 0
+        with pytest.raises(KeyError):
+            rt.evict("a")

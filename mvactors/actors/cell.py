@@ -226,6 +226,7 @@ class Cell:
             return False  # cannot be snapshotted right now: stays resident
         # In memory, the awaited calls stay in _awaited: the record needs only the VM's part.
         self._rest = ActorRecord.from_hibernation(hibernation, {}, None, 0)
+        _disown(self._promises)  # the record keeps them; wake() brings them back
         self._promises = _NO_PROMISES
         if not self.mailbox:
             # An empty deque still holds a ~760 B block; a hibernated actor drops it.
@@ -299,6 +300,7 @@ class Cell:
         for reply in self._waiting.values():
             reply.fail(error())
         self._waiting.clear()
+        _disown(self._promises)
         self._promises.clear()
         self.signal_space()
         if self.vm is not None:
@@ -532,6 +534,15 @@ class Cell:
         self.close(lambda: ActorFailed(f"actor {self.id} failed: {exc}"))
         self._token_owner.clear()
         return TurnOutcome("message", True, failure=exc)
+
+
+def _disown(promises: dict[int, GuestPromise]) -> None:
+    """The runtime lets go of promises it watched for callers: no "never awaited" warning for them."""
+    for promise in promises.values():
+        try:
+            promise.state  # noqa: B018 - reading the state is how a holder says it looked
+        except MicroviumError:
+            pass  # the VM is gone: the promise was looked at all the same
 
 
 def _spent(vm: VM, budget: int | None) -> int:

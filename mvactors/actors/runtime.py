@@ -23,7 +23,7 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
-from ..errors import ActorError, ActorEvicted, ActorExists, RuntimeNotRunning
+from ..errors import ActorError, ActorEvicted, ActorExists, ActorFailed, RuntimeNotRunning
 from ..imports import AsyncCall
 from ..store.base import CheckpointStore
 from ..vm import SnapshotLike
@@ -235,12 +235,14 @@ class Runtime:
         Its queued messages and waiting callers get ActorEvicted (a record
         holds no mail); its in-flight host calls are dropped (their outcomes are
         ignored) and its timers forgotten.  The handle stays, in state ``"evicted"``.
+        A failed actor is removed too, and ActorFailed raised: it has no record to give.
         """
         actor = self.get(actor_id)
         cell = actor._cell
         if cell.running:
             raise ActorError(f"actor {actor_id!r} is running a turn; evict it between turns", "MVA_ACTOR_RUNNING")
-        record = actor.record()
+        failure = cell.failure
+        record = actor.record() if failure is None else None
         del self._actors[actor_id]
         self._residency.removed(actor)
         cell.evicted = True
@@ -248,6 +250,8 @@ class Runtime:
         self._timers.dead += cell.timers
         cell.timers = 0
         self._check_idle()
+        if record is None:
+            raise ActorFailed(f"actor {actor_id} failed ({failure}); it is removed, with no record to give")
         return record
 
     async def restore(
