@@ -39,6 +39,7 @@ from .errors import (
     MicroviumError,
     RecordCorrupt,
     RuntimeNotRunning,
+    TimeLimitExceeded,
     VMUnusable,
 )
 from .imports import current_call, journaled
@@ -128,6 +129,7 @@ __all__ = [
     "MemoryStats",
     "MicroviumError",
     "VM",
+    "TimeLimitExceeded",
     "VMUnusable",
     "async_import",
     "compile",

@@ -118,6 +118,14 @@ class VMUnusable(MicroviumError):
     """The VM hit a fatal engine error (or was closed) and cannot run again."""
 
 
+class TimeLimitExceeded(VMUnusable):
+    """The hard stop ended a call into the VM that ran longer than its ``time_limit``.
+
+    Unlike :class:`GasExhausted`, the engine was stopped wherever it was, so
+    the VM cannot run again (``rollback()`` to a savepoint revives it).
+    """
+
+
 class HostFunctionError(MicroviumError):
     """A host (import) function raised; the original exception is ``__cause__``."""
 

@@ -373,6 +373,30 @@ MVX_API(mvx_layout) uintptr_t mvx_layout(int32_t what) {
   }
 }
 
+/* Cheap structural checks of a restored snapshot that the engine trusts: the
+ * heap must parse into allocations, and the list of strings interned in RAM
+ * must be a list of heap cells that ends (a cycle would make every new
+ * property name walk it forever). */
+static mvm_TeError mvx_check_restored(void) {
+  TsBucket* bucket = vm->pLastBucket;
+  if (!bucket) return MVM_E_SUCCESS;
+  uint16_t* begin = (uint16_t*)getBucketDataBegin(bucket);
+  uint16_t* end = bucket->pEndOfUsedSpace;
+  for (uint16_t* p = begin; p < end;) {
+    uint16_t size = vm_getAllocationSizeExcludingHeaderFromHeaderWord(*p++);
+    p += (size + 1) / 2;
+    if (p > end) return MVM_E_INVALID_BYTECODE;
+  }
+  uint32_t steps = (uint32_t)(end - begin) / 3 + 1; /* a cell takes at least 6 bytes */
+  for (Value cell = getBuiltin(vm, BIN_INTERNED_STRINGS); cell != VM_VALUE_UNDEFINED;) {
+    if (!Value_isShortPtr(cell) || !steps--) return MVM_E_INVALID_BYTECODE;
+    uint16_t* pCell = ShortPtr_decode(vm, cell);
+    if (pCell <= begin || pCell + 2 > end) return MVM_E_INVALID_BYTECODE;
+    cell = ((TsInternedStringCell*)pCell)->spNext;
+  }
+  return MVM_E_SUCCESS;
+}
+
 /* Restores the snapshot of `size` bytes the host wrote at the start of the
  * area, with the import table (mvx.import_count entries) it wrote right after
  * it, 8-byte aligned.  Returns an mvm_TeError. */
@@ -386,6 +410,7 @@ MVX_API(mvx_restore) int32_t mvx_restore(uint32_t size, int32_t with_breakpoints
   mvx.missing_import = -1;
   mvx.handles_linked = 0;
   mvm_TeError err = mvm_restore(&vm, mvx_rom, size, NULL, mvx_resolve_import);
+  if (!err) err = mvx_check_restored();
   if (err) {
     vm = NULL;
     return err;

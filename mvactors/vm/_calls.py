@@ -62,6 +62,9 @@ def fatal_reason(trap: _wasm.EngineTrap) -> str:
     if name in ("MVM_E_MALLOC_FAIL", "MVM_E_OUT_OF_MEMORY"):  # no room left in the page for the GC to copy into
         return (f"the guest ran out of memory ({name}); a VM heap is limited to about 29 KB "
                 "and property names stay interned for the VM's lifetime")
+    if trap.time_limit is not None:
+        return (f"the hard stop ended a call that ran longer than the VM's time limit of {trap.time_limit:g} s "
+                "(an endless loop in the guest, or a corrupt snapshot); see VM.restore(time_limit=)")
     if trap.fatal_code:
         return f"fatal engine error {name}"
     return f"the engine trapped: {trap}"

@@ -12,6 +12,10 @@ from __future__ import annotations
 
 import ctypes
 import math
+import os
+import sys
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -42,9 +46,10 @@ class EngineTrap(Exception):
     trap did not come from the engine's fatal path.
     """
 
-    def __init__(self, fatal_code: int, message: str) -> None:
+    def __init__(self, fatal_code: int, message: str, time_limit: float | None = None) -> None:
         super().__init__(message)
         self.fatal_code = fatal_code
+        self.time_limit = time_limit  # set when the hard stop ended a call that ran longer than this
 
 
 class EngineMissing(RuntimeError):
@@ -157,12 +162,117 @@ def _raw_call_fn() -> Callable[..., int | None]:
     return _RAW_CALL(address)  # type: ignore[no-any-return]
 
 
+# ---- the hard stop: epoch interruption with a per-call time limit ----
+
+TICK_SECONDS = 0.01
+"""How often the ticker advances the engine's epoch: the hard stop's resolution."""
+DEFAULT_TIME_LIMIT = 5.0
+"""Seconds one entry into the engine may run before the hard stop ends it (``VM.restore(time_limit=)``)."""
+
+_DEADLINE_CB = ffi._wasmtime_store_epoch_deadline_callback.argtypes[1]
+_DEADLINE_FINALIZER = ffi._wasmtime_store_epoch_deadline_callback.argtypes[3]
+
+
+def _limit_holder(frame: Any) -> Any:
+    """The Instance whose code Python entered from ``frame`` (or an outer frame), or None.
+
+    Raw calls are made by Instance methods (``self``), by closures of a VM
+    (``vm``/``inst`` locals) or by VM methods (``self``); a few frames up is
+    always enough.
+    """
+    from .machine import VM  # (not at import time: machine imports this module)
+
+    for _ in range(6):
+        if frame is None:
+            return None
+        local = frame.f_locals
+        for name in ("inst", "self", "vm", "instance"):
+            value = local.get(name)
+            if isinstance(value, Instance):
+                return value
+            # Only exact types: a guest proxy's attributes would call into the engine.
+            if isinstance(value, VM) and isinstance(value._inst, Instance):
+                return value._inst
+        frame = frame.f_back
+    return None
+
+
+class _HardStop:
+    """Ends any entry into the engine that runs longer than its instance's time limit.
+
+    A ticker thread advances the engine's epoch every TICK_SECONDS; compiled
+    code checks the epoch at every loop back-edge and function entry, so even
+    a loop inside the engine (a cyclic list in a corrupt snapshot) sees it.
+    Each tick that finds wasm running calls ``on_tick`` on the running thread:
+    the Python frame that made the raw call identifies the call, and a call
+    seen running for ``time_limit`` (time in host functions excluded) is
+    ended with an error, which the caller sees as a trap of that instance.
+    Nothing is done per call, so the hot path costs the same as without it.
+    """
+
+    def __init__(self, engine: wasmtime.Engine, store: wasmtime.Store) -> None:
+        self.engine = engine
+        self.frame: Any = None  # the Python frame of the call seen running at the last tick
+        self.ran = 0.0  # seconds that call has run in the engine, as the ticks saw it
+        self.last = 0.0  # when the last tick saw it
+        self.ticks = 0
+        self.seen = 0  # the tick at which wasm was last seen running
+        self.callback = _DEADLINE_CB(self.on_tick)
+        ffi._wasmtime_store_epoch_deadline_callback(store.ptr(), self.callback, None, _DEADLINE_FINALIZER(0))
+        ffi.wasmtime_context_set_epoch_deadline(store._context(), 1)
+        self.start_ticker()
+        os.register_at_fork(after_in_child=self.start_ticker)  # threads do not survive fork()
+
+    def start_ticker(self) -> None:
+        engine = self.engine
+
+        def tick() -> None:
+            while True:
+                time.sleep(TICK_SECONDS)
+                self.ticks += 1
+                engine.increment_epoch()
+                if self.frame is not None and self.ticks - self.seen > 2:
+                    # No wasm ran for two ticks, so that call is over: let its frame go
+                    # (it holds the caller's locals).
+                    self.frame = None
+
+        threading.Thread(target=tick, name="mvactors-epoch-ticker", daemon=True).start()
+
+    def on_tick(self, _ctx: Any, _env: Any, delta: Any, kind: Any) -> int:
+        delta[0] = 1
+        kind[0] = 0  # WASMTIME_UPDATE_DEADLINE_CONTINUE
+        try:
+            frame = sys._getframe(1)
+            now = time.monotonic()
+            self.seen = self.ticks
+            if frame is not self.frame:
+                self.frame, self.ran, self.last = frame, 0.0, now
+                return 0
+            # Time between two ticks counts up to two ticks' worth: longer means the
+            # call was in a host function (or the thread was not scheduled), and an
+            # overloaded machine still adds up to the limit.
+            self.ran += min(now - self.last, 2 * TICK_SECONDS)
+            self.last = now
+            inst = _limit_holder(frame)
+            limit = DEFAULT_TIME_LIMIT if inst is None else inst.time_limit
+            if limit is None or self.ran < limit:
+                return 0
+            self.frame = None
+            if inst is not None:
+                inst.stopped_after = limit
+            message = f"the hard stop ended a call that ran longer than its time limit of {limit:g} s"
+            error = ffi.wasmtime_error_new(ctypes.create_string_buffer(message.encode()))
+            return ctypes.cast(error, ctypes.c_void_p).value or 0
+        except BaseException:  # pragma: no cover - a ctypes callback must not raise
+            return 0
+
+
 class WasmEngine:
     """The compiled engine module, linked once per process."""
 
     _instance: WasmEngine | None = None
 
-    def __init__(self) -> None:
+    def __init__(self, hard_stop: bool = True) -> None:
         if not WASM_PATH.exists():
             raise EngineMissing(f"the Microvium engine is not built ({WASM_PATH} is missing); {BUILD_HINT}")
         config = wasmtime.Config()
@@ -171,6 +281,9 @@ class WasmEngine:
         # instance allow ~16,000 VMs, 2 allow ~32,000.  The engine's data is a few KB,
         # so copying it at instantiation costs nothing measurable.
         config.memory_init_cow = False
+        # The hard stop (see _HardStop).  A serialized module only loads into an engine
+        # with the same setting.
+        config.epoch_interruption = hard_stop  # False only to measure what the stop costs (bench/hardstop.py)
         self.engine = wasmtime.Engine(config)
         self.module = wasmtime.Module(self.engine, WASM_PATH.read_bytes())
         self.linker = wasmtime.Linker(self.engine)
@@ -185,6 +298,7 @@ class WasmEngine:
         # fleet needs; the real ceiling is the kernel's mapping limit.
         self.store.set_limits(instances=10_000_000, memories=10_000_000, tables=10_000_000)
         self.ctx = self.store._context()
+        self.hard_stop = _HardStop(self.engine, self.store) if hard_stop else None
         self.call_raw = _raw_call_fn()
         self.layout: Layout | None = None
 
@@ -338,6 +452,8 @@ class Instance:
         self.base: int = ctypes.cast(base, ctypes.c_void_p).value or 0
         self.dead = False
         self.fatal: EngineTrap | None = None
+        self.time_limit: float | None = DEFAULT_TIME_LIMIT  # seconds per entry; the VM sets its own
+        self.stopped_after: float | None = None  # the time limit the hard stop enforced, if it did
         if engine.layout is None:
             engine.layout = Layout(self.layout_value)
         self.layout = layout = engine.layout
@@ -534,7 +650,10 @@ class Instance:
         if trap_ptr:
             trap = wasmtime.Trap._from_ptr(ctypes.cast(trap_ptr, ctypes.POINTER(ffi.wasm_trap_t)))
             message = trap.message
-        self.fatal = EngineTrap(fatal, message)
+        stopped, self.stopped_after = self.stopped_after, None
+        if stopped is not None:
+            message = f"the call ran longer than its time limit of {stopped:g} s"
+        self.fatal = EngineTrap(fatal, message, stopped)
         raise self.fatal
 
     def close(self) -> None:
@@ -556,6 +675,7 @@ def native_library_path() -> Path:
 
 __all__ = [
     "BUILD_HINT",
+    "DEFAULT_TIME_LIMIT",
     "EngineMissing",
     "EngineTrap",
     "Host",

@@ -10,13 +10,14 @@ async host calls), ``_promises``, ``_persist`` (savepoints, hibernation).
 from __future__ import annotations
 
 import ctypes
+import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
 
-from ..errors import E_HOST_ERROR, ExportNotFound, MicroviumError, VMUnusable, error_name
+from ..errors import E_HOST_ERROR, ExportNotFound, MicroviumError, TimeLimitExceeded, VMUnusable, error_name
 from . import _host, _marshal, _persist, _pool, _promises
 from . import _wasm as _engine
 from ._abi import CALL_ARGC_SHIFT, CALL_GUARD, INT14_BIAS, INT14_MAX, INT14_MIN, INT14_SIGN, INT14_TAG, MAX_ID
@@ -28,6 +29,15 @@ from .snapshot import SnapshotLike, check_size, export_ids, load_snapshot, requi
 from .snapshot import snapshot_bytes as _snapshot_bytes
 from .values import GuestRef
 
+
+def _check_time_limit(time_limit: float | None) -> float | None:
+    if time_limit is None:
+        return None
+    if isinstance(time_limit, bool) or not isinstance(time_limit, (int, float)):
+        raise TypeError(f"time_limit must be a number of seconds or None, not {type(time_limit).__name__}")
+    if not 0 < time_limit < math.inf:
+        raise ValueError(f"time_limit must be a positive, finite number of seconds (or None), got {time_limit!r}")
+    return float(time_limit)
 
 @dataclass(frozen=True)
 class MemoryStats:
@@ -88,7 +98,7 @@ class VM:
                  "_closed_reason", "_converting", "_died", "_free", "_gas", "_handle_stride", "_handles",
                  "_handles16", "_host_exception", "_host_tasks", "_imports", "_inst", "_layout", "_linked",
                  "_max_args", "_mem16", "_next_token", "_pending", "_revived", "_scratch", "_slow", "_snapshot",
-                 "_sp_slots", "_task_group", "_this16", "_waiters", "async_handler", "exports")
+                 "_sp_slots", "_task_group", "_this16", "_time_limit", "_waiters", "async_handler", "exports")
 
     def __init__(self, instance: _engine.Instance, snapshot: bytes, imports: ImportMap,
                  breakpoint_hit: Callable[[int], Any] | None) -> None:
@@ -125,11 +135,13 @@ class VM:
         self._this16 = layout.this_value >> 1
         self._max_args = layout.max_args
         self._slow = breakpoint_hit is not None
+        self._time_limit: float | None = _engine.DEFAULT_TIME_LIMIT
         self._use_instance(instance)
 
     def _use_instance(self, instance: _engine.Instance) -> None:
         """Run in ``instance`` from now on (all instances share one memory layout)."""
         instance.attach(self)
+        instance.time_limit = self._time_limit
         self._inst: _engine.Instance | None = instance
         self._base = instance.base
         self._mem16 = instance.mem16
@@ -138,17 +150,28 @@ class VM:
 
     @classmethod
     def restore(cls, snapshot: SnapshotLike, imports: ImportMap | None = None,
-                breakpoint_hit: Callable[[int], Any] | None = None) -> VM:
+                breakpoint_hit: Callable[[int], Any] | None = None,
+                time_limit: float | None = _engine.DEFAULT_TIME_LIMIT) -> VM:
         """Restore ``snapshot`` into a fresh VM without running any guest code.
 
         ``imports`` maps import IDs (0..0xFFFF) to host functions; ``async def``
         functions (or ones wrapped with :func:`mvactors.async_import`) give the
         guest a promise.  ``breakpoint_hit(address)`` is called at breakpoints.
+
+        ``time_limit`` is the hard stop: seconds (default 5) that one entry
+        into the engine (a call, or a host-side operation such as a property
+        read) may run before it is ended with :class:`TimeLimitExceeded`,
+        whatever the guest or a corrupt snapshot does; the VM is unusable
+        afterwards.  Time spent in host functions does not count, and a host
+        function calling back into the VM starts a new entry.  ``None``
+        disables it.  For a budget the guest can recover from, use
+        :meth:`stop_after_n_instructions`.
         """
         data = _snapshot_bytes(snapshot)
         imports, table = prepare_imports(imports)
         if breakpoint_hit is not None and not callable(breakpoint_hit):
             raise TypeError("breakpoint_hit must be callable")
+        time_limit = _check_time_limit(time_limit)
         check_size(data)
         instance = _pool.take()
         load_snapshot(instance, data, table)
@@ -156,13 +179,15 @@ class VM:
         state32 = instance.state32
         state32[layout.import_count_word] = len(imports)
         vm = cls(instance, data, imports, breakpoint_hit)
+        vm._time_limit = instance.time_limit = time_limit
         try:
             err = instance.restore(len(data), breakpoint_hit is not None)
         except _engine.EngineTrap as trap:
             vm._inst = None
             instance.close()
-            raise VMUnusable(f"the engine failed while restoring the snapshot: {trap}",
-                             trap.fatal_code or "MVM_E_UNEXPECTED") from None
+            error = TimeLimitExceeded if trap.time_limit is not None else VMUnusable
+            raise error(f"the engine failed while restoring the snapshot: {trap}",
+                        trap.fatal_code or "MVM_E_UNEXPECTED") from None
         if err:
             vm._discard_instance()
             missing = ctypes.c_int32.from_address(instance.base + layout.missing_import).value
@@ -174,12 +199,13 @@ class VM:
 
     @classmethod
     def wake(cls, hibernation: Hibernation, imports: ImportMap | None = None,
-             breakpoint_hit: Callable[[int], Any] | None = None) -> tuple[VM, dict[Any, Any]]:
+             breakpoint_hit: Callable[[int], Any] | None = None,
+             time_limit: float | None = _engine.DEFAULT_TIME_LIMIT) -> tuple[VM, dict[Any, Any]]:
         """Restore a :meth:`hibernate` record: the VM, with its pending async calls and kept references.
 
         Returns the VM and a dict mapping each ``keep`` key to a fresh proxy.
         """
-        vm = cls.restore(hibernation.snapshot, imports, breakpoint_hit)
+        vm = cls.restore(hibernation.snapshot, imports, breakpoint_hit, time_limit)
         return vm, _persist.wake_refs(vm, hibernation)
 
     def close(self) -> None:
@@ -360,8 +386,9 @@ class VM:
         self._closed_reason = f"the VM is unusable after a fatal error: {reason}"
         self._discard_instance()
         self._died = True
-        return VMUnusable(f"the VM hit a fatal error and cannot be used again: {reason}",
-                          trap.fatal_code or "MVM_E_FATAL_ERROR_MUST_KILL_VM")
+        error = TimeLimitExceeded if trap.time_limit is not None else VMUnusable
+        return error(f"the VM hit a fatal error and cannot be used again: {reason}",
+                     trap.fatal_code or "MVM_E_FATAL_ERROR_MUST_KILL_VM")
 
     def call(self, slot: int, args: tuple[Any, ...], this: GuestRef | None = None) -> Any:
         """Call the guest function held in handle ``slot`` (``this``: a method call)."""

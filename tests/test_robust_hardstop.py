@@ -1,0 +1,128 @@
+"""The hard stop and restore-time checks (issue 7, finding 4).
+
+A CRC-valid corrupt snapshot could make the engine loop inside one
+instruction (a cyclic list of interned strings), where gas never drops: the
+host had no way to stop it.  Every entry into the engine now has a time limit
+enforced by wasmtime's epoch interruption, and restore rejects what it can
+check cheaply.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import mvactors
+from mvactors import MicroviumError, TimeLimitExceeded, VMUnusable
+
+LOOP_JS = """
+const host = vmImport(1);
+vmExport(1, () => { let i = 0; while (true) { i++; } });
+vmExport(2, (x) => x + 1);
+vmExport(3, (n) => { let s = 0; for (let i = 0; i < n; i++) { s = (s + host(i)) & 4095; } return s; });
+"""
+
+INTERN_JS = "let o = {}; vmExport(1, (n) => { o['key' + n] = n; return 0; }); vmExport(2, (n) => o['key' + n]);"
+
+
+def crc16(data: bytes) -> int:
+    crc = 0xFFFF
+    for byte in data:
+        x = (crc >> 8) ^ byte
+        x ^= x >> 4
+        crc = ((crc << 8) ^ (x << 12) ^ (x << 5) ^ x) & 0xFFFF
+    return crc
+
+
+def with_crc(snapshot: bytearray) -> bytes:
+    snapshot[6:8] = crc16(bytes(snapshot[8:])).to_bytes(2, "little")
+    return bytes(snapshot)
+
+
+def heap_allocations(snapshot: bytes) -> dict[int, tuple[int, bytes]]:
+    """Heap offset of each allocation's body -> (type code, body)."""
+    heap = int.from_bytes(snapshot[26:28], "little")  # sectionOffsets[BCS_HEAP]
+    found, p = {}, heap
+    while p < len(snapshot):
+        header = int.from_bytes(snapshot[p:p + 2], "little")
+        size = header & 0xFFF
+        found[p + 2 - heap] = (header >> 12, snapshot[p + 2:p + 2 + size])
+        p += 2 + ((size + 1) & ~1)
+    return found
+
+
+def test_endless_guest_loop_is_stopped(compile_js):
+    data = compile_js(LOOP_JS)
+    vm = mvactors.VM.restore(data, {1: lambda i: i}, time_limit=0.2)
+    bystander = mvactors.VM.restore(data, {1: lambda i: i})
+    started = time.monotonic()
+    with pytest.raises(TimeLimitExceeded, match=r"time limit of 0\.2 s"):
+        vm.exports[1]()
+    assert time.monotonic() - started < 5  # stopped near its limit, not at the 5 s default
+    with pytest.raises(VMUnusable):
+        vm.exports[2](1)
+    with bystander, mvactors.VM.restore(data, {1: lambda i: i}) as fresh:
+        assert bystander.exports[2](41) == 42
+        assert fresh.exports[3](10) == 45
+
+
+def test_a_savepoint_revives_a_stopped_vm(compile_js):
+    vm = mvactors.VM.restore(compile_js(LOOP_JS), {1: lambda i: i}, time_limit=0.1)
+    with vm:
+        point = vm.savepoint()
+        with pytest.raises(TimeLimitExceeded):
+            vm.exports[1]()
+        vm.rollback(point)
+        assert vm.exports[2](1) == 2
+        with pytest.raises(TimeLimitExceeded):  # the revived VM keeps its limit
+            vm.exports[1]()
+
+
+def test_many_short_calls_never_add_up_to_the_limit(compile_js):
+    with mvactors.VM.restore(compile_js(LOOP_JS), {1: lambda i: i}, time_limit=0.05) as vm:
+        inc = vm.exports[2]
+        until = time.monotonic() + 0.3  # six limits' worth of back-to-back calls
+        calls = 0
+        while time.monotonic() < until:
+            assert inc(calls & 1023) == (calls & 1023) + 1
+            calls += 1
+
+
+def test_time_in_host_functions_does_not_count(compile_js):
+    def slow_host(i: int) -> int:
+        until = time.monotonic() + 0.06
+        while time.monotonic() < until:  # busy in Python, not in the engine
+            pass
+        return i
+
+    with mvactors.VM.restore(compile_js(LOOP_JS), {1: slow_host}, time_limit=0.1) as vm:
+        assert vm.exports[3](6) == 15  # 0.36 s in all, 0.06 s per host call
+
+
+@pytest.mark.parametrize("bad", [0, -1, float("inf"), float("nan"), "1", True])
+def test_time_limit_is_validated(compile_js, bad):
+    with pytest.raises((TypeError, ValueError), match="time_limit"):
+        mvactors.VM.restore(compile_js(LOOP_JS), {1: lambda i: i}, time_limit=bad)
+
+
+def test_no_time_limit(compile_js):
+    with mvactors.VM.restore(compile_js(LOOP_JS), {1: lambda i: i}, time_limit=None) as vm:
+        assert vm.exports[2](1) == 2
+
+
+def test_cyclic_interned_string_list_is_rejected_at_restore(compile_js):
+    vm = mvactors.VM.restore(compile_js(INTERN_JS))
+    vm.exports[1](5)  # interns "key5" in RAM
+    snapshot = bytearray(vm.create_snapshot())
+    vm.close()
+    heap = int.from_bytes(snapshot[26:28], "little")
+    cells = [offset for offset, (_tc, body) in heap_allocations(bytes(snapshot)).items()
+             if len(body) == 4 and body[:2] == b"\x01\x00"]  # [spNext = end of list, str]
+    (cell,) = cells
+    snapshot[heap + cell:heap + cell + 2] = cell.to_bytes(2, "little")  # the cell points at itself
+    with pytest.raises(MicroviumError, match="MVM_E_INVALID_BYTECODE"):
+        mvactors.VM.restore(with_crc(snapshot))
+    with mvactors.VM.restore(compile_js(INTERN_JS)) as fresh:
+        fresh.exports[1](6)
+        assert fresh.exports[2](6) == 6
