@@ -58,7 +58,11 @@ if TYPE_CHECKING:
     from .machine import VM
 
 _HANDLE_CHUNK = 32  # handle slots linked into the VM's roots at a time
-_MAX_COPY_DEPTH = 64  # nesting that to_python() follows (guest values may be cyclic)
+MAX_NESTING = 64
+"""Containers nested deeper than this are refused both ways (ValueError), well inside Python's recursion limit."""
+HEAP_ROOM = 0x7000
+"""Guest heap bytes an argument may bring the VM to: the engine's heap limit (0x7400) less a margin."""
+_CHECKED_ABOVE = 2048  # arguments estimated smaller than this are copied in without checking the heap
 _REPR_DEPTH = 4  # nesting that repr() of a proxy shows
 
 
@@ -160,12 +164,64 @@ def to_guest(vm: VM, obj: Any) -> int:
             vm._live()
         return slot_value(vm, obj._slot)
     if isinstance(obj, (list, tuple)):
+        if not vm._converting:
+            _check_room(vm, obj)
         return _new_array(vm, obj)
     if isinstance(obj, dict):
+        if not vm._converting:
+            _check_room(vm, obj)
         return _new_object(vm, obj)
     if callable(obj):
         return _host_function_value(vm, obj)
     raise bad_type(obj)
+
+
+def heap_estimate(obj: Any, depth: int = 0) -> int:
+    """Guest heap bytes that copying ``obj`` in allocates, at most (headers, interned keys, property cells)."""
+    t = type(obj)
+    if obj is None or t is bool or t is _Null:
+        return 0
+    if t is int:
+        return 0 if INT14_MIN <= obj <= INT14_MAX else 10
+    if t is float:
+        return 10
+    if isinstance(obj, str):
+        return 3 + len(obj.encode("utf-8", "surrogatepass")) if obj.isascii() else 3 + 4 * len(obj)
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return 4 + len(obj)
+    if depth >= MAX_NESTING:
+        return 0  # refused while copying
+    if isinstance(obj, (list, tuple)):
+        return 8 + 2 * len(obj) + sum(heap_estimate(item, depth + 1) for item in obj)
+    if isinstance(obj, dict):
+        # a property cell (10 B) and an interned key with its intern cell per key
+        return 6 + sum(19 + heap_estimate(key, depth + 1) + heap_estimate(item, depth + 1)
+                       for key, item in obj.items())
+    return 0
+
+
+def _check_room(vm: VM, obj: list[Any] | tuple[Any, ...] | dict[Any, Any]) -> None:
+    """Refuse an argument the VM's heap cannot take, before any of it reaches the engine.
+
+    Running out of heap is fatal to a VM; an argument is the caller's to fix, so
+    it is refused while the VM is still whole.
+    """
+    if len(obj) < 16 and not any(isinstance(v, (list, tuple, dict, str, bytes)) for v in
+                                 (obj.values() if isinstance(obj, dict) else obj)):
+        return
+    try:
+        need = heap_estimate(obj)
+    except (RecursionError, UnicodeEncodeError):
+        return  # the copy itself refuses it, with the right error
+    if need < _CHECKED_ABOVE:
+        return
+    # (No collection here: arguments already written to the glue's handles would not survive it.)
+    used = vm.get_memory_stats().virtual_heap_used
+    if used + need > HEAP_ROOM:
+        raise MicroviumError(
+            f"the {type(obj).__name__} argument needs about {need} bytes of guest heap and the VM has "
+            f"{max(HEAP_ROOM - used, 0)} left (a VM heap holds about 29 KB; run_gc() frees garbage): "
+            "pass less at a time", "MVM_E_OUT_OF_MEMORY")
 
 
 def _new(vm: VM, make: Callable[[_wasm.Instance], int]) -> int:
@@ -191,6 +247,8 @@ def _new_from_scratch(vm: VM, data: bytes, kind: str) -> int:
 
 
 def _enter_container(vm: VM, container: object) -> None:
+    if len(vm._converting) >= MAX_NESTING:
+        raise ValueError(f"the value nests containers deeper than {MAX_NESTING} levels, the most a VM accepts")
     if id(container) in vm._converting:
         raise TypeError(f"cannot pass a vm-referencing {type(container).__name__} to the VM "
                         "(values are copied in, and a cycle never ends)")
@@ -277,7 +335,11 @@ def from_guest(vm: VM, value: int, promise_ok: bool = False, this: GuestRef | No
     if kind == T_STRING:
         ptr = inst.string(value)
         size = inst.state32[inst.layout.out_size_word]
-        return ctypes.string_at(vm._base + ptr, size).decode("utf-8", "surrogatepass")
+        try:
+            return ctypes.string_at(vm._base + ptr, size).decode("utf-8", "surrogatepass")
+        except UnicodeDecodeError as exc:
+            raise MicroviumError(f"a guest string is not valid UTF-8 ({exc.reason} at byte {exc.start}): "
+                                 "the snapshot is corrupt", "MVM_E_INVALID_BYTECODE") from None
     if kind == T_FUNCTION:
         host_id = inst.host_func_id(value)
         if host_id >= 0 and host_id in vm._imports:
@@ -394,14 +456,14 @@ def to_python(vm: VM, slot: int) -> Any:
 def _copy_proxy(vm: VM, value: Any, depth: int) -> Any:
     if isinstance(value, GuestBytes):
         return bytes(value)
+    if isinstance(value, (GuestArray, GuestObject)) and depth >= MAX_NESTING:
+        raise ValueError(f"the guest value nests containers deeper than {MAX_NESTING} levels (cyclic?); "
+                         "cannot copy it to Python")
     if isinstance(value, GuestArray):
         return [_copy_proxy(vm, item, depth + 1) for item in value]
     if isinstance(value, GuestFunction):
         return value
     if isinstance(value, GuestObject):
-        if depth > _MAX_COPY_DEPTH:
-            raise ValueError(f"guest value nests deeper than {_MAX_COPY_DEPTH} levels (cyclic?); "
-                             "cannot copy it to Python")
         return {k: _copy_proxy(vm, get_property(vm, value._slot, k, bind=False), depth + 1)
                 for k in value.keys()}  # noqa: SIM118 - a proxy, not a dict
     return value
@@ -413,7 +475,7 @@ def describe(vm: VM, slot: int) -> str:
     if isinstance(value, GuestFunction):
         return "function"
     try:
-        return repr(_copy_proxy(vm, value, _MAX_COPY_DEPTH - _REPR_DEPTH))
+        return repr(_copy_proxy(vm, value, MAX_NESTING - _REPR_DEPTH))
     except ValueError:
         return "..."
 

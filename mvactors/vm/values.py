@@ -12,6 +12,8 @@ import warnings
 from collections.abc import Awaitable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ..errors import MicroviumError
+
 if TYPE_CHECKING:
     from .machine import VM
 
@@ -186,7 +188,10 @@ class GuestArray(GuestRef):
 
     def __len__(self) -> int:
         n = self._heap.get_property(self._slot, "length", bind=False)
-        return int(n)
+        if type(n) is not int or n < 0:
+            raise MicroviumError(f"a guest array reports the length {n!r}: the snapshot is corrupt",
+                                 "MVM_E_INVALID_BYTECODE")
+        return n
 
     def _index(self, index: int) -> int:
         n = len(self)
