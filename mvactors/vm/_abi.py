@@ -219,6 +219,8 @@ SNAPSHOT_MINOR_AT = 2  # requiredEngineVersion, the minor version
 SNAPSHOT_SECTIONS_AT = 12
 SECTION_EXPORT_TABLE = 1  # entries of (id, value), 4 bytes each
 EXPORT_ENTRY_SIZE = 4
+SECTION_HEAP = 7  # the last section: the heap runs from its offset to the end of the snapshot
+SNAPSHOT_HEAP_AT = SNAPSHOT_SECTIONS_AT + 2 * SECTION_HEAP
 
 ENGINE_FACTS = {
     "VM_VALUE_UNDEFINED": UNDEFINED,
@@ -250,6 +252,7 @@ ENGINE_FACTS = {
     "offsetof(mvm_TsBytecodeHeader, sectionOffsets)": SNAPSHOT_SECTIONS_AT,
     "offsetof(mvm_TsBytecodeHeader, requiredEngineVersion)": SNAPSHOT_MINOR_AT,
     "BCS_EXPORT_TABLE": SECTION_EXPORT_TABLE,
+    "BCS_HEAP": SECTION_HEAP,
     "sizeof(vm_TsExportTableEntry)": EXPORT_ENTRY_SIZE,
     "sizeof(mvm_TsMemoryStats) / sizeof(size_t)": MEMORY_STATS_FIELDS,
 }

@@ -166,9 +166,7 @@ def hibernate(vm: VM, keep: Mapping[Any, GuestRef] | None = None, collect: bool 
     for ref in keep.values():
         if not isinstance(ref, GuestRef) or ref._heap is not vm:
             raise TypeError("hibernate() keeps only guest values of this VM")
-    if collect:
-        vm.run_gc(squeeze=True)
-    snapshot = vm.create_snapshot()
+    snapshot = vm.create_snapshot(collect=collect)
 
     def locate(slot: int) -> int:
         value = slot_value(vm, slot)

@@ -20,7 +20,17 @@ import anyio
 from ..errors import E_HOST_ERROR, ExportNotFound, MicroviumError, TimeLimitExceeded, VMUnusable, error_name
 from . import _host, _marshal, _persist, _pool, _promises
 from . import _wasm as _engine
-from ._abi import CALL_ARGC_SHIFT, CALL_GUARD, INT14_BIAS, INT14_MAX, INT14_MIN, INT14_SIGN, INT14_TAG, MAX_ID
+from ._abi import (
+    CALL_ARGC_SHIFT,
+    CALL_GUARD,
+    INT14_BIAS,
+    INT14_MAX,
+    INT14_MIN,
+    INT14_SIGN,
+    INT14_TAG,
+    MAX_ID,
+    SNAPSHOT_HEAP_AT,
+)
 from ._abi import MEMORY_STATS_FIELDS as _STATS_FIELDS
 from ._calls import call_error, fatal_reason
 from ._host import AsyncHandler, ImportMap, prepare_imports
@@ -28,6 +38,11 @@ from ._persist import Hibernation
 from .snapshot import SnapshotLike, check_size, export_ids, load_snapshot, required_version, restore_error
 from .snapshot import snapshot_bytes as _snapshot_bytes
 from .values import GuestRef
+
+
+def _heap_size(snapshot: bytes) -> int:
+    """Bytes of heap in a snapshot: the heap is its last section."""
+    return len(snapshot) - int.from_bytes(snapshot[SNAPSHOT_HEAP_AT:SNAPSHOT_HEAP_AT + 2], "little")
 
 
 def _check_time_limit(time_limit: float | None) -> float | None:
@@ -95,7 +110,7 @@ class VM:
     """
 
     __slots__ = ("__weakref__", "_arg0", "_async_ops", "_base", "_breakpoint_exception", "_breakpoint_hit",
-                 "_closed_reason", "_converting", "_died", "_free", "_gas", "_handle_stride", "_handles",
+                 "_closed_reason", "_converting", "_died", "_free", "_gas", "_gc_heap", "_handle_stride", "_handles",
                  "_handles16", "_host_exception", "_host_tasks", "_imports", "_inst", "_layout", "_linked",
                  "_max_args", "_mem16", "_next_token", "_pending", "_revived", "_scratch", "_slow", "_snapshot",
                  "_sp_slots", "_task_group", "_this16", "_time_limit", "_waiters", "async_handler", "exports")
@@ -195,6 +210,7 @@ class VM:
         vm._scratch = state32[layout.scratch_word]
         vm._handles = state32[layout.handles_word]
         vm._handles16 = vm._handles >> 1
+        vm._gc_heap = _heap_size(data)
         return vm
 
     @classmethod
@@ -299,12 +315,25 @@ class VM:
         """Engine version the snapshot was compiled for."""
         return required_version(self._snapshot)
 
-    def create_snapshot(self) -> bytes:
+    def create_snapshot(self, collect: bool | None = None) -> bytes:
         """Snapshot of globals and heap, restorable here and by the native engine.
 
         Take it between calls: snapshots never hold the stack or pending jobs.
+        The heap is copied as it is, garbage included, so by default
+        (``collect=None``) garbage is collected first when it pays: when the
+        heap has grown by more than a quarter (and 512 bytes) since the last
+        collection.  ``collect=True`` always collects, ``False`` never does.
         """
         inst = self._live()
+        if collect:
+            self.run_gc(squeeze=True)
+        snapshot = self._snapshot_now(inst)
+        if collect is None and _heap_size(snapshot) > self._gc_heap + max(512, self._gc_heap // 4):
+            self.run_gc(squeeze=True)
+            snapshot = self._snapshot_now(inst)
+        return snapshot
+
+    def _snapshot_now(self, inst: _engine.Instance) -> bytes:
         try:
             size = inst.snapshot()
         except _engine.EngineTrap as trap:
@@ -340,6 +369,7 @@ class VM:
             inst.gc(squeeze)
         except _engine.EngineTrap as trap:
             raise self._die(trap) from None
+        self._gc_heap = self.get_memory_stats().virtual_heap_used
 
     def get_memory_stats(self) -> MemoryStats:
         """The engine's memory statistics for this VM."""
