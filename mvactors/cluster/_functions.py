@@ -24,7 +24,7 @@ Per partition:
 
 from __future__ import annotations
 
-VERSION = 3
+VERSION = 4
 
 LIBRARY = r"""#!lua name=mvactors
 -- mvactors cluster functions
@@ -134,39 +134,60 @@ local function release(a, l, m, work, ready, actor, worker, due)
   end
 end
 
--- commit(a, l, m, j, work, ready, c, reply keys...;
---        actor, worker, epoch, prev_turns, turns, pos, rec, release, due, next_token,
---        npending, pending tokens..., reply payloads...)
-local function commit(keys, args)
-  local a, l, m, j, work, ready, c = keys[1], keys[2], keys[3], keys[4], keys[5], keys[6], keys[7]
-  local actor, worker, epoch = args[1], args[2], args[3]
-  local prev, turns, pos, rec = tonumber(args[4]), tonumber(args[5]), args[6], args[7]
-  local rel, due, next_token, npending = args[8] == '1', args[9], tonumber(args[10]), tonumber(args[11])
+-- One actor's commit; every check comes before its first write.
+local function commit_one(a, l, m, j, c, work, ready, worker, meta, rec, reply_keys, payloads)
+  local actor, epoch, prev, turns, pos = meta[1], meta[2], meta[3], meta[4], meta[5]
+  local rel, due, next_token, pending_tokens = meta[6], meta[7], meta[8], meta[9]
   local f = redis.call('HMGET', a, 'epoch', 'turns', 'pos')
-  if not f[1] then return {'UNKNOWN'} end
-  if f[1] ~= epoch then return {'FENCED', f[1]} end
+  if not f[1] then return 'UNKNOWN' end
+  if f[1] ~= epoch then return 'FENCED ' .. f[1] end
   local ours = redis.call('GET', l) == worker .. ':' .. epoch
   if tonumber(f[2]) == turns and f[3] == pos then  -- already applied (or nothing new)
     if rel and ours then release(a, l, m, work, ready, actor, worker, due) end
-    return {'DUP'}
+    return 'DUP'
   end
-  if not ours then return {'FENCED', f[1]} end
-  if tonumber(f[2]) ~= prev then return {'CONFLICT', f[2]} end
+  if not ours then return 'FENCED ' .. f[1] end
+  if tonumber(f[2]) ~= prev then return 'CONFLICT ' .. f[2] end
   redis.call('SET', c, rec)
   redis.call('HSET', a, 'turns', turns, 'pos', pos, 'fresh', '0')
   if pos ~= '0-0' then redis.call('XTRIM', m, 'MINID', after(pos)) end
-  local pending = {}
-  for i = 1, npending do pending[args[11 + i]] = true end
-  for _, token in ipairs(redis.call('HKEYS', j)) do
-    if tonumber(token) < next_token and not pending[token] then redis.call('HDEL', j, token) end
+  if redis.call('EXISTS', j) == 1 then
+    local pending = {}
+    for _, token in ipairs(pending_tokens) do pending[tostring(token)] = true end
+    for _, token in ipairs(redis.call('HKEYS', j)) do
+      if tonumber(token) < next_token and not pending[token] then redis.call('HDEL', j, token) end
+    end
   end
-  local base = 11 + npending
-  for i = 8, #keys do
-    redis.call('XADD', keys[i], 'MAXLEN', 1, '*', 'v', args[base + i - 7])
-    redis.call('PEXPIRE', keys[i], REPLY_TTL_MS)
+  for i = 1, #reply_keys do
+    redis.call('XADD', reply_keys[i], 'MAXLEN', 1, '*', 'v', payloads[i])
+    redis.call('PEXPIRE', reply_keys[i], REPLY_TTL_MS)
   end
   if rel then release(a, l, m, work, ready, actor, worker, due) end
-  return {'OK'}
+  return 'OK'
+end
+
+-- commit(work, ready, then per actor: a, l, m, j, c, its reply keys...;
+--        worker, then per actor: meta, record, its reply payloads...) -> a status per actor
+-- meta (msgpack): [actor, epoch, prev_turns, turns, pos, release, due ms or '', next_token,
+--                  pending tokens, reply count].  Actors of one partition commit in one call
+-- (group commit); each actor's outcome is its own.
+local function commit(keys, args)
+  local work, ready, worker = keys[1], keys[2], args[1]
+  local k, a_i, out = 3, 2, {}
+  while a_i <= #args do
+    local meta = cmsgpack.unpack(args[a_i])
+    local nreplies = meta[10]
+    local reply_keys, payloads = {}, {}
+    for i = 1, nreplies do
+      reply_keys[i] = keys[k + 4 + i]
+      payloads[i] = args[a_i + 1 + i]
+    end
+    out[#out + 1] = commit_one(keys[k], keys[k + 1], keys[k + 2], keys[k + 3], keys[k + 4], work, ready, worker,
+                               meta, args[a_i + 1], reply_keys, payloads)
+    k = k + 5 + nreplies
+    a_i = a_i + 2 + nreplies
+  end
+  return out
 end
 
 -- journal(a, l, j; worker, epoch, token, entry) -> {'OK'} | {'DUP', entry} | {'FENCED'}

@@ -177,6 +177,14 @@ async def _load_on(client: Redis, node: Any) -> None:
         log.info("loaded mvactors functions version %d%s", VERSION, f" on {node.name}" if node else "")
 
 
+def commit_meta(actor_id: str, epoch: str, prev_turns: int, turns: int, pos: str, release: bool, due_ms: int | None,
+                next_token: int, pending: list[int], replies: int) -> bytes:
+    """The per-actor header of an ``mva_commit`` call (Lua's cmsgpack reads no bin type: strings only)."""
+    return cast(bytes, msgpack.packb([actor_id, epoch, prev_turns, turns, pos, release,
+                                      "" if due_ms is None else str(due_ms), next_token, pending, replies],
+                                     use_bin_type=False))
+
+
 def text(value: Any) -> str:
     """A Redis reply (bytes or str) as text."""
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)

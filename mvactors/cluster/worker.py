@@ -36,6 +36,7 @@ from .store import (
     UNREACHABLE,
     ActorKeys,
     Redis,
+    commit_meta,
     hint_key,
     load_functions,
     open_redis,
@@ -473,29 +474,33 @@ class Worker:
         if not work:
             return
         crash_point("before-commit")
-        commands = []
-        for owned, record, turns, pos, replies in work:
-            pending = [str(p.token) for p in record.pending]
+        by_partition: dict[str, tuple[list[str], list[Any], list[int]]] = {}
+        for index, (owned, record, turns, pos, replies) in enumerate(work):
             dues = [p.due for p in record.pending if p.due is not None]
-            due = "" if not dues else str(int(min(dues) * 1000))
             keys = owned.keys
-            reply_keys = [key for key, _ in replies]
-            commands.append((7 + len(reply_keys), keys.state, keys.lease, keys.mailbox, keys.journal,
-                             keys.work, keys.ready, keys.record, *reply_keys,
-                             owned.actor_id, self.worker_id, owned.epoch, owned.committed_turns, turns, pos,
-                             record.encode(), "1" if release else "0", due, record.next_token, len(pending),
-                             *pending, *[payload for _, payload in replies]))
+            meta = commit_meta(owned.actor_id, owned.epoch, owned.committed_turns, turns, pos, release,
+                               int(min(dues) * 1000) if dues else None, record.next_token,
+                               [p.token for p in record.pending], len(replies))
+            group = by_partition.setdefault(keys.tag, ([keys.work, keys.ready], [self.worker_id], []))
+            group[0].extend([keys.state, keys.lease, keys.mailbox, keys.journal, keys.record,
+                             *[key for key, _ in replies]])
+            group[1].extend([meta, record.encode(), *[payload for _, payload in replies]])
+            group[2].append(index)
 
         def build(pipe: Any) -> None:
-            for command in commands:
-                pipe.fcall("mva_commit", *command)
+            for keys_, args_, _ in by_partition.values():
+                pipe.fcall("mva_commit", len(keys_), *keys_, *args_)
 
-        results = await self._pipeline("committing", build)
+        replies_by_call = await self._pipeline("committing", build)
         crash_point("after-commit")
+        results: list[Any] = [None] * len(work)
+        for (_, _, indexes), statuses in zip(by_partition.values(), replies_by_call, strict=True):
+            for n, index in enumerate(indexes):
+                results[index] = statuses if isinstance(statuses, Exception) else statuses[n]
         hints = []
         for (owned, record, turns, pos, _), result in zip(work, results, strict=True):
             owned.committing = False
-            status = "ERROR" if isinstance(result, Exception) else text(result[0])
+            status = "ERROR" if isinstance(result, Exception) else text(result).split(" ", 1)[0]
             if status in ("OK", "DUP"):
                 self.stats["commits"] += 1
                 self.stats["committed_turns"] += turns - owned.committed_turns

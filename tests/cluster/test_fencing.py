@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import redis.asyncio
 
-from mvactors.cluster.store import ActorKeys, load_functions
+from mvactors.cluster.store import ActorKeys, commit_meta, load_functions
 
 pytestmark = pytest.mark.anyio
 
@@ -18,10 +18,10 @@ async def acquire(r: Any, keys: ActorKeys, worker: str, ttl: int = 10_000) -> li
 
 
 async def commit(r: Any, keys: ActorKeys, worker: str, epoch: Any, prev: int, turns: int) -> str:
-    result = await r.fcall("mva_commit", 7, keys.state, keys.lease, keys.mailbox, keys.journal, keys.work,
-                           keys.ready, keys.record, keys.actor_id, worker, epoch, prev, turns, "0-0", b"rec", "0", "",
-                           1, 0)
-    return result[0].decode()
+    meta = commit_meta(keys.actor_id, epoch.decode(), prev, turns, "0-0", False, None, 1, [], 0)
+    result = await r.fcall("mva_commit", 7, keys.work, keys.ready, keys.state, keys.lease, keys.mailbox,
+                           keys.journal, keys.record, worker, meta, b"rec")
+    return str(result[0].decode().split()[0])
 
 
 async def test_stale_epochs_lapsed_leases_and_repeats(redis_url: str) -> None:
@@ -42,4 +42,14 @@ async def test_stale_epochs_lapsed_leases_and_repeats(redis_url: str) -> None:
     assert await commit(r, keys, "w2", b"2", 0, 2) == "CONFLICT"  # built on a stale turn count
     assert await commit(r, keys, "w2", b"2", 1, 2) == "OK"
     assert int(await r.hget(keys.state, "turns")) == 2 and await r.get(keys.record) == b"rec"
+    # Group commit: two actors of one partition in one call, each with its own outcome.
+    others = [k for k in (ActorKeys.of(f"b{i}") for i in range(200)) if k.tag == keys.tag][:2]
+    for other in others:
+        await r.fcall("mva_spawn", 2, other.state, other.record, b"snap", "", b"")
+        await acquire(r, other, "w2")
+    call_keys, call_args = [keys.work, keys.ready], ["w2"]
+    for other, prev in ((others[0], 0), (others[1], 5)):
+        call_keys += [other.state, other.lease, other.mailbox, other.journal, other.record]
+        call_args += [commit_meta(other.actor_id, "1", prev, prev + 1, "0-0", False, None, 1, [], 0), b"r"]
+    assert await r.fcall("mva_commit", len(call_keys), *call_keys, *call_args) == [b"OK", b"CONFLICT 0"]
     await r.aclose()
