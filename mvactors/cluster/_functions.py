@@ -24,7 +24,7 @@ Per partition:
 
 from __future__ import annotations
 
-VERSION = 4
+VERSION = 5
 
 LIBRARY = r"""#!lua name=mvactors
 -- mvactors cluster functions
@@ -113,12 +113,23 @@ local function acquire(keys, args)
   return out
 end
 
--- renew(l, work; actor, worker, epoch, ttl_ms) -> 1 | 0 (lost)
+-- renew(work, leases...; worker, ttl_ms, then per lease: actor, epoch) -> 1 (renewed) | 0 (lost) per lease
+-- (the leases of one partition renew in one call)
 local function renew(keys, args)
-  if redis.call('GET', keys[1]) ~= args[2] .. ':' .. args[3] then return 0 end
-  redis.call('PEXPIRE', keys[1], tonumber(args[4]))
-  redis.call('ZADD', keys[2], now_ms() + tonumber(args[4]), args[1])
-  return 1
+  local worker, ttl = args[1], tonumber(args[2])
+  local expiry = now_ms() + ttl
+  local out = {}
+  for i = 2, #keys do
+    local actor, epoch = args[2 * i - 1], args[2 * i]
+    if redis.call('GET', keys[i]) == worker .. ':' .. epoch then
+      redis.call('PEXPIRE', keys[i], ttl)
+      redis.call('ZADD', keys[1], expiry, actor)
+      out[i - 1] = 1
+    else
+      out[i - 1] = 0
+    end
+  end
+  return out
 end
 
 local function release(a, l, m, work, ready, actor, worker, due)

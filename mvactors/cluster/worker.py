@@ -553,23 +553,27 @@ class Worker:
             batch = [o for o in self._owned.values() if not o.gone]
             if not batch:
                 continue
+            groups: dict[str, list[Owned]] = {}
+            for owned in batch:
+                groups.setdefault(owned.keys.tag, []).append(owned)
             sent = time.monotonic()
             pipe = self.redis.pipeline(transaction=False)
-            for owned in batch:
-                pipe.fcall("mva_renew", 2, owned.keys.lease, owned.keys.work, owned.actor_id, self.worker_id,
-                           owned.epoch, self.lease_ms)
+            for members in groups.values():  # one call per partition
+                pipe.fcall("mva_renew", 1 + len(members), members[0].keys.work, *[o.keys.lease for o in members],
+                           self.worker_id, self.lease_ms, *[x for o in members for x in (o.actor_id, o.epoch)])
             try:
                 results = await pipe.execute(raise_on_error=False)
             except UNREACHABLE as exc:
                 log.warning("worker %s: Redis unreachable while renewing leases (%s)", self.worker_id, exc)
                 continue
-            for owned, result in zip(batch, results, strict=True):
-                if isinstance(result, Exception):
+            for members, renewed in zip(groups.values(), results, strict=True):
+                if isinstance(renewed, Exception):
                     continue
-                if int(result) == 1:
-                    owned.lease_ok_at = max(owned.lease_ok_at, sent)
-                else:
-                    self._drop(owned, "another worker holds its lease")
+                for owned, ok in zip(members, renewed, strict=True):
+                    if int(ok) == 1:
+                        owned.lease_ok_at = max(owned.lease_ok_at, sent)
+                    else:
+                        self._drop(owned, "another worker holds its lease")
 
     def _drop(self, owned: Owned, why: str) -> None:
         """Forget an actor and everything it did since its last commit (its lease is, or may be, gone)."""
