@@ -99,7 +99,7 @@ async def test_evict_then_adopt_carries_state_sleeps_and_awaited_calls(rt_actor,
             assert adopted.record().turns == record.turns + 4  # completion, timer, two getState
 
 
-async def test_a_sleep_is_due_at_its_absolute_wall_time_whatever_the_clock(rt_actor):
+async def test_an_overdue_sleep_fires_at_once_and_a_later_one_waits(rt_actor):
     host, clock = Host(), ManualClock()
     async with mvactors.Runtime(clock=clock) as rt:
         with anyio.fail_after(TIMEOUT):
@@ -226,6 +226,29 @@ async def test_current_call_and_journaled_in_a_plain_runtime(rt_actor, host):
 
 def _packed(*fields: Any) -> bytes:
     return msgpack.packb(list(fields), use_bin_type=True)  # type: ignore[no-any-return]
+
+
+async def test_a_simulated_clock_resumes_a_sleep_with_the_time_it_had_left_however_late_it_is_adopted(rt_actor):
+    host, clock = Host(), ManualClock()
+    async with mvactors.Runtime(clock=clock) as rt:
+        with anyio.fail_after(TIMEOUT):
+            actor = await rt.spawn(rt_actor, host.imports("a"), actor_id="a")
+            await actor.send(NAP, 1500, "late")
+            await host.seen("nap").wait()
+            record = rt.evict("a")
+    (pending,) = record.pending
+    # As if the record had waited an hour in a store before this simulation resumed it.
+    hour_old = dataclasses.replace(record, written_at=record.written_at - 3600,
+                                   pending=(dataclasses.replace(pending, due=pending.due - 3600),))
+    host, clock = Host(), ManualClock(start=10.0)
+    async with mvactors.Runtime(clock=clock) as rt:
+        with anyio.fail_after(TIMEOUT):
+            await rt.adopt(ActorRecord.decode(hour_old.encode()), "b", host.imports("b"))
+            clock.advance(1.499)
+            await anyio.wait_all_tasks_blocked()
+            assert not host.kinds("woke")  # not overdue: the simulation's 1.5 s are still ahead
+            clock.advance(0.001)
+            await host.seen("woke").wait()
 
 
 @pytest.mark.parametrize("data", [

@@ -183,7 +183,7 @@ class Cell:
         """
         calls = []
         for p in record.pending:
-            due = None if p.due is None else from_wall_time(self.clock, p.due)
+            due = None if p.due is None else from_wall_time(self.clock, p.due, record.written_at)
             fn = self.imports.get(p.import_id, sleep if due is not None else None)
             if fn is None:
                 raise ActorError(f"actor {self.id!r} awaits host function {p.import_id}, which is not in "
@@ -246,10 +246,10 @@ class Cell:
         else:
             assert self._rest is not None
             hibernation = self._rest.hibernation()
-        clock = self.clock
-        pending = {token: (a.import_id, a.args, None if a.due is None else to_wall_time(clock, a.due))
+        clock, written_at = self.clock, time.time()
+        pending = {token: (a.import_id, a.args, None if a.due is None else to_wall_time(clock, a.due, written_at))
                    for token, a in self._awaited.items()}
-        return ActorRecord.from_hibernation(hibernation, pending, self.quota_left, self.turns)
+        return ActorRecord.from_hibernation(hibernation, pending, self.quota_left, self.turns, written_at)
 
     # ---- mailbox ----
 

@@ -25,19 +25,25 @@ class Clock(Protocol):
         ...
 
 
-def to_wall_time(clock: Clock, t: float) -> float:
-    """Clock time ``t`` as wall time (seconds since the epoch), for records another process reads.
+def to_wall_time(clock: Clock, t: float, wall_now: float) -> float:
+    """Clock time ``t`` as wall time (seconds since the epoch), taking the clock's now to be ``wall_now``.
 
-    The clock's now is taken to be the wall clock's now: exact for WallClock
-    (a monotonic clock runs at wall speed); a simulated clock keeps the time
-    left until ``t``.
+    Exact for WallClock (a monotonic clock runs at wall speed); a simulated
+    clock keeps the time left until ``t``.
     """
-    return time.time() + (t - clock.now())
+    return wall_now + (t - clock.now())
 
 
-def from_wall_time(clock: Clock, wall: float) -> float:
-    """Inverse of :func:`to_wall_time`: when wall time ``wall`` comes on ``clock``."""
-    return clock.now() + (wall - time.time())
+def from_wall_time(clock: Clock, wall: float, written_at: float) -> float:
+    """When wall time ``wall``, in a record made at wall time ``written_at``, comes on ``clock``.
+
+    On the wall clock that is the absolute moment, so a takeover fires a timer
+    at its original due time; a simulated clock resumes the time left when the
+    record was written, whatever real time passed since.
+    """
+    if isinstance(clock, WallClock):
+        return clock.now() + (wall - time.time())
+    return clock.now() + (wall - written_at)
 
 
 class WallClock:

@@ -3,7 +3,8 @@
 A record is what survives a process: the VM's snapshot, where its awaited
 host calls continue, and what it awaits.  Sleeps carry their absolute due time
 in wall-clock seconds since the epoch, so another process fires them on time,
-not after a fresh wait.
+not after a fresh wait; a runtime on a simulated clock resumes them with the
+time they had left when the record was written.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import msgpack
 from ..errors import RecordCorrupt
 from ..vm import Hibernation
 
-RECORD_VERSION = 2  # 1: sleeps stored as seconds left, no turn count
+RECORD_VERSION = 2  # 1: sleeps stored as seconds left, no turn count, no written_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,10 +42,13 @@ class ActorRecord:
     refs: tuple[tuple[int, int], ...] = ()  # the runtime's keys -> locations of kept guest values
     quota_left: int | None = None
     turns: int = 0  # committed turns of the actor's whole life
+    # Wall time the record was made: a simulated clock resumes its sleeps with the time they had
+    # left then, however much real time passes before adoption (simulations replay the same).
+    written_at: float = 0.0
 
     @classmethod
     def from_hibernation(cls, hibernation: Hibernation, pending: dict[int, tuple[int, tuple[Any, ...], float | None]],
-                         quota_left: int | None, turns: int) -> ActorRecord:
+                         quota_left: int | None, turns: int, written_at: float = 0.0) -> ActorRecord:
         """A record of ``hibernation`` (kept by int keys) whose awaited calls ``pending`` describes (token ->
         import ID, arguments, wall due time)."""
         calls = []
@@ -52,7 +56,7 @@ class ActorRecord:
             import_id, args, due = pending.get(token, (0, (), None))
             calls.append(PendingCall(token, location, import_id, args, due))
         return cls(hibernation.snapshot, hibernation.next_token, tuple(calls), tuple(hibernation.refs.items()),
-                   quota_left, turns)
+                   quota_left, turns, written_at)
 
     def hibernation(self) -> Hibernation:
         """The VM part of the record, for :meth:`VM.wake`."""
@@ -66,7 +70,7 @@ class ActorRecord:
         packed: bytes = msgpack.packb(
             [RECORD_VERSION, self.snapshot, self.next_token,
              [[p.token, p.location, p.import_id, list(p.args), p.due] for p in self.pending],
-             [list(r) for r in self.refs], self.quota_left, self.turns],
+             [list(r) for r in self.refs], self.quota_left, self.turns, self.written_at],
             use_bin_type=True, default=_unpackable,
         )
         return packed
@@ -82,10 +86,10 @@ class ActorRecord:
             raise RecordCorrupt(f"not an mvactors actor record: a {type(fields).__name__}, not a list")
         version = fields[0]
         try:
-            if version == RECORD_VERSION and len(fields) == 7:
+            if version == RECORD_VERSION and len(fields) == 8:
                 return cls._from_fields(fields[1:], wall_due=True)
             if version == 1 and len(fields) == 6:
-                return cls._from_fields(fields[1:] + [0], wall_due=False)
+                return cls._from_fields(fields[1:] + [0, time.time()], wall_due=False)
         except (TypeError, ValueError) as exc:
             raise RecordCorrupt(f"malformed actor record: {exc}") from None
         if version in (1, RECORD_VERSION):
@@ -94,25 +98,26 @@ class ActorRecord:
 
     @classmethod
     def _from_fields(cls, fields: list[Any], wall_due: bool) -> ActorRecord:
-        snapshot, next_token, pending, refs, quota_left, turns = fields
+        snapshot, next_token, pending, refs, quota_left, turns, written_at = fields
         if type(snapshot) is not bytes:
             raise TypeError(f"snapshot is a {type(snapshot).__name__}, not bytes")
         calls: tuple[PendingCall, ...] = ()
         if pending:
-            now = time.time()
             listed = []
             for token, location, import_id, args, due in pending:
                 if due is not None:
-                    due = float(due) if wall_due else now + float(due)
+                    due = float(due) if wall_due else float(written_at) + float(due)
                 if type(args) is not list:
                     raise TypeError(f"arguments of pending call {token!r} are a {type(args).__name__}, not a list")
                 listed.append(PendingCall(_int(token), _int(location), _int(import_id), tuple(args), due))
             calls = tuple(listed)
         kept = tuple((_int(k), _int(v)) for k, v in refs) if refs else ()
+        if type(written_at) not in (int, float):
+            raise TypeError(f"written_at is a {type(written_at).__name__}, not a number")
         if type(next_token) is not int or type(turns) is not int or not (
                 quota_left is None or type(quota_left) is int) or type(pending) is not list or type(refs) is not list:
             raise TypeError("next_token, turns and quota_left are ints, pending and refs lists")
-        return cls(snapshot, next_token, calls, kept, quota_left, turns)
+        return cls(snapshot, next_token, calls, kept, quota_left, turns, float(written_at))
 
 
 def _int(value: Any) -> int:
