@@ -32,7 +32,8 @@ CLEAN_ERRORS: tuple[type[BaseException], ...] = (MicroviumError, TypeError, Valu
 """What the public API documents it raises; anything else is an unclean error."""
 
 TIME_LIMIT = 1.0  # seconds per engine entry in fuzz cases: a hang costs at most this
-CASE_TIMEOUT = 20.0  # bench/fuzz.py: a child still running after this is a hang
+CASE_TIMEOUT = 20.0  # bench/fuzz.py: a child that has used this much CPU without a result is a hang
+CASE_WALL_LIMIT = 300.0  # ... and one still running after this long (a starved child is not a hang)
 
 # A guest that exercises most of the engine: strings, objects, arrays, closures,
 # classes, Uint8Arrays, host calls and re-entry.
