@@ -397,6 +397,9 @@ class Worker:
             record = ActorRecord(snapshot=bytes(saved)) if text(fresh) == "1" else ActorRecord.decode(saved)
             gas: GasPolicy | None = decode_gas(gas_bytes)
             owned.actor = await self.runtime.adopt(record, actor_id, imports, gas)
+            if owned.gone:  # dropped while adopt() yielded (its lease lapsed): nothing may stay behind
+                self._evict(owned)
+                return
         except Exception as exc:
             self._owned.pop(actor_id, None)
             owned.gone = True
@@ -587,8 +590,12 @@ class Worker:
         self._evict(owned)
 
     def _evict(self, owned: Owned) -> ActorRecord | None:
-        if owned.actor is None or self._runtime is None:
+        # By ID, not by owned.actor: that is still None while adopt() yields, yet the runtime
+        # already runs the actor, and a copy left there makes the next adoption fail.
+        if self._runtime is None or owned.actor_id not in self._runtime:
             return None
+        if owned.actor is not None and self._runtime.get(owned.actor_id) is not owned.actor:
+            return None  # a later adoption of the same ID: not ours to evict
         try:
             return self.runtime.evict(owned.actor_id)
         except Exception as exc:  # failed actors are gone from the runtime already

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -72,3 +73,26 @@ async def test_journaled_call_and_timer(redis_url: str, actor_snapshot: bytes, t
         assert (await client.call(actor_id, 2, timeout=10))["done"] == ["o1"]
     lines = log.read_text().splitlines()
     assert lines == [f"charge o1 {actor_id}/1", "effect charged o1 receipt-o1"]
+
+
+async def test_an_actor_dropped_while_it_is_being_adopted_leaves_no_copy_behind(
+        redis_url: str, actor_snapshot: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The lease can lapse while adopt() yields; the copy the runtime already runs must go with it,
+    # or the next adoption of that actor fails with ActorExists and marks it failed in Redis.
+    async with mvactors.Worker(redis_url, IMPORTS, lease_ms=300) as worker, mvactors.connect(redis_url) as client:
+        real_adopt = worker.runtime.adopt
+        dropped: list[str] = []
+
+        async def adopt_and_lose_the_lease(record: Any, actor_id: str, *args: Any, **kwargs: Any) -> Any:
+            actor = await real_adopt(record, actor_id, *args, **kwargs)
+            if not dropped:  # the crash point: once, right after the runtime took the actor
+                dropped.append(actor_id)
+                worker._drop(worker._owned[actor_id], "test: the lease lapsed during adoption")
+            return actor
+
+        monkeypatch.setattr(worker.runtime, "adopt", adopt_and_lose_the_lease)
+        actor_id = await client.spawn(actor_snapshot, imports="counter")
+        assert await client.call(actor_id, 1, "a", 1, timeout=20) == 1
+        assert dropped == [actor_id]
+        info = await client.describe(actor_id)
+        assert info["failed"] is None and info["turns"] == 1
