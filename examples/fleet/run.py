@@ -7,6 +7,10 @@ same arguments print the same summary apart from wall time and memory.
 
     python examples/fleet/run.py --devices 10000 --hours 1
     python examples/fleet/run.py --devices 500 --report out/   # summary.json, devices.csv, fleet.png
+    python examples/fleet/run.py --workers 2                   # 20 devices on 2 worker processes over Redis
+
+With ``--workers N`` (workers.py) the devices are durable actors in Redis run by N
+``mvactors worker`` processes on the wall clock: seconds of real time instead of hours.
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ import csv
 import gc
 import hashlib
 import json
-import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -24,6 +27,18 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from devices import (
+    CONFIGURE,
+    READ_TEMPERATURE,
+    RUN,
+    SET_OUTPUT,
+    SLEEP,
+    STATE_NAMES,
+    STATUS,
+    Room,
+    SplitMix64,
+    make_room,
+)
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -31,127 +46,6 @@ from rich.table import Table
 import mvactors
 
 HERE = Path(__file__).resolve().parent
-
-# Export and import IDs of thermostat.js.
-RUN, CONFIGURE, STATUS = 1, 2, 3
-READ_TEMPERATURE, SET_OUTPUT, SLEEP = 2, 3, 9
-STATE_NAMES = ("IDLE", "HEATING", "COOLING")
-
-
-_MASK64 = (1 << 64) - 1
-
-
-class SplitMix64:
-    """A tiny deterministic generator: one int of state per device instead of
-    random.Random's 2.5 KB, which would otherwise be a visible share of each
-    simulated device's memory next to its VM."""
-
-    __slots__ = ("state",)
-
-    def __init__(self, seed: int) -> None:
-        self.state = seed & _MASK64
-
-    def next64(self) -> int:
-        self.state = z = (self.state + 0x9E3779B97F4A7C15) & _MASK64
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
-        return z ^ (z >> 31)
-
-    def random(self) -> float:
-        return (self.next64() >> 11) * (1.0 / (1 << 53))
-
-    def uniform(self, low: float, high: float) -> float:
-        return low + (high - low) * self.random()
-
-    def randrange(self, n: int) -> int:
-        return int(self.random() * n)
-
-    def gauss(self, mu: float, sigma: float) -> float:
-        # Box-Muller; 1 - u keeps the logarithm's argument in (0, 1].
-        u, v = 1.0 - self.random(), self.random()
-        return mu + sigma * math.sqrt(-2.0 * math.log(u)) * math.cos(2.0 * math.pi * v)
-
-
-class SensorFault(Exception):
-    """A simulated failed sensor read (the guest sees a rejected promise)."""
-
-
-@dataclass(slots=True)
-class Room:
-    """A first-order thermal model of the room a device sits in.
-
-    Temperature relaxes toward the outside temperature plus whatever the
-    relay adds; integrating exactly from the last event keeps the result
-    independent of how often it is read.
-    """
-
-    clock: mvactors.Clock
-    rng: SplitMix64
-    temperature: float
-    outside_mean: float
-    outside_swing: float
-    day_phase: float
-    leak_per_s: float  # 1/s: how fast the room follows the outside
-    heat_c: float  # degrees of equilibrium shift with the heater on
-    cool_c: float
-    fault_rate: float
-    mode: int = 0
-    updated: float = 0.0
-    relay_switches: int = 0
-    reads: int = 0
-    faults: int = 0
-
-    def outside(self, t: float) -> float:
-        return self.outside_mean + self.outside_swing * math.sin(2 * math.pi * (t / 86400.0 + self.day_phase))
-
-    def advance(self) -> None:
-        now = self.clock.now()
-        dt = now - self.updated
-        if dt <= 0:
-            return
-        # Outside temperature sampled at the midpoint: the interval is at most
-        # a sampling period, far shorter than the daily cycle.
-        target = self.outside(self.updated + dt / 2)
-        if self.mode == 1:
-            target += self.heat_c
-        elif self.mode == 2:
-            target -= self.cool_c
-        self.temperature = target + (self.temperature - target) * math.exp(-self.leak_per_s * dt)
-        self.updated = now
-
-    async def read_temperature(self) -> float:
-        self.advance()
-        self.reads += 1
-        if self.rng.random() < self.fault_rate:
-            self.faults += 1
-            raise SensorFault("sensor did not answer")
-        # A 0.01 °C resolution sensor with a little noise.
-        return round(self.temperature + self.rng.gauss(0.0, 0.05), 2)
-
-    def set_output(self, mode: Any) -> None:
-        self.advance()
-        self.mode = int(mode)
-        self.relay_switches += 1
-
-
-def make_room(clock: mvactors.Clock, seed: int, device: int) -> tuple[Room, SplitMix64]:
-    # One generator per device, seeded from (seed, device): the device's
-    # inputs do not depend on how the scheduler interleaves devices.
-    rng = SplitMix64(seed * 1_000_003 + device)
-    room = Room(
-        clock=clock,
-        rng=rng,
-        temperature=rng.uniform(14.0, 28.0),
-        outside_mean=rng.uniform(-5.0, 35.0),
-        outside_swing=rng.uniform(2.0, 8.0),
-        day_phase=rng.random(),
-        leak_per_s=1.0 / rng.uniform(3600.0, 4 * 3600.0),
-        heat_c=rng.uniform(25.0, 40.0),
-        cool_c=rng.uniform(20.0, 35.0),
-        fault_rate=0.002,
-    )
-    return room, rng
-
 
 def rss_kib() -> tuple[int, int]:
     """(VmRSS, VmHWM) of this process in KiB."""
@@ -345,11 +239,11 @@ def summary_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
-def print_summary(result: dict[str, Any], command: str) -> None:
+def print_summary(rows: list[tuple[str, str]], command: str) -> None:
     table = Table(title=command, title_justify="left", show_header=False)
     table.add_column(style="bold")
     table.add_column()
-    for name, value in summary_rows(result):
+    for name, value in rows:
         table.add_row(name, value)
     # Wide enough that no row wraps when stdout is a pipe (rich would otherwise assume 80 columns).
     Console(width=max(120, len(command) + 4)).print(table)
@@ -394,11 +288,44 @@ def optional_int(text: str) -> int | None:
     return None if text.lower() == "none" else int(text)
 
 
-def main(argv: list[str] | None = None) -> None:
+def resolve_run_length(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Fill in the defaults of the mode: hours of virtual time, or (``--workers``) seconds of wall time."""
+    if args.workers is not None:
+        if args.workers < 1:
+            parser.error("--workers needs at least 1 worker process")
+        for flag, value in (("--max-resident", args.max_resident), ("--hibernate-after", args.hibernate_after),
+                            ("--report", args.report)):
+            if value is not None:
+                parser.error(f"{flag} applies to the in-process fleet only, not with --workers")
+        defaults = {"devices": 20, "seconds": 6.0, "period": 0.5}
+    else:
+        if args.redis is not None:
+            parser.error("--redis needs --workers N")
+        defaults = {"devices": 10_000, "seconds": 3600.0, "period": 60}
+    if args.devices is None:
+        args.devices = defaults["devices"]
+    if args.period is None:
+        args.period = defaults["period"]
+    if args.period <= 0:
+        parser.error("--period must be positive")
+    if args.workers is None:
+        if args.period != int(args.period):
+            parser.error("--period is whole simulated seconds without --workers")
+        args.period = int(args.period)
+    if args.hours is not None and args.seconds is not None:
+        parser.error("give --hours or --seconds, not both")
+    if args.hours is None:
+        args.hours = (args.seconds if args.seconds is not None else defaults["seconds"]) / 3600
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--devices", type=int, default=10_000)
-    parser.add_argument("--hours", type=float, default=1.0, help="simulated hours (default 1)")
-    parser.add_argument("--period", type=int, default=60, help="sampling period in simulated seconds (default 60)")
+    parser.add_argument("--devices", type=int, default=None, help="default 10,000 (20 with --workers)")
+    parser.add_argument("--hours", type=float, default=None, help="simulated hours (default 1)")
+    parser.add_argument("--seconds", type=float, default=None,
+                        help="run length in seconds instead of --hours (default 6 with --workers)")
+    parser.add_argument("--period", type=float, default=None,
+                        help="sampling period in simulated seconds (default 60; 0.5 with --workers)")
     parser.add_argument("--seed", type=int, default=1)
     # Every device wakes every period, so hibernating between samples costs a
     # snapshot and a restore per sample: by default all stay resident (see README).
@@ -410,14 +337,34 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--report", type=Path, metavar="DIR",
                         help="write summary.json, devices.csv and fleet.png (charts) into DIR")
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help="run the devices as durable actors on N `mvactors worker` processes over Redis "
+                             "(wall clock: seconds, not hours)")
+    parser.add_argument("--redis", metavar="URL", help="with --workers: this Redis instead of a private redis-server")
     args = parser.parse_args(argv)
+    resolve_run_length(parser, args)
     command = "python examples/fleet/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    if args.workers is not None:
+        from workers import device_rows, simulate_on_workers
+        from workers import summary_rows as worker_summary_rows
+
+        result = anyio.run(simulate_on_workers, args, backend=args.backend)
+        print_summary(worker_summary_rows(result), command.strip())
+        devices = Table("device", "owner", "setpoint", "state", "temperature", "samples", "transitions", "turns",
+                        title="devices (owner: the worker that ran it)", title_justify="left")
+        for row in device_rows(result):
+            devices.add_row(*row)
+        Console(width=120).print(devices)
+        for line in result["wrong"]:
+            print(f"WRONG {line}", file=sys.stderr)
+        return 1 if result["wrong"] or any(result["exit_codes"].values()) else 0
     result = anyio.run(simulate, args, backend=args.backend)
-    print_summary(result, command.strip())
+    print_summary(summary_rows(result), command.strip())
     if args.report is not None:
         for path in write_report(result, args.report):
             print(f"wrote {path}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
