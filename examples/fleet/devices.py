@@ -172,6 +172,6 @@ def worker_tables(devices: int, seed: int, epoch: float) -> dict[str, Mapping[in
 
 
 # Rooms live in the worker process that holds the device: one that moves to another worker
-# (a handoff) starts from a fresh room model there.  Nothing moves during an ordinary run.
+# (workers share out the actors as they come up) starts from a fresh room model there.
 IMPORTS = worker_tables(int(os.environ.get("FLEET_DEVICES", "0")), int(os.environ.get("FLEET_SEED", "1")),
                         float(os.environ.get("FLEET_EPOCH", "0")))
