@@ -287,3 +287,58 @@ async def test_evicting_a_failed_actor_removes_it_and_says_there_is_no_record(rt
         assert "a" not in rt and rt.stats()["failed"] == 0
         with pytest.raises(KeyError):
             rt.evict("a")
+
+
+async def test_a_caller_waits_on_an_async_export_adopted_elsewhere_through_reply_for(rt_actor):
+    host1 = Host()
+    async with mvactors.Runtime() as rt:
+        with anyio.fail_after(TIMEOUT):
+            actor = await rt.spawn(rt_actor, host1.imports("a"), actor_id="a")
+            host1.gate("k")
+            reply = actor.submit(FETCH_ADD, "k")
+            await host1.started("k").wait()
+            (key, waiting), = actor.awaiting().items()
+            assert waiting is reply and not reply.done
+            record = actor.record()
+    assert [k for k, _ in record.refs] == [key]  # the promise travels under the key awaiting() named
+
+    host2 = Host()
+    host2.values["k"] = 7
+    async with mvactors.Runtime() as rt:
+        with anyio.fail_after(TIMEOUT):
+            adopted = await rt.adopt(ActorRecord.decode(record.encode()), "b", host2.imports("b"))
+            moved = adopted.reply_for(key)
+            assert await moved.wait() == 7  # fetchAdd's result, computed here
+            with pytest.raises(mvactors.ActorError) as info:
+                adopted.reply_for(key)  # claimed once
+            assert info.value.code == "MVA_NO_SUCH_PROMISE"
+            assert adopted.awaiting() == {}
+            # A fresh call gets a call id of its own, not the adopted one.
+            host2.gate("j")
+            second = adopted.submit(FETCH_ADD, "j")
+            await host2.started("j").wait()
+            assert list(adopted.awaiting()) == [key + 1] and adopted.awaiting()[key + 1] is second
+
+
+async def test_a_plain_adopt_drops_the_promises_nobody_claims(rt_actor):
+    host1 = Host()
+    async with mvactors.Runtime() as rt:
+        with anyio.fail_after(TIMEOUT):
+            actor = await rt.spawn(rt_actor, host1.imports("a"), actor_id="a")
+            host1.gate("k")
+            actor.submit(FETCH_ADD, "k")
+            await host1.started("k").wait()
+            (key,) = actor.awaiting()
+            record = actor.record()
+    host2 = Host()
+    host2.values["k"] = 7
+    async with mvactors.Runtime() as rt:
+        with anyio.fail_after(TIMEOUT):
+            adopted = await rt.adopt(record, "b", host2.imports("b"))
+            await wait_until(lambda: rt.stats()["mailbox_depth"] == 0 and not rt.stats()["host_calls_in_flight"])
+            assert await adopted.call(GET_STATE) == [7, ["k"]]  # the chain still ran
+            assert adopted.record().refs == ()  # and nothing keeps its promise
+            await adopted.hibernate()
+            await adopted.call(GET_COUNT)
+            with pytest.raises(mvactors.ActorError):
+                adopted.reply_for(key)

@@ -238,6 +238,26 @@ class Actor:
         self._check_alive()
         return self._cell.record()
 
+    def awaiting(self) -> dict[int, Reply]:
+        """The callers whose async exports have not settled, by the key :meth:`record` keeps each
+        promise under (call it with ``record()``, between turns, to know which caller a key is).
+
+        Another runtime that adopts the record gets a caller for a key with :meth:`reply_for`.
+        """
+        self._check_alive()
+        return self._cell.awaiting()
+
+    def reply_for(self, key: int) -> Reply:
+        """Wait, here, on the promise the adopted record kept under ``key`` (a key of the
+        recording actor's :meth:`awaiting`): the Reply is answered when the promise settles.
+
+        Claim right after ``adopt``: promises nobody claims are dropped when the actor next
+        hibernates.  Raises ActorError ``MVA_NO_SUCH_PROMISE`` for a key with no such promise
+        (never kept, already claimed, or dropped).
+        """
+        self._check_alive()
+        return self._cell.reply_for(key)
+
     async def checkpoint(self) -> None:
         """Save this actor's record to the runtime's store (ActorFailed if it failed)."""
         store = self.runtime.store

@@ -92,6 +92,7 @@ class Cell:
         "_token_owner",
         "_turn_calls",
         "_turn_host_calls",
+        "_unclaimed",
         "_vm_imports",
         "_waiting",
         "clock",
@@ -140,6 +141,8 @@ class Cell:
         self._rest: ActorRecord | None = None  # the VM at rest, while hibernated
         self._promises: dict[int, GuestPromise] = {}  # call id -> guest promise being awaited
         self._waiting: dict[int, Reply] = {}  # call id -> caller waiting on that promise
+        # Promises an adopted record kept (call id -> promise) that no caller here has claimed yet.
+        self._unclaimed: dict[int, GuestPromise] = _NO_PROMISES
         self._token_owner: dict[int, int] = {}  # async host call token -> call id whose chain awaits it
         self._awaited: dict[int, AsyncCall] = {}  # token -> async host call the guest awaits
         self._turn_calls: list[tuple[int, int, Callable[..., Any], list[Any]]] | None = None
@@ -179,7 +182,8 @@ class Cell:
     def adopt(self, record: ActorRecord) -> list[AsyncCall]:
         """Take over ``record``'s state and wake its VM; returns the awaited calls to start again.
 
-        Promises awaited where the record was made have no caller here.
+        Promises awaited where the record was made have no caller here: they wait, unwatched,
+        for :meth:`reply_for` (until the VM next hibernates or closes).
         """
         calls = []
         for p in record.pending:
@@ -192,7 +196,9 @@ class Cell:
             calls.append(AsyncCall(self.id, p.token, p.import_id, fn, p.args, due))
         self._rest = record
         self._wake()
-        self._promises.clear()
+        self._unclaimed, self._promises = self._promises, {}
+        # Call ids go on from the kept ones: a claimed promise keeps the id it travelled under.
+        self._next_call_id = max(self._unclaimed, default=0) + 1
         self.turns = record.turns
         if self.meter is not None and self.gas.quota is not None and record.quota_left is not None:
             self.meter.quota_left = record.quota_left
@@ -227,7 +233,7 @@ class Cell:
         # In memory, the awaited calls stay in _awaited: the record needs only the VM's part.
         self._rest = ActorRecord.from_hibernation(hibernation, {}, None, 0)
         _disown(self._promises)  # the record keeps them; wake() brings them back
-        self._promises = _NO_PROMISES
+        self._promises = self._unclaimed = _NO_PROMISES
         if not self.mailbox:
             # An empty deque still holds a ~760 B block; a hibernated actor drops it.
             self.mailbox = self.metrics.mailbox = NO_MAIL
@@ -250,6 +256,23 @@ class Cell:
         pending = {token: (a.import_id, a.args, None if a.due is None else to_wall_time(clock, a.due, written_at))
                    for token, a in self._awaited.items()}
         return ActorRecord.from_hibernation(hibernation, pending, self.quota_left, self.turns, written_at)
+
+    def awaiting(self) -> dict[int, Reply]:
+        """The callers :meth:`record` keeps the promises of, by the key each promise travels under."""
+        return {k: r for k, r in self._waiting.items() if k in self._promises and not isinstance(r, _Unawaited)}
+
+    def reply_for(self, key: int) -> Reply:
+        """A caller for the promise an adopted record kept under ``key``: answered when it settles."""
+        promise = self._unclaimed.get(key)
+        if promise is None or self.vm is None:
+            raise ActorError(f"actor {self.id!r} holds no unclaimed promise kept under key {key!r} (claim it "
+                             "right after adopt, before the actor hibernates)", "MVA_NO_SUCH_PROMISE")
+        del self._unclaimed[key]
+        reply = Reply()
+        self._promises[key] = promise
+        self._waiting[key] = reply
+        self._settle_waiting()  # it may have settled in a turn that ran before the claim
+        return reply
 
     # ---- mailbox ----
 
@@ -302,6 +325,7 @@ class Cell:
         self._waiting.clear()
         _disown(self._promises)
         self._promises.clear()
+        self._unclaimed = _NO_PROMISES
         self.signal_space()
         if self.vm is not None:
             self.vm.close()
