@@ -9,7 +9,9 @@ and answered as the first one was.
 Key names per actor (T = the partition's hash tag):
   T:a:<id>  hash   imports, gas, epoch (fencing token), turns, pos (last applied stream ID),
                    owner (worker ID of the last acquire, "" once released), failed (reason),
-                   fresh ("1" while T:c holds the spawned snapshot, not a record)
+                   fresh ("1" while T:c holds the spawned snapshot, not a record),
+                   settling (JSON [[promise key, reply key]...]: calls whose async export the record's
+                   promises will answer; set with each record)
   T:c:<id>  string the last committed record (a plain string: no hash overhead on big values)
   T:l:<id>  string the lease, "<worker>:<epoch>" with a PX expiry
   T:m:<id>  stream the mailbox; entries after pos only (commits trim exactly)
@@ -24,7 +26,7 @@ Per partition:
 
 from __future__ import annotations
 
-VERSION = 5
+VERSION = 6
 
 LIBRARY = r"""#!lua name=mvactors
 -- mvactors cluster functions
@@ -79,7 +81,8 @@ local function send(keys, args)
 end
 
 -- acquire(a, l, j, work, ready, c; actor, worker, ttl_ms)
---   -> {'OK', epoch, record or snapshot, fresh, turns, pos, imports, gas, journal...} | {'BUSY', holder} | ...
+--   -> {'OK', epoch, record or snapshot, fresh, turns, pos, imports, gas, settling, journal...}
+--      | {'BUSY', holder} | ...
 local function acquire(keys, args)
   local a, l, j, work, ready, c = keys[1], keys[2], keys[3], keys[4], keys[5], keys[6]
   local actor, worker, ttl = args[1], args[2], tonumber(args[3])
@@ -106,8 +109,8 @@ local function acquire(keys, args)
   end
   redis.call('ZADD', work, now + ttl, actor)
   redis.call('ZREM', ready, worker .. '|' .. actor)
-  local r = redis.call('HMGET', a, 'epoch', 'fresh', 'turns', 'pos', 'imports', 'gas')
-  local out = {'OK', r[1], redis.call('GET', c) or '', r[2], r[3], r[4], r[5], r[6]}
+  local r = redis.call('HMGET', a, 'epoch', 'fresh', 'turns', 'pos', 'imports', 'gas', 'settling')
+  local out = {'OK', r[1], redis.call('GET', c) or '', r[2], r[3], r[4], r[5], r[6], r[7] or ''}
   local journal = redis.call('HGETALL', j)
   for i = 1, #journal do out[#out + 1] = journal[i] end
   return out
@@ -148,7 +151,7 @@ end
 -- One actor's commit; every check comes before its first write.
 local function commit_one(a, l, m, j, c, work, ready, worker, meta, rec, reply_keys, payloads)
   local actor, epoch, prev, turns, pos = meta[1], meta[2], meta[3], meta[4], meta[5]
-  local rel, due, next_token, pending_tokens = meta[6], meta[7], meta[8], meta[9]
+  local rel, due, next_token, pending_tokens, settling = meta[6], meta[7], meta[8], meta[9], meta[11]
   local f = redis.call('HMGET', a, 'epoch', 'turns', 'pos')
   if not f[1] then return 'UNKNOWN' end
   if f[1] ~= epoch then return 'FENCED ' .. f[1] end
@@ -161,6 +164,11 @@ local function commit_one(a, l, m, j, c, work, ready, worker, meta, rec, reply_k
   if tonumber(f[2]) ~= prev then return 'CONFLICT ' .. f[2] end
   redis.call('SET', c, rec)
   redis.call('HSET', a, 'turns', turns, 'pos', pos, 'fresh', '0')
+  if settling and settling ~= '' then
+    redis.call('HSET', a, 'settling', settling)
+  else
+    redis.call('HDEL', a, 'settling')
+  end
   if pos ~= '0-0' then redis.call('XTRIM', m, 'MINID', after(pos)) end
   if redis.call('EXISTS', j) == 1 then
     local pending = {}
@@ -180,7 +188,7 @@ end
 -- commit(work, ready, then per actor: a, l, m, j, c, its reply keys...;
 --        worker, then per actor: meta, record, its reply payloads...) -> a status per actor
 -- meta (msgpack): [actor, epoch, prev_turns, turns, pos, release, due ms or '', next_token,
---                  pending tokens, reply count].  Actors of one partition commit in one call
+--                  pending tokens, reply count, settling].  Actors of one partition commit in one call
 -- (group commit); each actor's outcome is its own.
 local function commit(keys, args)
   local work, ready, worker = keys[1], keys[2], args[1]

@@ -178,10 +178,11 @@ async def _load_on(client: Redis, node: Any) -> None:
 
 
 def commit_meta(actor_id: str, epoch: str, prev_turns: int, turns: int, pos: str, release: bool, due_ms: int | None,
-                next_token: int, pending: list[int], replies: int) -> bytes:
+                next_token: int, pending: list[int], replies: int, settling: str = "") -> bytes:
     """The per-actor header of an ``mva_commit`` call (Lua's cmsgpack reads no bin type: strings only)."""
     return cast(bytes, msgpack.packb([actor_id, epoch, prev_turns, turns, pos, release,
-                                      "" if due_ms is None else str(due_ms), next_token, pending, replies],
+                                      "" if due_ms is None else str(due_ms), next_token, pending, replies,
+                                      settling],
                                      use_bin_type=False))
 
 

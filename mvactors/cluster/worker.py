@@ -10,6 +10,7 @@ lease in time drops the actor (and its unsaved turns) before anyone else may tak
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -23,7 +24,7 @@ import anyio
 import anyio.abc
 
 from ..actors import Actor, ActorRecord, GasPolicy, Reply, Runtime, TurnOutcome
-from ..errors import GuestError
+from ..errors import ActorError, GuestError
 from ..imports import AsyncCall
 from .client import REPLY_FAILED, REPLY_GUEST_ERROR, REPLY_OK, REPLY_UNSENDABLE, decode_gas
 from .crash import crash_point
@@ -382,7 +383,7 @@ class Worker:
     async def _adopt(self, actor_id: str, result: list[Any], sent: float) -> None:
         epoch, saved, fresh, turns, pos, imports_name, gas_bytes = (result[1], result[2], result[3], result[4],
                                                                     result[5], result[6], result[7])
-        journal_raw = result[8:]
+        settling, journal_raw = text(result[8]), result[9:]
         owned = Owned(actor_id, ActorKeys.of(actor_id), text(epoch), sent, int(turns), text(pos),
                       {int(journal_raw[i]): journal_raw[i + 1] for i in range(0, len(journal_raw), 2)})
         owned.turns, owned.applied_pos, owned.read_pos = owned.committed_turns, owned.committed_pos, owned.committed_pos
@@ -400,6 +401,7 @@ class Worker:
             if owned.gone:  # dropped while adopt() yielded (its lease lapsed): nothing may stay behind
                 self._evict(owned)
                 return
+            self._claim_replies(owned, owned.actor, settling)
         except Exception as exc:
             self._owned.pop(actor_id, None)
             owned.gone = True
@@ -410,6 +412,16 @@ class Worker:
         dues = [p.due for p in record.pending if p.due is not None]
         owned.next_due = min(dues) if dues else None
         self._feed(owned)
+
+    def _claim_replies(self, owned: Owned, actor: Actor, settling: str) -> None:
+        """Wait again on the async exports the record's promises will answer: their callers still
+        read the reply keys, and the commit of the turn that settles one writes its reply."""
+        for ref, reply_key in json.loads(settling) if settling else ():
+            try:
+                owned.settling.append((reply_key, actor.reply_for(ref)))
+            except ActorError as exc:  # a record and its settling list are committed together
+                log.error("worker %s: actor %s: the reply %s cannot be answered: %s",
+                          self.worker_id, owned.actor_id, reply_key, exc)
 
     async def _fetch(self) -> None:
         batch = [o for o in self._want_fetch if not o.gone and not o.buffer]
@@ -463,27 +475,33 @@ class Worker:
         return time.monotonic() - owned.lease_ok_at < self._lease_safe
 
     async def _commit(self, batch: list[Owned], release: bool = False,
-                      records: Mapping[Owned, ActorRecord] | None = None) -> None:
-        """Commit each actor's state now (or ``records``) in one pipeline; ``release`` also gives up the lease."""
+                      records: Mapping[Owned, tuple[ActorRecord, str]] | None = None) -> None:
+        """Commit each actor's state now (or ``records``: record, settling) in one pipeline; ``release`` also
+        gives up the lease."""
         work = []
         for owned in batch:
             if not self._lease_fresh(owned):
                 self._drop(owned, "its lease may have lapsed (not renewed in time)")
                 continue
-            record = records[owned] if records is not None else owned.actor.record()  # type: ignore[union-attr]
-            work.append((owned, record, owned.turns, owned.applied_pos, owned.replies))
+            if records is not None:
+                record, settling = records[owned]
+            else:
+                assert owned.actor is not None
+                record, settling = owned.actor.record(), _settling_refs(owned, owned.actor)
+            work.append((owned, record, owned.turns, owned.applied_pos, owned.replies, settling))
             owned.replies = []
             owned.committing = True
         if not work:
             return
         crash_point("before-commit")
         by_partition: dict[str, tuple[list[str], list[Any], list[int]]] = {}
-        for index, (owned, record, turns, pos, replies) in enumerate(work):
-            dues = [p.due for p in record.pending if p.due is not None]
+        for index, (owned, record, turns, pos, replies, settling) in enumerate(work):
+            # A released actor awaiting a host call needs an owner now, to issue it again.
+            dues = [0.0 if p.due is None else p.due for p in record.pending]
             keys = owned.keys
             meta = commit_meta(owned.actor_id, owned.epoch, owned.committed_turns, turns, pos, release,
                                int(min(dues) * 1000) if dues else None, record.next_token,
-                               [p.token for p in record.pending], len(replies))
+                               [p.token for p in record.pending], len(replies), settling)
             group = by_partition.setdefault(keys.tag, ([keys.work, keys.ready], [self.worker_id], []))
             group[0].extend([keys.state, keys.lease, keys.mailbox, keys.journal, keys.record,
                              *[key for key, _ in replies]])
@@ -501,7 +519,7 @@ class Worker:
             for n, index in enumerate(indexes):
                 results[index] = statuses if isinstance(statuses, Exception) else statuses[n]
         hints = []
-        for (owned, record, turns, pos, _), result in zip(work, results, strict=True):
+        for (owned, record, turns, pos, _, _), result in zip(work, results, strict=True):
             owned.committing = False
             status = "ERROR" if isinstance(result, Exception) else text(result).split(" ", 1)[0]
             if status in ("OK", "DUP"):
@@ -620,22 +638,24 @@ class Worker:
                     assert self._tg is not None
                     self._tg.start_soon(self._release, records)
 
-    def _take_out(self, batch: list[Owned]) -> dict[Owned, ActorRecord]:
+    def _take_out(self, batch: list[Owned]) -> dict[Owned, tuple[ActorRecord, str]]:
         """Evict actors from the runtime (no turn runs after this) for a final, releasing commit."""
-        records: dict[Owned, ActorRecord] = {}
+        records: dict[Owned, tuple[ActorRecord, str]] = {}
         for owned in batch:
             if owned.gone or owned.committing:
                 continue
+            # Before the eviction answers the waiting callers with ActorEvicted here.
+            settling = "" if owned.actor is None else _settling_refs(owned, owned.actor)
             record = self._evict(owned)
             self._owned.pop(owned.actor_id, None)
             self._dirty.discard(owned)
             if record is None:
                 owned.gone = True
             else:
-                records[owned] = record
+                records[owned] = record, settling
         return records
 
-    async def _release(self, records: dict[Owned, ActorRecord]) -> None:
+    async def _release(self, records: dict[Owned, tuple[ActorRecord, str]]) -> None:
         await self._commit(list(records), release=True, records=records)
         for owned in records:
             owned.gone = True
@@ -672,6 +692,7 @@ class Worker:
     async def _fail_in_redis(self, owned: Owned, reason: str) -> None:
         waiting = [m for m, _ in owned.running] + list(owned.buffer)
         reply_keys = [owned.keys.reply(m.message_id) for m in waiting if m.wants_reply]
+        reply_keys += [key for key, _ in owned.settling]
         payload = pack([REPLY_FAILED, reason])
         keys = owned.keys
         result = await self._retrying("failing an actor", lambda: self.redis.fcall(  # type: ignore[misc]
@@ -713,6 +734,16 @@ class Worker:
             return bytes(result[1])
         self._drop(owned, f"its journal write was refused ({status})")
         return None
+
+
+def _settling_refs(owned: Owned, actor: Actor) -> str:
+    """JSON [[promise key, reply key]...] for the replies of async exports not settled yet, by the key
+    each promise travels under in the record made at the same moment (``actor.record()``)."""
+    if not owned.settling:
+        return ""
+    reply_key = {id(reply): key for key, reply in owned.settling}
+    pairs = [[ref, reply_key[id(reply)]] for ref, reply in actor.awaiting().items() if id(reply) in reply_key]
+    return json.dumps(pairs) if pairs else ""
 
 
 def _reply_payload(reply: Reply) -> bytes:

@@ -270,3 +270,49 @@ async def test_counters_on_a_three_master_redis_cluster(actor_snapshot: bytes) -
         finally:
             for p in workers:
                 p.kill()
+
+
+@pytest.mark.parametrize("how", ["kill-9", "sigterm"])
+async def test_a_call_to_an_async_export_is_answered_once_by_the_owner_it_moved_to(
+        redis_url: str, actor_snapshot: bytes, tmp_path: Any, how: str) -> None:
+    log, gates = tmp_path / "effects.log", tmp_path / "gates"
+    gates.mkdir()
+    env = {"MVACTORS_TEST_LOG": str(log), "MVACTORS_TEST_GATES": str(gates)}
+    answers: list[Any] = []
+    async with mvactors.connect(redis_url) as client, anyio.create_task_group() as tg:
+        actor_id = await client.spawn(actor_snapshot, imports="counter")
+
+        async def caller() -> None:
+            answers.append(await client.call(actor_id, 4, "gate:g1", timeout=90))
+
+        with worker(redis_url, *LEASE, "--worker-id", "first", env=env) as first:
+            tg.start_soon(caller)
+
+            async def parked() -> bool:  # the call's turn is committed, its promise pending on the gate
+                return log.exists() and "fetch gate:g1" in log.read_text() and (
+                    await client.describe(actor_id))["turns"] >= 1
+
+            await eventually(parked, 30, "the async export to await its host call")
+            if how == "kill-9":
+                first.kill()
+            else:
+                first.signal(signal.SIGTERM)
+                assert first.wait(30) == 0, first.output()
+                assert "handed over 1 actors" in first.output()
+        assert answers == []
+        with worker(redis_url, *LEASE, "--worker-id", "second", env=env) as second:
+            async def reissued() -> bool:
+                return log.read_text().count("fetch gate:g1") == 2
+
+            await eventually(reissued, 30, "the new owner to issue the host call again")
+            (gates / "g1").touch()
+            await eventually(lambda: _true(bool(answers)), 60, "the original call to be answered")
+            assert answers == ["gate:g1"]
+            state = await client.call(actor_id, 2, timeout=30)
+            assert state["done"] == ["gate:g1"]  # the export's chain ran to its end once
+            assert "cannot be answered" not in second.output()
+    assert answers == ["gate:g1"]
+
+
+async def _true(value: bool) -> bool:
+    return value
