@@ -421,10 +421,6 @@ MVX_API(mvx_restore) int32_t mvx_restore(uint32_t size, int32_t with_breakpoints
   mvm_initializeHandle(vm, &mvx.callback);
   mvm_initializeHandle(vm, &mvx.target);
   if (with_breakpoints) mvm_dbg_setBreakpointCallback(vm, mvx_on_breakpoint);
-  /* A freshly restored VM has no host call in progress.  Measured: after mvm_restore
-   * plus mvx_check_restored the depth read 1 (cause not yet found), which marked every
-   * closed instance busy, so none was ever reused and each restore scanned them all. */
-  mvx.call_depth = 0;
   return MVM_E_SUCCESS;
 }
 
