@@ -200,7 +200,11 @@ class RedisCluster:
             raise RedisUnavailable(f"redis-cli --cluster create failed: {done.stdout}{done.stderr}")
         deadline = time.monotonic() + _START_TIMEOUT
         while time.monotonic() < deadline:
-            if all("cluster_state:ok" in _command(node.port, "CLUSTER", "INFO") for node in self.nodes):
+            # ok alone is not enough: a node can report it before it knows every master
+            # (a client asking it then saw 2 primaries of 3).
+            wanted = ("cluster_state:ok", f"cluster_known_nodes:{len(self.nodes)}", f"cluster_size:{len(self.nodes)}")
+            if all(all(fact in info for fact in wanted)
+                   for info in (_command(node.port, "CLUSTER", "INFO") for node in self.nodes)):
                 return self
             time.sleep(0.05)  # gossip converges on its own schedule; nothing to wait on
         raise RedisUnavailable("the Redis Cluster did not reach cluster_state:ok")
