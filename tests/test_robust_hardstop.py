@@ -15,6 +15,7 @@ import pytest
 
 import mvactors
 from mvactors import MicroviumError, TimeLimitExceeded, VMUnusable
+from tests.fuzz.harness import crc16
 
 LOOP_JS = """
 const host = vmImport(1);
@@ -24,15 +25,6 @@ vmExport(3, (n) => { let s = 0; for (let i = 0; i < n; i++) { s = (s + host(i)) 
 """
 
 INTERN_JS = "let o = {}; vmExport(1, (n) => { o['key' + n] = n; return 0; }); vmExport(2, (n) => o['key' + n]);"
-
-
-def crc16(data: bytes) -> int:
-    crc = 0xFFFF
-    for byte in data:
-        x = (crc >> 8) ^ byte
-        x ^= x >> 4
-        crc = ((crc << 8) ^ (x << 12) ^ (x << 5) ^ x) & 0xFFFF
-    return crc
 
 
 def with_crc(snapshot: bytearray) -> bytes:
