@@ -212,6 +212,9 @@ def build_wasm(tmp: Path) -> None:
             f"-Wl,--max-memory={ABI.WASM_MEMORY_BYTES}",
         ]
     )
+    # The driver refuses a module built from another ABI table (a stale build) by this digest.
+    wasm = OUT / "mvx.wasm"
+    wasm.write_bytes(ABI.with_digest(wasm.read_bytes(), ABI.digest()))
 
 
 def build_native(tmp: Path) -> None:
@@ -232,7 +235,9 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     stamp = OUT / "build.stamp"
     digest = sources_digest() + (":wasm" if args.wasm_only else ":all")
-    if not args.force and stamp.exists() and stamp.read_text() == digest:
+    wasm = OUT / "mvx.wasm"
+    current = wasm.exists() and ABI.digest_in(wasm.read_bytes()) == ABI.digest()
+    if not args.force and current and stamp.exists() and stamp.read_text() == digest:
         print("engine is up to date:", OUT)
         return
     tmp = OUT / "obj"

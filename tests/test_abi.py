@@ -3,7 +3,7 @@
 The build generates mvx_abi.h from _abi.py and asserts the engine's own
 constants at compile time; these tests catch what the compiler cannot: a
 dispatcher case or layout index added on one side only, and an engine built
-from another version of the table.
+from another version of the table (the wasm module carries the table's digest).
 """
 
 from __future__ import annotations
@@ -63,6 +63,36 @@ def test_the_built_native_engine_has_the_tables_limits() -> None:
     layout.restype, layout.argtypes = ctypes.c_size_t, [ctypes.c_int32]
     for name in ("MAX_HANDLES", "MAX_ARGS", "MAX_IMPORTS", "SCRATCH_SIZE", "ROM_SIZE"):
         assert layout(getattr(_abi.Field, name)) == getattr(_abi, name), name
+
+
+def test_the_built_wasm_engine_carries_the_tables_digest() -> None:
+    assert _abi.digest_in(_wasm.WASM_PATH.read_bytes()) == _abi.digest()
+
+
+def test_the_digest_follows_every_table() -> None:
+    before = _abi.digest()
+    original = _abi.Field.GAS_OFFSET
+    try:
+        _abi.Field.GAS_OFFSET = original + 1
+        assert _abi.digest() != before
+    finally:
+        _abi.Field.GAS_OFFSET = original
+    assert _abi.digest() == before
+
+
+@pytest.mark.parametrize("stamp", ["0" * 64, None], ids=["other digest", "no digest"])
+def test_a_wasm_engine_built_from_another_table_is_refused_as_stale(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stamp: str | None
+) -> None:
+    built = _wasm.WASM_PATH.read_bytes()
+    unstamped = built[:-len(_abi.with_digest(b"", _abi.digest()))]  # the build appends the section last
+    assert _abi.with_digest(unstamped, _abi.digest()) == built
+    stale = tmp_path / "mvx.wasm"
+    stale.write_bytes(unstamped if stamp is None else _abi.with_digest(unstamped, stamp))
+    assert _abi.digest_in(stale.read_bytes()) == stamp
+    monkeypatch.setattr(_wasm, "WASM_PATH", stale)
+    with pytest.raises(_wasm.EngineMissing, match=r"is stale: .*rebuild it: build it with `python engine/build.py`"):
+        _wasm.WasmEngine()
 
 
 def test_wasm_memory_is_the_size_the_table_says() -> None:

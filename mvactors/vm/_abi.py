@@ -6,15 +6,18 @@ host decodes without calling in.  ``engine/build.py`` turns the ``Op``,
 ``Field``, ``PromiseState`` and ``HeapInfo`` tables and the limits into the C
 header the glue compiles against (``mvx_abi.h``), plus static assertions that
 the engine's own constants equal ``ENGINE_FACTS`` and the error codes of
-:mod:`mvactors.errors`; the build fails when they disagree.  At run time the
-wasm driver checks that the built engine reports the same limits (a stale
-build).
+:mod:`mvactors.errors`; the build fails when they disagree.  The build also
+writes :func:`digest` of these tables into the wasm module (a custom section),
+and the wasm driver refuses a module whose digest differs when it loads it
+(a stale build); the native build is checked by its limits.
 
 Only plain ints here (no enums): some of these are read on every call.  This
-module imports nothing, so the build can load it by path.
+module imports nothing of mvactors, so the build can load it by path.
 """
 
 from __future__ import annotations
+
+import hashlib
 
 PAGE_SIZE = 0x10000
 WASM_MEMORY_BYTES = 6 * PAGE_SIZE
@@ -257,3 +260,60 @@ ENGINE_FACTS = {
     "sizeof(mvm_TsMemoryStats) / sizeof(size_t)": MEMORY_STATS_FIELDS,
 }
 """C expression over the engine's definitions -> the value the host assumes (asserted at build time)."""
+
+
+# ---- the table's digest, carried by the built wasm module ----
+
+DIGEST_SECTION = b"mvactors.abi"
+"""Name of the wasm custom section holding the ASCII :func:`digest` the module was built from."""
+
+
+def digest() -> str:
+    """A hash of everything above that the build compiles in or asserts: equal digests, equal ABIs."""
+    tables = {prefix: sorted(constants(table).items()) for prefix, table in C_TABLES.items()}
+    facts = (WASM_MEMORY_BYTES, sorted(LIMITS.items()), sorted(tables.items()), sorted(ENGINE_FACTS.items()))
+    return hashlib.sha256(repr(facts).encode()).hexdigest()
+
+
+def _leb128(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def with_digest(wasm: bytes, value: str) -> bytes:
+    """``wasm`` with a custom section carrying ``value`` appended (custom sections may come last)."""
+    body = _leb128(len(DIGEST_SECTION)) + DIGEST_SECTION + value.encode("ascii")
+    return wasm + b"\0" + _leb128(len(body)) + body
+
+
+def digest_in(wasm: bytes) -> str | None:
+    """The digest a wasm module was built with, or None if it carries none (or is not a wasm module)."""
+
+    def uleb(at: int) -> tuple[int, int]:
+        value = shift = 0
+        while True:
+            byte = wasm[at]
+            value |= (byte & 0x7F) << shift
+            at, shift = at + 1, shift + 7
+            if byte < 0x80:
+                return value, at
+
+    if wasm[:4] != b"\0asm":
+        return None
+    at = 8  # magic and version
+    try:
+        while at < len(wasm):
+            section_id = wasm[at]
+            size, start = uleb(at + 1)
+            at = start + size
+            if section_id == 0:
+                name_size, name_at = uleb(start)
+                if wasm[name_at:name_at + name_size] == DIGEST_SECTION:
+                    return wasm[name_at + name_size:at].decode("ascii", "replace")
+    except IndexError:  # truncated: the module itself will not load either
+        return None
+    return None

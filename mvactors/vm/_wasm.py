@@ -53,7 +53,7 @@ class EngineTrap(Exception):
 
 
 class EngineMissing(RuntimeError):
-    """The built engine module is not where mvactors looks for it."""
+    """The built engine module is not where mvactors looks for it, or was built from another ABI table."""
 
 
 class Host(Protocol):
@@ -284,8 +284,12 @@ class WasmEngine:
         # The hard stop (see _HardStop).  A serialized module only loads into an engine
         # with the same setting.
         config.epoch_interruption = hard_stop  # False only to measure what the stop costs (bench/hardstop.py)
+        wasm = WASM_PATH.read_bytes()
+        if _abi.digest_in(wasm) != _abi.digest():
+            raise EngineMissing(f"the Microvium engine build {WASM_PATH} is stale: it was not built from this "
+                                f"mvactors' ABI table (mvactors/vm/_abi.py); rebuild it: {BUILD_HINT}")
         self.engine = wasmtime.Engine(config)
-        self.module = wasmtime.Module(self.engine, WASM_PATH.read_bytes())
+        self.module = wasmtime.Module(self.engine, wasm)
         self.linker = wasmtime.Linker(self.engine)
         self.hosts: dict[int, Host] = {}
         self.bases: dict[int, int] = {}  # cookie -> linear memory base
