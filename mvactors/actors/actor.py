@@ -230,13 +230,15 @@ class Actor:
         self.runtime._hibernate(self)
         await anyio.lowlevel.checkpoint()
 
-    def record(self) -> ActorRecord:
+    def record(self, *, collect: bool | None = True) -> ActorRecord:
         """The actor's state now, between turns, as an ActorRecord (the VM stays resident).
 
-        Queued messages are not part of it; awaited host calls and sleeps are.
+        Queued messages are not part of it; awaited host calls and sleeps are.  ``collect``:
+        garbage-collect first (True), only when the heap grew by a quarter since the last
+        collection (None: cheaper for a record taken every turn), or never (False).
         """
         self._check_alive()
-        return self._cell.record()
+        return self._cell.record(collect)
 
     def awaiting(self) -> dict[int, Reply]:
         """The callers whose async exports have not settled, by the key :meth:`record` keeps each

@@ -243,12 +243,12 @@ class Cell:
         _log.debug("actor %s hibernated", self.id)
         return True
 
-    def record(self) -> ActorRecord:
+    def record(self, collect: bool | None = True) -> ActorRecord:
         """The actor's state now, between turns, for another runtime or process (the VM stays as it is)."""
         if self.vm is not None:
             # Only promises a caller waits on travel; a send()'s rejection is reported by this runtime.
             keep = {k: p for k, p in self._promises.items() if not isinstance(self._waiting.get(k), _Unawaited)}
-            hibernation = self.vm.hibernate(keep=keep)
+            hibernation = self.vm.hibernate(keep=keep, collect=collect)
         else:
             assert self._rest is not None
             hibernation = self._rest.hibernation()

@@ -151,7 +151,7 @@ def _revive(vm: VM) -> _wasm.Instance:
     return instance
 
 
-def hibernate(vm: VM, keep: Mapping[Any, GuestRef] | None = None, collect: bool = True) -> Hibernation:
+def hibernate(vm: VM, keep: Mapping[Any, GuestRef] | None = None, collect: bool | None = True) -> Hibernation:
     """Collect garbage, snapshot, and record where the host's references point.
 
     The snapshot keeps the heap verbatim, so pending asynchronous host
@@ -159,7 +159,7 @@ def hibernate(vm: VM, keep: Mapping[Any, GuestRef] | None = None, collect: bool 
     global reaches them; :meth:`wake` turns the recorded offsets back into
     live references.  Call between guest calls; the VM stays usable.
     ``collect=False`` skips the garbage collection (a cheaper record, e.g.
-    for rolling a turn back).
+    for rolling a turn back); ``None`` collects only when it pays (see create_snapshot).
     """
     inst = vm._live()
     keep = dict(keep or {})
