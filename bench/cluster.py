@@ -27,7 +27,7 @@ from common import cpu_model
 
 import mvactors
 from mvactors.actors import ActorRecord
-from mvactors.cluster.store import ActorKeys, commit_meta, load_functions, pack, text
+from mvactors.cluster.store import ActorKeys, CommitEntry, commit_args, load_functions, pack, text
 from mvactors.testing import RedisServer
 
 HERE = Path(__file__).resolve().parent
@@ -107,14 +107,8 @@ async def commit_vs_set(url: str, snapshot: bytes, n: int, rounds: int, prefix: 
     for turn in range(rounds):
         pipe = r.pipeline(transaction=False)
         for members in groups.values():  # the worker's group commit: one call per partition
-            first = ActorKeys.of(members[0])
-            keys, args = [first.work, first.ready], ["bench"]
-            for actor_id in members:
-                k = ActorKeys.of(actor_id)
-                keys += [k.state, k.lease, k.mailbox, k.journal, k.record]
-                args += [commit_meta(actor_id, text(epochs[actor_id]), turn, turn + 1, "0-0", False, None, 1, [], 0),
-                         record]
-            pipe.fcall("mva_commit", len(keys), *keys, *args)
+            entries = [CommitEntry(ActorKeys.of(a), text(epochs[a]), turn, turn + 1, "0-0", record) for a in members]
+            pipe.fcall("mva_commit", *commit_args("bench", entries))
         start = time.perf_counter()
         results = await pipe.execute()
         commit_s += time.perf_counter() - start

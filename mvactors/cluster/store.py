@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import zlib
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 import msgpack
@@ -40,48 +40,25 @@ def partition_tag(index: int) -> str:
     return f"{PREFIX}:{{p{index}}}"
 
 
-@dataclass(frozen=True, slots=True)
 class ActorKeys:
-    """The Redis key names of one actor (all in its partition's slot)."""
+    """The Redis key names of one actor (all in its partition's slot), built once: every turn's commit names them."""
 
-    actor_id: str
-    tag: str
+    __slots__ = ("actor_id", "dedupe", "journal", "lease", "mailbox", "ready", "record", "state", "tag", "work")
+
+    def __init__(self, actor_id: str, tag: str) -> None:
+        self.actor_id, self.tag = actor_id, tag
+        self.state = f"{tag}:a:{actor_id}"
+        self.record = f"{tag}:c:{actor_id}"
+        self.lease = f"{tag}:l:{actor_id}"
+        self.mailbox = f"{tag}:m:{actor_id}"
+        self.dedupe = f"{tag}:d:{actor_id}"
+        self.journal = f"{tag}:j:{actor_id}"
+        self.work = f"{tag}:work"
+        self.ready = f"{tag}:ready"
 
     @classmethod
     def of(cls, actor_id: str) -> ActorKeys:
         return cls(actor_id, partition_tag(partition(actor_id)))
-
-    @property
-    def state(self) -> str:
-        return f"{self.tag}:a:{self.actor_id}"
-
-    @property
-    def record(self) -> str:
-        return f"{self.tag}:c:{self.actor_id}"
-
-    @property
-    def lease(self) -> str:
-        return f"{self.tag}:l:{self.actor_id}"
-
-    @property
-    def mailbox(self) -> str:
-        return f"{self.tag}:m:{self.actor_id}"
-
-    @property
-    def dedupe(self) -> str:
-        return f"{self.tag}:d:{self.actor_id}"
-
-    @property
-    def journal(self) -> str:
-        return f"{self.tag}:j:{self.actor_id}"
-
-    @property
-    def work(self) -> str:
-        return f"{self.tag}:work"
-
-    @property
-    def ready(self) -> str:
-        return f"{self.tag}:ready"
 
     def reply(self, message_id: str) -> str:
         return f"{self.tag}:r:{self.actor_id}:{message_id}"
@@ -177,13 +154,53 @@ async def _load_on(client: Redis, node: Any) -> None:
         log.info("loaded mvactors functions version %d%s", VERSION, f" on {node.name}" if node else "")
 
 
-def commit_meta(actor_id: str, epoch: str, prev_turns: int, turns: int, pos: str, release: bool, due_ms: int | None,
-                next_token: int, pending: list[int], replies: int, settling: str = "") -> bytes:
-    """The per-actor header of an ``mva_commit`` call (Lua's cmsgpack reads no bin type: strings only)."""
-    return cast(bytes, msgpack.packb([actor_id, epoch, prev_turns, turns, pos, release,
-                                      "" if due_ms is None else str(due_ms), next_token, pending, replies,
-                                      settling],
-                                     use_bin_type=False))
+@dataclass(slots=True)
+class CommitEntry:
+    """One actor's part of an ``mva_commit`` call: what a turn (or several) left behind."""
+
+    keys: ActorKeys
+    epoch: str
+    prev_turns: int  # the committed turn count this commit builds on (fencing against a stale owner)
+    turns: int
+    pos: str  # the last applied mailbox stream ID
+    record: bytes
+    release: bool = False
+    due_ms: int | None = None  # when an owner should next look at it (its earliest pending call or sleep)
+    next_token: int = 1
+    pending: list[int] = field(default_factory=list)  # tokens of the host calls the record awaits
+    replies: list[tuple[str, bytes]] = field(default_factory=list)  # (reply key, payload)
+    settling: str = ""
+
+
+def commit_args(worker_id: str, entries: list[CommitEntry]) -> list[Any]:
+    """The keys and arguments of one ``mva_commit`` call for ``entries`` (actors of one partition).
+
+    Every key is declared; everything else travels as one msgpack argument (Lua's cmsgpack
+    reads no bin type, so bytes go as raw strings)."""
+    keys = entries[0].keys
+    names: list[Any] = [keys.work, keys.ready]
+    body = []
+    for e in entries:
+        k = e.keys
+        names += (k.state, k.lease, k.mailbox, k.journal, k.record)
+        names += [key for key, _ in e.replies]
+        body.append([k.actor_id, e.epoch, e.prev_turns, e.turns, e.pos, e.release,
+                     "" if e.due_ms is None else str(e.due_ms), e.next_token, e.pending, e.settling, e.record,
+                     [payload for _, payload in e.replies]])
+    return [len(names), *names, worker_id, msgpack.packb(body, use_bin_type=False)]
+
+
+def fetch_args(mailboxes: list[tuple[str, str]], count: int) -> list[Any]:
+    """The keys and arguments of one ``mva_fetch`` call: (mailbox key, last stream ID read) of one partition."""
+    return [len(mailboxes), *[key for key, _ in mailboxes], count, *[pos for _, pos in mailboxes]]
+
+
+def fetched(blob: bytes) -> list[list[tuple[str, str, bytes]]]:
+    """``mva_fetch``'s reply: per mailbox, its (stream ID, message_id, payload) entries."""
+    out = []
+    for flat in msgpack.unpackb(blob, raw=True):
+        out.append([(flat[i].decode(), flat[i + 1].decode(), flat[i + 2]) for i in range(0, len(flat), 3)])
+    return out
 
 
 def text(value: Any) -> str:

@@ -36,8 +36,11 @@ from .store import (
     PARTITIONS,
     UNREACHABLE,
     ActorKeys,
+    CommitEntry,
     Redis,
-    commit_meta,
+    commit_args,
+    fetch_args,
+    fetched,
     hint_key,
     load_functions,
     open_redis,
@@ -428,9 +431,12 @@ class Worker:
         self._want_fetch.clear()
         if not batch:
             return
-        pipe = self.redis.pipeline(transaction=False)
+        by_partition: dict[str, list[Owned]] = {}
         for owned in batch:
-            pipe.xrange(owned.keys.mailbox, f"({owned.read_pos}", "+", count=_FETCH_COUNT)
+            by_partition.setdefault(owned.keys.tag, []).append(owned)
+        pipe = self.redis.pipeline(transaction=False)
+        for members in by_partition.values():
+            pipe.fcall("mva_fetch", *fetch_args([(o.keys.mailbox, o.read_pos) for o in members], _FETCH_COUNT))
         try:
             results = await pipe.execute()
         except UNREACHABLE as exc:
@@ -438,15 +444,16 @@ class Worker:
             self._want_fetch.update(batch)
             await anyio.sleep(_BACKOFF_MIN)
             return
-        for owned, entries in zip(batch, results, strict=True):
-            if owned.gone:
-                continue
-            for entry_id, fields in entries:
-                export_id, args, wants_reply = unpack(fields[b"b"])
-                owned.buffer.append(Mail(text(entry_id), text(fields[b"i"]), export_id, args, wants_reply))
-                owned.read_pos = text(entry_id)
-            owned.more_mail = len(entries) == _FETCH_COUNT
-            self._feed(owned)
+        for members, blob in zip(by_partition.values(), results, strict=True):
+            for owned, entries in zip(members, fetched(blob), strict=True):
+                if owned.gone:
+                    continue
+                for stream_id, message_id, payload in entries:
+                    export_id, args, wants_reply = unpack(payload)
+                    owned.buffer.append(Mail(stream_id, message_id, export_id, args, wants_reply))
+                    owned.read_pos = stream_id
+                owned.more_mail = len(entries) == _FETCH_COUNT
+                self._feed(owned)
 
     # ---- commits ----
 
@@ -487,35 +494,31 @@ class Worker:
                 record, settling = records[owned]
             else:
                 assert owned.actor is not None
-                record, settling = owned.actor.record(), _settling_refs(owned, owned.actor)
+                record, settling = owned.actor.record(collect=None), _settling_refs(owned, owned.actor)
             work.append((owned, record, owned.turns, owned.applied_pos, owned.replies, settling))
             owned.replies = []
             owned.committing = True
         if not work:
             return
         crash_point("before-commit")
-        by_partition: dict[str, tuple[list[str], list[Any], list[int]]] = {}
+        by_partition: dict[str, tuple[list[CommitEntry], list[int]]] = {}
         for index, (owned, record, turns, pos, replies, settling) in enumerate(work):
             # A released actor awaiting a host call needs an owner now, to issue it again.
             dues = [0.0 if p.due is None else p.due for p in record.pending]
-            keys = owned.keys
-            meta = commit_meta(owned.actor_id, owned.epoch, owned.committed_turns, turns, pos, release,
-                               int(min(dues) * 1000) if dues else None, record.next_token,
-                               [p.token for p in record.pending], len(replies), settling)
-            group = by_partition.setdefault(keys.tag, ([keys.work, keys.ready], [self.worker_id], []))
-            group[0].extend([keys.state, keys.lease, keys.mailbox, keys.journal, keys.record,
-                             *[key for key, _ in replies]])
-            group[1].extend([meta, record.encode(), *[payload for _, payload in replies]])
-            group[2].append(index)
+            group = by_partition.setdefault(owned.keys.tag, ([], []))
+            group[0].append(CommitEntry(owned.keys, owned.epoch, owned.committed_turns, turns, pos, record.encode(),
+                                        release, int(min(dues) * 1000) if dues else None, record.next_token,
+                                        [p.token for p in record.pending], replies, settling))
+            group[1].append(index)
 
         def build(pipe: Any) -> None:
-            for keys_, args_, _ in by_partition.values():
-                pipe.fcall("mva_commit", len(keys_), *keys_, *args_)
+            for entries, _ in by_partition.values():
+                pipe.fcall("mva_commit", *commit_args(self.worker_id, entries))
 
         replies_by_call = await self._pipeline("committing", build)
         crash_point("after-commit")
         results: list[Any] = [None] * len(work)
-        for (_, _, indexes), statuses in zip(by_partition.values(), replies_by_call, strict=True):
+        for (_, indexes), statuses in zip(by_partition.values(), replies_by_call, strict=True):
             for n, index in enumerate(indexes):
                 results[index] = statuses if isinstance(statuses, Exception) else statuses[n]
         hints = []

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import redis.asyncio
 
-from mvactors.cluster.store import ActorKeys, commit_meta, load_functions
+from mvactors.cluster.store import ActorKeys, CommitEntry, commit_args, load_functions
 
 pytestmark = pytest.mark.anyio
 
@@ -18,9 +18,8 @@ async def acquire(r: Any, keys: ActorKeys, worker: str, ttl: int = 10_000) -> li
 
 
 async def commit(r: Any, keys: ActorKeys, worker: str, epoch: Any, prev: int, turns: int) -> str:
-    meta = commit_meta(keys.actor_id, epoch.decode(), prev, turns, "0-0", False, None, 1, [], 0)
-    result = await r.fcall("mva_commit", 7, keys.work, keys.ready, keys.state, keys.lease, keys.mailbox,
-                           keys.journal, keys.record, worker, meta, b"rec")
+    entry = CommitEntry(keys, epoch.decode(), prev, turns, "0-0", b"rec")
+    result = await r.fcall("mva_commit", *commit_args(worker, [entry]))
     return str(result[0].decode().split()[0])
 
 
@@ -47,9 +46,6 @@ async def test_stale_epochs_lapsed_leases_and_repeats(redis_url: str) -> None:
     for other in others:
         await r.fcall("mva_spawn", 2, other.state, other.record, b"snap", "", b"")
         await acquire(r, other, "w2")
-    call_keys, call_args = [keys.work, keys.ready], ["w2"]
-    for other, prev in ((others[0], 0), (others[1], 5)):
-        call_keys += [other.state, other.lease, other.mailbox, other.journal, other.record]
-        call_args += [commit_meta(other.actor_id, "1", prev, prev + 1, "0-0", False, None, 1, [], 0), b"r"]
-    assert await r.fcall("mva_commit", len(call_keys), *call_keys, *call_args) == [b"OK", b"CONFLICT 0"]
+    entries = [CommitEntry(other, "1", prev, prev + 1, "0-0", b"r") for other, prev in ((others[0], 0), (others[1], 5))]
+    assert await r.fcall("mva_commit", *commit_args("w2", entries)) == [b"OK", b"CONFLICT 0"]
     await r.aclose()
