@@ -4,7 +4,8 @@ process ``os._exit(70)`` the n-th time (default 1st) it reaches ``point``.
 Points: ``before-journal`` (a journaled call ran, its result is not recorded yet),
 ``after-journal`` (a journaled result is in Redis, the guest has not seen it),
 ``before-commit`` (turns ran, their commit not sent), ``after-commit`` (committed, nothing
-after it done).
+after it done), ``after-turn`` (a turn of any actor ran here, whatever was committed: ``:n``
+picks the n-th turn this worker ran).
 """
 
 from __future__ import annotations

@@ -2,8 +2,11 @@
 
 A replay (after a crash or a migration) gets the recorded result and ``fn`` is not called
 again; a replay that asks for a different call at the same token is a non-determinism
-error that fails the actor.  Other async host calls run as usual (re-issued on adoption:
-at least once).
+error that fails the actor.  ``fn`` runs only once the turn that made the call is committed:
+until then a crash replays that turn from an older record, where the same token can go to
+another call (completions and timers need not interleave with the replayed messages as
+they did the first time), so a journal entry is only ever written for a committed call.
+Other async host calls run as usual (re-issued on adoption: at least once).
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ JournalWrite = Callable[[Actor, AsyncCall, bytes], Awaitable[bytes | None]]
 JournalRead = Callable[[Actor, int], bytes | None]
 # (actor, reason): fail the actor for good (it leaves the runtime at once)
 FailActor = Callable[[Actor, str], None]
+# (actor, call) -> once the turn that made the call is committed: True, or False if the worker lost the actor
+Issued = Callable[[Actor, AsyncCall], Awaitable[bool]]
 
 
 def entry_for(call: AsyncCall, ok: bool, value: Any) -> bytes:
@@ -47,14 +52,17 @@ class JournalHostCalls(HostCalls):
     """HostCalls that journal the ``mvactors.journaled`` imports of a worker's actors."""
 
     def __init__(self, read: JournalRead, write: JournalWrite, fail: FailActor,
-                 after_write: Callable[[], None]) -> None:
+                 after_write: Callable[[], None], issued: Issued) -> None:
         self._read, self._write, self._fail, self._after_write = read, write, fail, after_write
+        self._issued = issued
 
     async def run(self, actor: Actor, call: AsyncCall) -> tuple[bool, Any]:
         if not isinstance(call.fn, Journaled):
             return await super().run(actor, call)
         entry = self._read(actor, call.token)
         if entry is None:
+            if not await self._issued(actor, call):
+                return False, "this worker lost the actor"
             try:
                 ok, value = await super().run(actor, call)
             except Exception as exc:  # a host function bug: the guest's promise rejects, as in a Runtime

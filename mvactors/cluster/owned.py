@@ -6,6 +6,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
+
 from ..actors import Actor, Reply
 from .store import ActorKeys
 
@@ -26,7 +28,8 @@ class Owned:
     """An actor this worker owns: its lease epoch, what Redis has committed, what ran since.
 
     ``turns``/``applied_pos`` run ahead of ``committed_turns``/``committed_pos`` until the
-    next commit lands; ``replies`` wait for that commit (no caller sees an uncommitted turn).
+    next commit lands; ``replies`` wait for that commit (no caller sees an uncommitted turn),
+    and so do the journaled host calls those turns made (see :meth:`issued`).
     """
 
     actor_id: str
@@ -49,7 +52,39 @@ class Owned:
     awaiting_host: bool = False  # the last committed record awaits a host call (not only sleeps)
     next_due: float | None = None  # the last committed record's earliest sleep, wall seconds
     quiet_since: float | None = None
-    gone: bool = False  # dropped or released: nothing more may be committed from here
+    committed_next_token: int = 1  # async calls with a smaller token were made by committed turns
+    journal_due: bool = False  # a turn made a journaled call: commit without waiting for a full batch
+    _gone: bool = False
+    _progress: anyio.Event = field(default_factory=anyio.Event)  # set at each commit and when gone
+
+    @property
+    def gone(self) -> bool:
+        """Dropped or released: nothing more may be committed from here."""
+        return self._gone
+
+    @gone.setter
+    def gone(self, value: bool) -> None:
+        self._gone = value
+        self._wake_waiters()
+
+    def committed(self, next_token: int) -> None:
+        """A commit landed whose record had allocated the async-call tokens below ``next_token``."""
+        self.committed_next_token = max(self.committed_next_token, next_token)
+        self._wake_waiters()
+
+    def _wake_waiters(self) -> None:
+        self._progress.set()
+        self._progress = anyio.Event()
+
+    async def issued(self, token: int) -> bool:
+        """Wait until the turn that made async call ``token`` is committed; False if the actor went first.
+
+        A journaled call runs only then: a replay from an older record could hand that token to
+        another call, and the journal would give it this call's result (or run this one twice).
+        """
+        while not self._gone and token >= self.committed_next_token:
+            await self._progress.wait()
+        return not self._gone
 
     @property
     def uncommitted(self) -> int:

@@ -25,7 +25,7 @@ import anyio.abc
 
 from ..actors import Actor, ActorRecord, GasPolicy, Reply, Runtime, TurnOutcome
 from ..errors import ActorError, GuestError
-from ..imports import AsyncCall
+from ..imports import AsyncCall, Journaled
 from .client import REPLY_FAILED, REPLY_GUEST_ERROR, REPLY_OK, REPLY_UNSENDABLE, decode_gas
 from .crash import crash_point
 from .errors import RedisUnreachable
@@ -127,7 +127,8 @@ class Worker:
             await self._guard(lambda: load_functions(self.redis))
             await self._guard(self._heartbeat)
             self._runtime = Runtime(host_calls=JournalHostCalls(self._journal_read, self._journal_write,
-                                                                self._fail_now, lambda: crash_point("after-journal")),
+                                                                self._fail_now, lambda: crash_point("after-journal"),
+                                                                self._journal_issued),
                                     on_turn=self._on_turn)
             await self._runtime.__aenter__()
             self._tg = anyio.create_task_group()
@@ -235,6 +236,9 @@ class Worker:
             return
         owned.turns += 1
         self.stats["turns"] += 1
+        crash_point("after-turn")
+        if any(isinstance(call.fn, Journaled) for call in outcome.calls):
+            owned.journal_due = True  # the call waits for this turn's commit: make it soon
         if outcome.kind == "message" and owned.running:
             mail, reply = owned.running.popleft()
             owned.applied_pos = mail.stream_id
@@ -399,6 +403,7 @@ class Worker:
                                   f"{', '.join(sorted(self.imports)) or 'none'})")
             imports = self.imports.get(name, {}) if name else {}
             record = ActorRecord(snapshot=bytes(saved)) if text(fresh) == "1" else ActorRecord.decode(saved)
+            owned.committed_next_token = record.next_token  # the calls it awaits may run (again) at once
             gas: GasPolicy | None = decode_gas(gas_bytes)
             owned.actor = await self.runtime.adopt(record, actor_id, imports, gas)
             if owned.gone:  # dropped while adopt() yielded (its lease lapsed): nothing may stay behind
@@ -476,7 +481,8 @@ class Worker:
     def _due_for_commit(self, owned: Owned) -> bool:
         if owned.gone or owned.committing or owned.uncommitted == 0:
             return False
-        return owned.uncommitted >= self.checkpoint_every or (not owned.running and not owned.buffer)
+        return (owned.uncommitted >= self.checkpoint_every or owned.journal_due
+                or (not owned.running and not owned.buffer))
 
     def _lease_fresh(self, owned: Owned) -> bool:
         return time.monotonic() - owned.lease_ok_at < self._lease_safe
@@ -497,6 +503,7 @@ class Worker:
                 record, settling = owned.actor.record(collect=None), _settling_refs(owned, owned.actor)
             work.append((owned, record, owned.turns, owned.applied_pos, owned.replies, settling))
             owned.replies = []
+            owned.journal_due = False
             owned.committing = True
         if not work:
             return
@@ -529,6 +536,7 @@ class Worker:
                 self.stats["commits"] += 1
                 self.stats["committed_turns"] += turns - owned.committed_turns
                 owned.committed_turns, owned.committed_pos = turns, pos
+                owned.committed(record.next_token)
                 owned.awaiting_host = any(p.due is None for p in record.pending)
                 dues = [p.due for p in record.pending if p.due is not None]
                 owned.next_due = min(dues) if dues else None
@@ -709,6 +717,13 @@ class Worker:
     def _journal_read(self, actor: Actor, token: int) -> bytes | None:
         owned = self._owned.get(actor.id)
         return None if owned is None else owned.journal.get(token)
+
+    async def _journal_issued(self, actor: Actor, call: AsyncCall) -> bool:
+        owned = self._owned.get(actor.id)
+        if owned is None or owned.gone or owned.actor not in (None, actor):
+            return False
+        # (a handed-over actor leaves _owned before its last commit lands, and is no longer ours)
+        return await owned.issued(call.token) and self._owned.get(actor.id) is owned
 
     async def _journal_write(self, actor: Actor, call: AsyncCall, entry: bytes) -> bytes | None:
         owned = self._owned.get(actor.id)
