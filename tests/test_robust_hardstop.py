@@ -10,11 +10,13 @@ check cheaply.
 from __future__ import annotations
 
 import time
+import weakref
 
 import pytest
 
 import mvactors
 from mvactors import MicroviumError, TimeLimitExceeded, VMUnusable
+from mvactors.vm import _wasm
 from tests.fuzz.harness import crc16
 
 LOOP_JS = """
@@ -22,6 +24,7 @@ const host = vmImport(1);
 vmExport(1, () => { let i = 0; while (true) { i++; } });
 vmExport(2, (x) => x + 1);
 vmExport(3, (n) => { let s = 0; for (let i = 0; i < n; i++) { s = (s + host(i)) & 4095; } return s; });
+vmExport(4, (n) => { let s = 0; for (let i = 0; i < n; i++) { s = (s + i) & 4095; } return [s]; });
 """
 
 INTERN_JS = "let o = {}; vmExport(1, (n) => { o['key' + n] = n; return 0; }); vmExport(2, (n) => o['key' + n]);"
@@ -90,6 +93,28 @@ def test_time_in_host_functions_does_not_count(compile_js):
 
     with mvactors.VM.restore(compile_js(LOOP_JS), {1: slow_host}, time_limit=0.1) as vm:
         assert vm.exports[3](6) == 15  # 0.36 s in all, 0.06 s per host call
+
+
+def test_a_call_the_hard_stop_watched_keeps_nothing_alive_after_it_returns(compile_js):
+    # The stop used to know a call by its Python frame, and kept that frame (with its callers'
+    # frames and their locals, here the arguments) after the call returned: a proxy the caller
+    # dropped stayed alive, so its guest object survived run_gc() (test_run_gc_reclaims_garbage in
+    # tests/test_debug_and_memory.py failed now and then).
+    hard_stop = _wasm.WasmEngine.get().hard_stop
+    assert hard_stop is not None
+    with mvactors.VM.restore(compile_js(LOOP_JS), {1: lambda i: i}) as vm:
+        deadline = time.monotonic() + 30
+        while True:
+            argument = vm.exports[4](1)
+            calls_seen = hard_stop.call
+            vm.exports[4](20_000, argument)  # long enough for a tick to find it running, mostly
+            watched = hard_stop.call != calls_seen
+            dropped = weakref.ref(argument)
+            del argument
+            assert dropped() is None
+            if watched:
+                break
+            assert time.monotonic() < deadline, "no tick of the hard stop saw a call in 30 s"
 
 
 @pytest.mark.parametrize("bad", [0, -1, float("inf"), float("nan"), "1", True])

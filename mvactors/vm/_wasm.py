@@ -170,6 +170,7 @@ DEFAULT_TIME_LIMIT = 5.0
 """Seconds one entry into the engine may run before the hard stop ends it (``VM.restore(time_limit=)``)."""
 
 _DEADLINE_CB = ffi._wasmtime_store_epoch_deadline_callback.argtypes[1]
+_CALL_MARK = "__mvactors_hard_stop_call__"
 _DEADLINE_FINALIZER = ffi._wasmtime_store_epoch_deadline_callback.argtypes[3]
 
 
@@ -212,7 +213,10 @@ class _HardStop:
 
     def __init__(self, engine: wasmtime.Engine, store: wasmtime.Store) -> None:
         self.engine = engine
-        self.frame: Any = None  # the Python frame of the call seen running at the last tick
+        # The call seen running at the last tick: the number written under _CALL_MARK into the
+        # f_locals of the frame that made it.  Holding the frame instead would keep it, and the
+        # callers' frames, with their locals (guest proxies, VMs) alive after the call returned.
+        self.call = 0
         self.ran = 0.0  # seconds that call has run in the engine, as the ticks saw it
         self.last = 0.0  # when the last tick saw it
         self.ticks = 0
@@ -231,10 +235,6 @@ class _HardStop:
                 time.sleep(TICK_SECONDS)
                 self.ticks += 1
                 engine.increment_epoch()
-                if self.frame is not None and self.ticks - self.seen > 2:
-                    # No wasm ran for two ticks, so that call is over: let its frame go
-                    # (it holds the caller's locals).
-                    self.frame = None
 
         threading.Thread(target=tick, name="mvactors-epoch-ticker", daemon=True).start()
 
@@ -244,9 +244,14 @@ class _HardStop:
         try:
             frame = sys._getframe(1)
             now = time.monotonic()
+            local = frame.f_locals  # one dict per frame, kept by the frame: a key added stays while it runs
+            # No wasm ran for two ticks (a host function ran, or the call is over): count afresh.
+            idle = self.ticks - self.seen > 2
             self.seen = self.ticks
-            if frame is not self.frame:
-                self.frame, self.ran, self.last = frame, 0.0, now
+            if idle or local.get(_CALL_MARK) != self.call:
+                self.call += 1
+                local[_CALL_MARK] = self.call
+                self.ran, self.last = 0.0, now
                 return 0
             # Time between two ticks counts up to two ticks' worth: longer means the
             # call was in a host function (or the thread was not scheduled), and an
@@ -257,7 +262,7 @@ class _HardStop:
             limit = DEFAULT_TIME_LIMIT if inst is None else inst.time_limit
             if limit is None or self.ran < limit:
                 return 0
-            self.frame = None
+            self.call += 1  # should that frame enter the engine again, it starts afresh
             if inst is not None:
                 inst.stopped_after = limit
             message = f"the hard stop ended a call that ran longer than its time limit of {limit:g} s"
