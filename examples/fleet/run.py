@@ -16,13 +16,10 @@ With ``--workers N`` (workers.py) the devices are durable actors in Redis run by
 from __future__ import annotations
 
 import argparse
-import csv
 import gc
 import hashlib
-import json
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +36,9 @@ from devices import (
     SplitMix64,
     make_room,
 )
+from report import Timeline, progress_bar, status_columns, status_totals, write_report
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 from rich.table import Table
 
 import mvactors
@@ -58,34 +56,13 @@ def rss_kib() -> tuple[int, int]:
     return values.get("VmRSS", 0), values.get("VmHWM", 0)
 
 
-@dataclass
-class Timeline:
-    """The runtime's counters sampled once a simulated minute (for the report's charts)."""
-
-    minutes: list[float] = field(default_factory=list)
-    turns: list[int] = field(default_factory=list)
-    p50_us: list[float] = field(default_factory=list)
-    p99_us: list[float] = field(default_factory=list)
-
-    def sample(self, rt: mvactors.Runtime) -> None:
-        stats = rt.stats()
-        self.minutes.append(rt.clock.now() / 60)
-        self.turns.append(stats["turns"])
-        self.p50_us.append(stats["turn_latency_p50_us"])
-        self.p99_us.append(stats["turn_latency_p99_us"])
-
-
-def progress_bar(quiet: bool) -> Progress:
-    """A rich progress bar on stderr, in simulated hours (disabled by --quiet)."""
-    return Progress(
-        TextColumn("[bold]simulating"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%  {task.completed:5.2f}/{task.total:.2f} h"),
-        TextColumn("resident {task.fields[resident]}"),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        disable=quiet,
-    )
+def sample(timeline: Timeline, rt: mvactors.Runtime) -> None:
+    """The runtime's counters now (once a simulated minute, for the report's charts)."""
+    stats = rt.stats()
+    timeline.at.append(rt.clock.now() / 60)
+    timeline.turns.append(stats["turns"])
+    timeline.p50_us.append(stats["turn_latency_p50_us"])
+    timeline.p99_us.append(stats["turn_latency_p99_us"])
 
 
 async def simulate(args: argparse.Namespace) -> dict[str, Any]:
@@ -95,7 +72,7 @@ async def simulate(args: argparse.Namespace) -> dict[str, Any]:
     total_s = samples * args.period + args.period  # plus the start-up jitter
     rooms: list[Room] = []
     setpoints: list[float] = []
-    timeline = Timeline()
+    timeline = Timeline("simulated minute")
     wall_start = time.perf_counter()
     cpu_start = time.process_time()
     rss_before, _ = rss_kib()
@@ -130,16 +107,16 @@ async def simulate(args: argparse.Namespace) -> dict[str, Any]:
 
         async def sample_every_minute() -> None:
             while True:
-                timeline.sample(rt)
+                sample(timeline, rt)
                 await rt.sleep(60)
 
         async def show_progress(progress: Progress) -> None:
-            task = progress.add_task("fleet", total=total_s / 3600, resident=rt.resident_count)
+            task = progress.add_task("fleet", total=total_s / 3600, detail=rt.resident_count)
             while True:
-                progress.update(task, completed=min(rt.clock.now(), total_s) / 3600, resident=rt.resident_count)
+                progress.update(task, completed=min(rt.clock.now(), total_s) / 3600, detail=rt.resident_count)
                 await rt.sleep(total_s / 100)
 
-        with progress_bar(args.quiet) as progress:
+        with progress_bar(args.quiet, "h", "resident") as progress:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(setpoint_changes)
                 tg.start_soon(sample_every_minute)
@@ -147,8 +124,8 @@ async def simulate(args: argparse.Namespace) -> dict[str, Any]:
                 await rt.sleep(total_s / 2 + 1e-3)  # let the setpoint changes be queued first
                 await rt.wait_idle()
                 tg.cancel_scope.cancel()
-            progress.update(progress.task_ids[0], completed=total_s / 3600, resident=rt.resident_count)
-        timeline.sample(rt)
+            progress.update(progress.task_ids[0], completed=total_s / 3600, detail=rt.resident_count)
+        sample(timeline, rt)
         simulated_s = rt.clock.now()
         stats_before_status = rt.stats()
         run_wall = time.perf_counter() - wall_start
@@ -156,23 +133,13 @@ async def simulate(args: argparse.Namespace) -> dict[str, Any]:
         rss_after, rss_peak = rss_kib()
         statuses = [await actor.call(STATUS) for actor in actors]
     digest = hashlib.sha256(repr([sorted(s.items()) for s in statuses]).encode()).hexdigest()[:16]
-    state_ms = {name: sum(s[f"{name.lower()}Ms"] for s in statuses) for name in STATE_NAMES}
-    total_ms = sum(state_ms.values()) or 1
-    final_states = {name: sum(1 for s in statuses if s["state"] == name) for name in STATE_NAMES}
     stats = stats_before_status
     devices = [
         {
             "device": f"dev-{device:06d}",
             "initial_setpoint": setpoints[device],
-            "setpoint": status["setpoint"],
-            "state": status["state"],
-            "temperature": status["temperature"],
-            "abs_error_c": round(abs(status["temperature"] - status["setpoint"]), 4),
-            "transitions": status["transitions"],
-            "samples": status["samples"],
-            "sensor_errors": status["sensorErrors"],
+            **status_columns(status),
             "relay_switches": room.relay_switches,
-            **{f"{name.lower()}_s": status[f"{name.lower()}Ms"] / 1000 for name in STATE_NAMES},
         }
         for device, (status, room) in enumerate(zip(statuses, rooms, strict=True))
     ]
@@ -189,13 +156,7 @@ async def simulate(args: argparse.Namespace) -> dict[str, Any]:
         "turns_per_cpu_s": stats["turns"] / run_cpu,
         "turn_p50_us": stats["turn_latency_p50_us"],
         "turn_p99_us": stats["turn_latency_p99_us"],
-        "state_share": {name: state_ms[name] / total_ms for name in STATE_NAMES},
-        "state_device_hours": {name: state_ms[name] / 3_600_000 for name in STATE_NAMES},
-        "final_states": final_states,
-        "transitions": sum(s["transitions"] for s in statuses),
-        "samples": sum(s["samples"] for s in statuses),
-        "sensor_errors": sum(s["sensorErrors"] for s in statuses),
-        "mean_abs_error_c": sum(abs(s["temperature"] - s["setpoint"]) for s in statuses) / len(statuses),
+        **status_totals(statuses),
         "hibernations": stats["hibernations"],
         "rehydrations": stats["rehydrations"],
         "resident": stats["resident"],
@@ -249,41 +210,6 @@ def print_summary(rows: list[tuple[str, str]], command: str) -> None:
     Console(width=max(120, len(command) + 4)).print(table)
 
 
-def write_report(result: dict[str, Any], directory: Path) -> list[Path]:
-    """summary.json, devices.csv and fleet.png in ``directory``; returns their paths."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display needed
-    import matplotlib.pyplot as plt
-
-    directory.mkdir(parents=True, exist_ok=True)
-    devices: list[dict[str, Any]] = result["_devices"]
-    timeline: Timeline = result["_timeline"]
-    summary = directory / "summary.json"
-    summary.write_text(json.dumps({k: v for k, v in result.items() if not k.startswith("_")}, indent=2) + "\n")
-    table = directory / "devices.csv"
-    with table.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(devices[0]))
-        writer.writeheader()
-        writer.writerows(devices)
-
-    fig, (turns_ax, latency_ax, error_ax) = plt.subplots(3, 1, figsize=(9, 10), layout="constrained")
-    minutes = timeline.minutes[1:]
-    per_minute = [b - a for a, b in zip(timeline.turns, timeline.turns[1:], strict=False)]
-    turns_ax.plot(minutes, per_minute, drawstyle="steps-pre")
-    turns_ax.set(title="Turns per simulated minute", xlabel="simulated minute", ylabel="turns")
-    latency_ax.plot(minutes, timeline.p50_us[1:], label="p50")
-    latency_ax.plot(minutes, timeline.p99_us[1:], label="p99")
-    latency_ax.set(title="Turn latency (recent turns, wall time)", xlabel="simulated minute", ylabel="µs")
-    latency_ax.legend()
-    error_ax.hist([d["abs_error_c"] for d in devices], bins=40)
-    error_ax.set(title="|temperature - setpoint| per device at the end", xlabel="°C", ylabel="devices")
-    chart = directory / "fleet.png"
-    fig.savefig(chart, dpi=100)
-    plt.close(fig)
-    return [summary, table, chart]
-
-
 def optional_int(text: str) -> int | None:
     return None if text.lower() == "none" else int(text)
 
@@ -293,8 +219,7 @@ def resolve_run_length(parser: argparse.ArgumentParser, args: argparse.Namespace
     if args.workers is not None:
         if args.workers < 1:
             parser.error("--workers needs at least 1 worker process")
-        for flag, value in (("--max-resident", args.max_resident), ("--hibernate-after", args.hibernate_after),
-                            ("--report", args.report)):
+        for flag, value in (("--max-resident", args.max_resident), ("--hibernate-after", args.hibernate_after)):
             if value is not None:
                 parser.error(f"{flag} applies to the in-process fleet only, not with --workers")
         defaults = {"devices": 20, "seconds": 6.0, "period": 0.5}
@@ -357,13 +282,15 @@ def main(argv: list[str] | None = None) -> int:
         Console(width=120).print(devices)
         for line in result["wrong"]:
             print(f"WRONG {line}", file=sys.stderr)
-        return 1 if result["wrong"] or any(result["exit_codes"].values()) else 0
-    result = anyio.run(simulate, args, backend=args.backend)
-    print_summary(summary_rows(result), command.strip())
+        status = 1 if result["wrong"] or any(result["exit_codes"].values()) else 0
+    else:
+        result = anyio.run(simulate, args, backend=args.backend)
+        print_summary(summary_rows(result), command.strip())
+        status = 0
     if args.report is not None:
         for path in write_report(result, args.report):
             print(f"wrote {path}")
-    return 0
+    return status
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from typing import Any
 
 import anyio
 from devices import CONFIGURE, RUN, STATE_NAMES, STATUS, SplitMix64, WallClock, device_name, make_room
+from report import Timeline, progress_bar, status_columns, status_totals
 
 import mvactors
 from mvactors.testing import redis_server
@@ -98,6 +99,7 @@ async def simulate_on_workers(args: argparse.Namespace) -> dict[str, Any]:
     cpu_start = time.process_time()
     devices: list[Device] = []
     owners_seen: list[list[str]] = [[] for _ in range(args.devices)]
+    timeline = Timeline("second")
     async with redis_url(args.redis) as url, mvactors.connect(url) as client:
         workers = {f"worker-{i + 1}": start_worker(url, f"worker-{i + 1}", env) for i in range(args.workers)}
         try:
@@ -114,38 +116,53 @@ async def simulate_on_workers(args: argparse.Namespace) -> dict[str, Any]:
                 devices.append(Device(actor_id, setpoint, phase_ms))
             spawn_wall = time.perf_counter() - wall_start
             total_s = samples * args.period + args.period
-            changes_at = time.monotonic() + total_s / 2
-            ends_at = time.monotonic() + total_s
+            started = time.monotonic()
+            changes_at = started + total_s / 2
+            ends_at = started + total_s
             changes_sent = False
-            while time.monotonic() < ends_at:
-                if not changes_sent and time.monotonic() >= changes_at:
-                    # Halfway through, a fifth of the occupants turn their thermostat.
-                    for device, dev in enumerate(devices):
-                        rng = SplitMix64(args.seed * 7_919 + device + (1 << 40))
-                        if rng.random() < 0.2:
-                            dev.setpoint = round(rng.uniform(17.0, 25.0), 1)
-                            dev.messages += 1
-                            await client.send(dev.actor_id, CONFIGURE, dev.setpoint,
-                                              message_id=f"{dev.actor_id}/change")
-                    changes_sent = True
-                await note_owners(client, devices, owners_seen)
-                await anyio.sleep(min(0.5, max(0.0, ends_at - time.monotonic())))
-            statuses = await wait_until_done(client, devices, period_ms, samples, deadline=time.monotonic() + 60)
-            await note_owners(client, devices, owners_seen)
+            with progress_bar(args.quiet, "s", "turns committed") as progress:
+                task = progress.add_task("fleet", total=total_s, detail=0)
+                while time.monotonic() < ends_at:
+                    if not changes_sent and time.monotonic() >= changes_at:
+                        # Halfway through, a fifth of the occupants turn their thermostat.
+                        for device, dev in enumerate(devices):
+                            rng = SplitMix64(args.seed * 7_919 + device + (1 << 40))
+                            if rng.random() < 0.2:
+                                dev.setpoint = round(rng.uniform(17.0, 25.0), 1)
+                                dev.messages += 1
+                                await client.send(dev.actor_id, CONFIGURE, dev.setpoint,
+                                                  message_id=f"{dev.actor_id}/change")
+                        changes_sent = True
+                    await observe(client, devices, owners_seen, timeline, started)
+                    progress.update(task, completed=min(timeline.at[-1], total_s), detail=timeline.turns[-1])
+                    await anyio.sleep(min(0.5, max(0.0, ends_at - time.monotonic())))
+                statuses = await wait_until_done(client, devices, period_ms, samples,
+                                                 deadline=time.monotonic() + 60)
+                await observe(client, devices, owners_seen, timeline, started)
+                progress.update(task, completed=total_s, detail=timeline.turns[-1])
             described = [await client.describe(dev.actor_id) for dev in devices]
         finally:
             exit_codes = stop_workers(workers)
     run_wall = time.perf_counter() - wall_start
     run_cpu = time.process_time() - cpu_start
-    return summarize(args, url, devices, statuses, described, owners_seen, exit_codes, samples,
-                     run_wall=run_wall, run_cpu=run_cpu, spawn_wall=spawn_wall)
+    result = summarize(args, url, devices, statuses, described, owners_seen, exit_codes, samples,
+                       run_wall=run_wall, run_cpu=run_cpu, spawn_wall=spawn_wall)
+    result["_timeline"] = timeline
+    return result
 
 
-async def note_owners(client: mvactors.Client, devices: list[Device], owners_seen: list[list[str]]) -> None:
+async def observe(client: mvactors.Client, devices: list[Device], owners_seen: list[list[str]], timeline: Timeline,
+                  started: float) -> None:
+    """Note each device's owner if it changed, and sample the turns committed in all into ``timeline``."""
+    turns = 0
     for dev, seen in zip(devices, owners_seen, strict=True):
-        owner = (await client.describe(dev.actor_id))["owner"]
+        info = await client.describe(dev.actor_id)
+        turns += info["turns"]
+        owner = info["owner"]
         if owner and (not seen or seen[-1] != owner):
             seen.append(owner)
+    timeline.at.append(time.monotonic() - started)
+    timeline.turns.append(turns)
 
 
 def expected_ms(dev: Device, period_ms: int, samples: int) -> int:
@@ -193,9 +210,17 @@ def summarize(args: argparse.Namespace, url: str, devices: list[Device], statuse
         if problems:
             wrong.append(f"{dev.actor_id}: {'; '.join(problems)}")
     owners = [seen[-1] if seen else "?" for seen in owners_seen]
-    state_ms = {name: sum(s[f"{name.lower()}Ms"] for s in statuses) for name in STATE_NAMES}
-    total_ms = sum(state_ms.values()) or 1
     turns = sum(info["turns"] for info in described)
+    per_device = [
+        {
+            "device": dev.actor_id,
+            "owner": owner,
+            "moves": max(0, len(seen) - 1),
+            **status_columns(status),
+            "turns": info["turns"],
+        }
+        for dev, status, info, owner, seen in zip(devices, statuses, described, owners, owners_seen, strict=True)
+    ]
     return {
         "devices": args.devices,
         "workers": args.workers,
@@ -208,12 +233,7 @@ def summarize(args: argparse.Namespace, url: str, devices: list[Device], statuse
         "spawn_wall_s": spawn_wall,
         "turns": turns,
         "turns_per_s": turns / run_wall,
-        "state_share": {name: state_ms[name] / total_ms for name in STATE_NAMES},
-        "final_states": {name: sum(1 for s in statuses if s["state"] == name) for name in STATE_NAMES},
-        "transitions": sum(s["transitions"] for s in statuses),
-        "samples": sum(s["samples"] for s in statuses),
-        "sensor_errors": sum(s["sensorErrors"] for s in statuses),
-        "mean_abs_error_c": sum(abs(s["temperature"] - s["setpoint"]) for s in statuses) / len(statuses),
+        **status_totals(statuses),
         "messages": sum(dev.messages for dev in devices),
         "failed": sum(1 for info in described if info["failed"]),
         "owners": dict(zip((dev.actor_id for dev in devices), owners, strict=True)),
@@ -221,8 +241,7 @@ def summarize(args: argparse.Namespace, url: str, devices: list[Device], statuse
         "moved": sum(1 for seen in owners_seen if len(seen) > 1),
         "exit_codes": exit_codes,
         "wrong": wrong,
-        "_statuses": statuses,
-        "_described": described,
+        "_devices": per_device,
     }
 
 
@@ -255,9 +274,5 @@ def summary_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def device_rows(result: dict[str, Any]) -> list[tuple[str, ...]]:
-    rows = []
-    for (actor_id, owner), status, info in zip(result["owners"].items(), result["_statuses"],
-                                               result["_described"], strict=True):
-        rows.append((actor_id, owner, f"{status['setpoint']}", status["state"], f"{status['temperature']}",
-                     f"{status['samples']}", f"{status['transitions']}", f"{info['turns']}"))
-    return rows
+    return [(d["device"], d["owner"], f"{d['setpoint']}", d["state"], f"{d['temperature']}", f"{d['samples']}",
+             f"{d['transitions']}", f"{d['turns']}") for d in result["_devices"]]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import re
 import subprocess
 import sys
@@ -10,9 +12,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 
-def test_fleet_on_two_workers_applies_every_message_exactly() -> None:
+def test_fleet_on_two_workers_applies_every_message_exactly(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "examples/fleet/run.py", "--workers", "2", "--devices", "6",
-                           "--seconds", "2", "--period", "0.5", "--quiet"], cwd=ROOT,
+                           "--seconds", "2", "--period", "0.5", "--report", str(tmp_path)], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     out = done.stdout
     assert done.returncode == 0, out + done.stderr
@@ -26,6 +28,16 @@ def test_fleet_on_two_workers_applies_every_message_exactly() -> None:
     assert len(owners) == 6 and set(owners) <= {"worker-1", "worker-2"}
     spread = re.search(r"devices per worker: (.*?) \(", out)
     assert spread is not None and sum(int(n) for n in re.findall(r"worker-\d (\d+)", spread.group(1))) == 6
+    # As without --workers: a progress bar on stderr, and --report's files.
+    assert "100%" in done.stderr and "turns committed" in done.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["samples"] == 24 and summary["wrong"] == []
+    with (tmp_path / "devices.csv").open() as f:
+        devices = list(csv.DictReader(f))
+    assert sorted(d["owner"] for d in devices) == sorted(owners)
+    assert sum(int(d["turns"]) for d in devices) == summary["turns"]
+    png = (tmp_path / "fleet.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
 
 
 def test_fleet_rejects_in_process_options_with_workers() -> None:
