@@ -143,3 +143,14 @@ def test_cyclic_interned_string_list_is_rejected_at_restore(compile_js):
     with mvactors.VM.restore(compile_js(INTERN_JS)) as fresh:
         fresh.exports[1](6)
         assert fresh.exports[2](6) == 6
+
+
+def test_a_stop_after_a_host_call_is_not_mistaken_for_a_result(compile_js):
+    # Reading the string argument makes raw calls that leave their result in the
+    # slot the outer call's result comes back in; the stopped call once returned it.
+    data = compile_js("const log = vmImport(1);\n"
+                      "vmExport(1, (n) => { log('spin'); let s = 0; while (true) { s = s + n; } });")
+    seen = []
+    with mvactors.VM.restore(data, {1: seen.append}, time_limit=0.05) as vm, pytest.raises(TimeLimitExceeded):
+        vm.exports[1](1)
+    assert seen == ["spin"]

@@ -115,9 +115,12 @@ def fast_function_class(inst: _wasm.Instance) -> type[GuestFunction]:
                     mem16[i] = vm._to_guest(arg)
                 i += stride
             i32[0] = guard | self._slot | (n << argc_shift)
-        # The wasmtime error/trap outputs are checked only on the slow path: a
-        # trap leaves the guard bit of the parameter in place, which no result equals.
-        call_raw(ctx, faddr, raw, 1, trap_addr)
+        # A trap leaves the guard bit of the parameter in place, which no result
+        # equals, so the trap output is read only on the slow path.  The hard stop
+        # ends a call with an error instead, and the slot may hold what a raw call
+        # made by a host function during this one left there: that is checked here.
+        if call_raw(ctx, faddr, raw, 1, trap_addr):
+            raise vm._trapped()
         r = i32[0]
         if r >= 0 and r & tag == tag:
             return (r >> 2) - bias if r & sign else r >> 2
