@@ -126,6 +126,32 @@ def test_time_limit_is_validated(compile_js, bad):
 def test_no_time_limit(compile_js):
     with mvactors.VM.restore(compile_js(LOOP_JS), {1: lambda i: i}, time_limit=None) as vm:
         assert vm.exports[2](1) == 2
+        assert not vm._inst.stoppable  # the engine compiled without epoch checks: they cost ~28%
+
+
+COUNTER_JS = "let n = 0; vmExport(1, (k) => { n += k; return n; });"
+
+
+def test_vms_with_and_without_a_time_limit_keep_their_own_state(compile_js):
+    # The two engines' first instances once shared a host-side cookie, so a call on
+    # one VM ran against the other's state.
+    data = compile_js(COUNTER_JS)
+    limited = mvactors.VM.restore(data)
+    unlimited = mvactors.VM.restore(data, time_limit=None)
+    with limited, unlimited:
+        assert [limited.exports[1](1), unlimited.exports[1](10), limited.exports[1](1)] == [1, 10, 2]
+        assert unlimited.exports[1](10) == 20
+
+
+def test_rollback_and_wake_keep_the_vm_without_a_time_limit(compile_js):
+    vm = mvactors.VM.restore(compile_js(COUNTER_JS), time_limit=None)
+    point = vm.savepoint()
+    vm.exports[1](5)
+    vm.rollback(point)
+    assert vm.exports[1](1) == 1 and not vm._inst.stoppable
+    woken, _ = mvactors.VM.wake(vm.hibernate(), time_limit=None)
+    with woken:
+        assert woken.exports[1](1) == 2 and not woken._inst.stoppable
 
 
 def test_cyclic_interned_string_list_is_rejected_at_restore(compile_js):

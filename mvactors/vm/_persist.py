@@ -140,7 +140,7 @@ def _revive(vm: VM) -> _wasm.Instance:
 
     Instances share one memory layout, so the savepoint's bytes mean the same there.
     """
-    instance = _pool.take()
+    instance = _pool.take(stoppable=vm._time_limit is not None)
     load_snapshot(instance, vm._snapshot, prepare_imports(vm._imports)[1])
     vm._use_instance(instance)
     vm._died = False

@@ -9,24 +9,26 @@ from __future__ import annotations
 from ..errors import MicroviumError
 from . import _wasm
 
-_idle: list[_wasm.Instance] = []
+# Idle instances of the engine with the hard stop ([True]) and without it ([False]).
+_idle: dict[bool, list[_wasm.Instance]] = {True: [], False: []}
 # Instances closed while their guest code was still running (a host function closed
 # its own VM): reusable only once that call has returned.
 _busy: list[_wasm.Instance] = []
 
 
-def take() -> _wasm.Instance:
-    """An idle instance, or a new one."""
+def take(stoppable: bool = True) -> _wasm.Instance:
+    """An idle instance, or a new one, of the engine with (or without) the hard stop."""
     if _busy:
         for instance in list(_busy):
             if instance.dead or not instance.busy:
                 _busy.remove(instance)
                 if not instance.dead:
-                    _idle.append(instance)
-    if _idle:
-        return _idle.pop()
+                    _idle[instance.stoppable].append(instance)
+    idle = _idle[stoppable]
+    if idle:
+        return idle.pop()
     try:
-        return _wasm.Instance()
+        return _wasm.Instance(_wasm.WasmEngine.get(stoppable))
     except _wasm.EngineMissing:
         raise
     except Exception as exc:  # wasmtime reports exhaustion as a generic error
@@ -46,10 +48,11 @@ def give_back(instance: _wasm.Instance, may_be_running: bool = True) -> None:
     instance.detach()
     if instance.dead:
         return
-    (_busy if may_be_running and instance.busy else _idle).append(instance)
+    (_busy if may_be_running and instance.busy else _idle[instance.stoppable]).append(instance)
 
 
 def clear() -> None:
     """Forget the idle instances (benchmarks use it to time brand-new instances)."""
-    _idle.clear()
+    for idle in _idle.values():
+        idle.clear()
     _busy.clear()

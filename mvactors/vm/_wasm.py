@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 import wasmtime
 from wasmtime import _bindings as ffi
@@ -273,9 +273,18 @@ class _HardStop:
 
 
 class WasmEngine:
-    """The compiled engine module, linked once per process."""
+    """The compiled engine module, linked once per process for each hard-stop setting.
 
-    _instance: WasmEngine | None = None
+    The epoch checks that make the hard stop possible are compiled into the
+    module: callgrind counts 1.28x the instructions on bench/vm.py's guest
+    loop with them (an interpreter takes a back-edge per bytecode and a
+    function entry per helper call, each one check).  VMs restored with
+    ``time_limit=None`` therefore run on a second engine compiled without
+    them, created on first use (one more module compile, ~0.2 s).
+    """
+
+    _engines: ClassVar[dict[bool, WasmEngine]] = {}
+    _next_cookie: ClassVar[int] = 1
 
     def __init__(self, hard_stop: bool = True) -> None:
         if not WASM_PATH.exists():
@@ -288,7 +297,7 @@ class WasmEngine:
         config.memory_init_cow = False
         # The hard stop (see _HardStop).  A serialized module only loads into an engine
         # with the same setting.
-        config.epoch_interruption = hard_stop  # False only to measure what the stop costs (bench/hardstop.py)
+        config.epoch_interruption = hard_stop
         wasm = WASM_PATH.read_bytes()
         if _abi.digest_in(wasm) != _abi.digest():
             raise EngineMissing(f"the Microvium engine build {WASM_PATH} is stale: it was not built from this "
@@ -298,7 +307,6 @@ class WasmEngine:
         self.linker = wasmtime.Linker(self.engine)
         self.hosts: dict[int, Host] = {}
         self.bases: dict[int, int] = {}  # cookie -> linear memory base
-        self._next_cookie = 1
         self._callbacks: list[Any] = []  # keep ctypes callbacks alive
         self._define_imports()
         self.pre = self.linker.instantiate_pre(self.module)
@@ -312,18 +320,24 @@ class WasmEngine:
         self.layout: Layout | None = None
 
     @classmethod
-    def get(cls) -> WasmEngine:
-        """The process-wide engine (wasmtime types must not cross engines)."""
-        if cls._instance is None:
-            cls._instance = WasmEngine()
-        return cls._instance
+    def get(cls, hard_stop: bool = True) -> WasmEngine:
+        """The process-wide engine with or without the hard stop (wasmtime types must not cross engines)."""
+        engine = cls._engines.get(hard_stop)
+        if engine is None:
+            engine = cls._engines[hard_stop] = WasmEngine(hard_stop)
+        return engine
 
     def new_cookie(self, base: int) -> int:
-        """A number identifying a new instance in host calls (16 bits: instances are mapping-limited)."""
-        cookie = self._next_cookie
+        """A number identifying a new instance in host calls (16 bits: instances are mapping-limited).
+
+        Unique in the process, not just in this engine: the host keeps per-instance
+        tables keyed by cookie (the fast call classes), and two engines' first
+        instances must not share one.
+        """
+        cookie = WasmEngine._next_cookie
         if cookie > _abi.COOKIE_MAX:
             raise RuntimeError("too many engine instances for one process (65,535)")
-        self._next_cookie += 1
+        WasmEngine._next_cookie += 1
         self.bases[cookie] = base
         return cookie
 
@@ -438,6 +452,7 @@ class Instance:
 
     def __init__(self, engine: WasmEngine | None = None) -> None:
         self.engine = engine = engine or WasmEngine.get()
+        self.stoppable = engine.hard_stop is not None
         # All instances share one Store: a Store costs ~3 KB and a few µs, and
         # instances are pooled for reuse rather than freed (see mvactors.vm).
         self.store = engine.store

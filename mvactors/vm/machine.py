@@ -45,7 +45,12 @@ def _heap_size(snapshot: bytes) -> int:
     return len(snapshot) - int.from_bytes(snapshot[SNAPSHOT_HEAP_AT:SNAPSHOT_HEAP_AT + 2], "little")
 
 
-def _check_time_limit(time_limit: float | None) -> float | None:
+DEFAULT_TIME_LIMIT = _engine.DEFAULT_TIME_LIMIT
+"""The hard stop's default: seconds one entry into the engine may run (``VM.restore(time_limit=)``)."""
+
+
+def check_time_limit(time_limit: float | None) -> float | None:
+    """``time_limit`` as a float (or None); TypeError or ValueError naming it if it is not one."""
     if time_limit is None:
         return None
     if isinstance(time_limit, bool) or not isinstance(time_limit, (int, float)):
@@ -53,6 +58,7 @@ def _check_time_limit(time_limit: float | None) -> float | None:
     if not 0 < time_limit < math.inf:
         raise ValueError(f"time_limit must be a positive, finite number of seconds (or None), got {time_limit!r}")
     return float(time_limit)
+
 
 @dataclass(frozen=True)
 class MemoryStats:
@@ -179,16 +185,18 @@ class VM:
         whatever the guest or a corrupt snapshot does; the VM is unusable
         afterwards.  Time spent in host functions does not count, and a host
         function calling back into the VM starts a new entry.  ``None``
-        disables it.  For a budget the guest can recover from, use
-        :meth:`stop_after_n_instructions`.
+        disables it and runs the VM on an engine compiled without the stop's
+        checks, which make guest-heavy code ~25% slower (bench/hardstop.py):
+        for snapshots you trust.  For a budget the guest can recover from,
+        use :meth:`stop_after_n_instructions`.
         """
         data = _snapshot_bytes(snapshot)
         imports, table = prepare_imports(imports)
         if breakpoint_hit is not None and not callable(breakpoint_hit):
             raise TypeError("breakpoint_hit must be callable")
-        time_limit = _check_time_limit(time_limit)
+        time_limit = check_time_limit(time_limit)
         check_size(data)
-        instance = _pool.take()
+        instance = _pool.take(stoppable=time_limit is not None)
         load_snapshot(instance, data, table)
         layout = instance.layout
         state32 = instance.state32
