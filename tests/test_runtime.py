@@ -533,3 +533,27 @@ async def test_a_call_runs_inline_only_when_nothing_else_waits():
             await rt.wait_idle()
         assert sorted(log) == ["a1", "a2", "b0", "b1"]
         assert a.metrics.turns == 2 and b.metrics.turns == 2
+
+
+async def test_time_limit_ends_a_runaway_turn_and_fails_that_actor_only(rt_actor, host):
+    async with mvactors.Runtime(time_limit=0.05) as rt:
+        victim = await rt.spawn(rt_actor, host.imports("v"))
+        bystander = await rt.spawn(rt_actor, host.imports("b"))
+        with anyio.fail_after(TIMEOUT):
+            with pytest.raises((mvactors.TimeLimitExceeded, ActorFailed), match=r"time limit of 0\.05 s"):
+                await victim.call(SPIN, 2_000_000_000)
+            assert victim.state == "failed"
+            assert await bystander.call(INCREMENT, 2) == 2
+
+
+async def test_no_time_limit_runs_actors_on_the_engine_without_its_checks(rt_actor, host):
+    with pytest.raises(ValueError, match="time_limit"):
+        mvactors.Runtime(time_limit=0)
+    async with mvactors.Runtime(time_limit=None, max_resident=0) as rt:
+        actor = await rt.spawn(rt_actor, host.imports("a"))
+        with anyio.fail_after(TIMEOUT):
+            assert await actor.call(INCREMENT, 3) == 3
+            assert await actor.call(INCREMENT, 1) == 4  # woken from hibernation on the same engine
+        cell = actor._cell
+        assert cell.vm is None or not cell.vm._inst.stoppable
+        assert cell.time_limit is None

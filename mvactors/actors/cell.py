@@ -112,14 +112,17 @@ class Cell:
         "running",
         "scheduled",
         "space",
+        "time_limit",
         "timers",
         "turns",
         "vm",
     )
 
     def __init__(self, actor_id: str, clock: Clock, imports: Mapping[int, Callable[..., Any]], gas: GasPolicy,
-                 mailbox_size: int | None, overflow: Literal["wait", "raise"], bind: ImportBinder) -> None:
+                 mailbox_size: int | None, overflow: Literal["wait", "raise"], bind: ImportBinder,
+                 time_limit: float | None) -> None:
         self.id = actor_id
+        self.time_limit = time_limit
         self.clock = clock
         self.gas = gas
         self.meter = GasMeter(gas, clock) if gas.active else None
@@ -177,7 +180,7 @@ class Cell:
 
     def start(self, snapshot: SnapshotLike) -> None:
         """Restore ``snapshot`` as this actor's VM (no guest code runs)."""
-        self._attach(VM.restore(snapshot, self._vm_imports))
+        self._attach(VM.restore(snapshot, self._vm_imports, time_limit=self.time_limit))
 
     def adopt(self, record: ActorRecord) -> list[AsyncCall]:
         """Take over ``record``'s state and wake its VM; returns the awaited calls to start again.
@@ -214,7 +217,7 @@ class Cell:
     def _wake(self) -> VM:
         rest = self._rest
         assert rest is not None
-        vm, refs = VM.wake(rest.hibernation(), self._vm_imports)
+        vm, refs = VM.wake(rest.hibernation(), self._vm_imports, time_limit=self.time_limit)
         self._rest = None
         self._promises = {int(k): v for k, v in refs.items()}
         self.metrics.rehydrations += 1
