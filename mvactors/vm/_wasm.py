@@ -280,7 +280,7 @@ class WasmEngine:
     loop with them (an interpreter takes a back-edge per bytecode and a
     function entry per helper call, each one check).  VMs restored with
     ``time_limit=None`` therefore run on a second engine compiled without
-    them, created on first use (one more module compile, ~0.2 s).
+    them, created on first use (one more module compile, ~0.1 s).
     """
 
     _engines: ClassVar[dict[bool, WasmEngine]] = {}
