@@ -58,6 +58,16 @@ def status_totals(statuses: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def status_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
+    """The summary table's rows for :func:`status_totals`' figures (but the time in each state)."""
+    return [
+        ("final states", ", ".join(f"{name} {n}" for name, n in result["final_states"].items())),
+        ("transitions", f"{result['transitions']}"),
+        ("samples", f"{result['samples']} ({result['sensor_errors']} sensor errors)"),
+        ("mean |T - set|", f"{result['mean_abs_error_c']:.3f} C at the end"),
+    ]
+
+
 def progress_bar(quiet: bool, unit: str, detail: str) -> Progress:
     """A rich progress bar on stderr (disabled by --quiet): completed/total in ``unit``, then ``detail``.
 

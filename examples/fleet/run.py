@@ -36,7 +36,7 @@ from devices import (
     SplitMix64,
     make_room,
 )
-from report import Timeline, progress_bar, status_columns, status_totals, write_report
+from report import Timeline, progress_bar, status_columns, status_rows, status_totals, write_report
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -186,10 +186,7 @@ def summary_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
                   f"p50 {result['turn_p50_us']:.0f} us, p99 {result['turn_p99_us']:.0f} us)"),
         ("time in state", ", ".join(
             f"{name} {share[name] * 100:.1f}% ({hours[name]:.1f} device-h)" for name in STATE_NAMES)),
-        ("final states", ", ".join(f"{name} {n}" for name, n in result["final_states"].items())),
-        ("transitions", f"{result['transitions']}"),
-        ("samples", f"{result['samples']} ({result['sensor_errors']} sensor errors)"),
-        ("mean |T - set|", f"{result['mean_abs_error_c']:.3f} C at the end"),
+        *status_rows(result),
         ("hibernations", f"{result['hibernations']}  rehydrations {result['rehydrations']}"),
         ("resident", f"{result['resident']} at the end (max_resident {result['max_resident']}, "
                      f"hibernate_after {result['hibernate_after']} s)"),

@@ -25,7 +25,7 @@ from typing import Any
 
 import anyio
 from devices import CONFIGURE, RUN, STATE_NAMES, STATUS, SplitMix64, WallClock, device_name, make_room
-from report import Timeline, progress_bar, status_columns, status_totals
+from report import Timeline, progress_bar, status_columns, status_rows, status_totals
 
 import mvactors
 from mvactors.testing import redis_server
@@ -260,10 +260,7 @@ def summary_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
                       f"{result['cpu_s']:.1f} s CPU in this client)"),
         ("turns", f"{result['turns']} committed ({result['turns_per_s']:.0f} turns/s wall)"),
         ("time in state", ", ".join(f"{name} {share[name] * 100:.1f}%" for name in STATE_NAMES)),
-        ("final states", ", ".join(f"{name} {n}" for name, n in result["final_states"].items())),
-        ("transitions", f"{result['transitions']}"),
-        ("samples", f"{result['samples']} ({result['sensor_errors']} sensor errors)"),
-        ("mean |T - set|", f"{result['mean_abs_error_c']:.3f} C at the end"),
+        *status_rows(result),
         ("failed actors", f"{result['failed']}"),
         ("exact counts", "every device applied every message: "
                          + ("yes" if not result["wrong"] else f"NO ({len(result['wrong'])} devices wrong)")
