@@ -321,6 +321,18 @@ def test_array_proxy_get_set_len_iter(vm):
     assert vm.exports[SHOW](arr) == "['zero',1,4,9,16,25]"
 
 
+def test_indexes_count_from_the_end_and_the_error_names_the_index_given(vm):
+    arr = vm.exports[MAKE_ARRAY](3)
+    view = vm.exports[MAKE_BYTES]()
+    assert arr[-1] == 4
+    view[-1] = 9
+    assert bytes(view) == b"\x01\x02\x03\x04\x09"
+    with pytest.raises(IndexError, match=r"^guest array index -4 out of range \(length 3\)$"):
+        arr[-4]
+    with pytest.raises(IndexError, match=r"^Uint8Array index 5 out of range \(length 5\)$"):
+        view[5] = 0
+
+
 def test_proxies_go_back_by_reference(vm):
     obj = vm.exports[IDENTITY]({"n": 1})
     assert vm.exports[SAME_REF](obj, obj) is True

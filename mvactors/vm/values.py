@@ -181,6 +181,14 @@ class GuestObject(GuestRef):
         return self.keys()
 
 
+def _in_range(index: int, length: int, what: str) -> int:
+    """``index`` into a sequence of ``length`` items as Python reads it (negative from the end)."""
+    at = index + length if index < 0 else index
+    if not 0 <= at < length:
+        raise IndexError(f"{what} index {index} out of range (length {length})")
+    return at
+
+
 class GuestArray(GuestRef):
     """A live guest array: indexing (negative too), assignment, ``len``, iteration, ``append``."""
 
@@ -193,20 +201,12 @@ class GuestArray(GuestRef):
                                  "MVM_E_INVALID_BYTECODE")
         return n
 
-    def _index(self, index: int) -> int:
-        n = len(self)
-        if index < 0:
-            index += n
-        if not 0 <= index < n:
-            raise IndexError(f"guest array index {index} out of range (length {n})")
-        return index
-
     def __getitem__(self, index: int | slice) -> Any:
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
         if not isinstance(index, int):
             raise TypeError(f"guest array indices must be integers, not {type(index).__name__}")
-        return self._heap.get_property(self._slot, self._index(index), bind=False)
+        return self._heap.get_property(self._slot, _in_range(index, len(self), "guest array"), bind=False)
 
     def __setitem__(self, index: int, value: Any) -> None:
         if not isinstance(index, int):
@@ -286,12 +286,7 @@ class GuestBytes(GuestRef):
         return self._heap.read_bytes(self._slot)[index]
 
     def __setitem__(self, index: int, value: int) -> None:
-        n = len(self)
-        if index < 0:
-            index += n
-        if not 0 <= index < n:
-            raise IndexError(f"Uint8Array index out of range (length {n})")
-        self._heap.write_bytes(self._slot, bytes([value]), index)
+        self._heap.write_bytes(self._slot, bytes([value]), _in_range(index, len(self), "Uint8Array"))
 
 
 class GuestPromise(GuestRef):
