@@ -232,7 +232,8 @@ class Worker:
 
     def _on_turn(self, actor: Actor, outcome: TurnOutcome) -> None:
         owned = self._owned.get(actor.id)
-        if owned is None or owned.actor is not actor:
+        # (owned.actor is None while adopt() yields: a completion of a call it re-issued can run then)
+        if owned is None or owned.actor not in (None, actor):
             return
         owned.turns += 1
         self.stats["turns"] += 1
@@ -244,7 +245,17 @@ class Worker:
             owned.applied_pos = mail.stream_id
             if mail.wants_reply:
                 owned.settling.append((owned.keys.reply(mail.message_id), reply))
-        if owned.settling:  # replies of async exports settle in a later turn
+        self._collect_settled(owned)
+        if outcome.failure is not None:
+            self._fail_now(actor, f"{type(outcome.failure).__name__}: {outcome.failure}")
+            return
+        self._dirty.add(owned)
+        self._commit_wake.set()
+
+    @staticmethod
+    def _collect_settled(owned: Owned) -> None:
+        """Move the replies of async exports that settled (in a later turn than their call) to the next commit."""
+        if owned.settling:
             still = []
             for key, reply in owned.settling:
                 if reply.done:
@@ -252,11 +263,6 @@ class Worker:
                 else:
                     still.append((key, reply))
             owned.settling = still
-        if outcome.failure is not None:
-            self._fail_now(actor, f"{type(outcome.failure).__name__}: {outcome.failure}")
-            return
-        self._dirty.add(owned)
-        self._commit_wake.set()
 
     def _feed(self, owned: Owned) -> None:
         """Submit buffered mail within the checkpoint budget; ask for more when the buffer is empty."""
@@ -410,6 +416,11 @@ class Worker:
                 self._evict(owned)
                 return
             self._claim_replies(owned, owned.actor, settling)
+            # Turns that ran before adopt() returned (see _on_turn) may have settled a claimed promise.
+            self._collect_settled(owned)
+            if owned.replies or owned.uncommitted:
+                self._dirty.add(owned)
+                self._commit_wake.set()
         except Exception as exc:
             self._owned.pop(actor_id, None)
             owned.gone = True
@@ -479,8 +490,8 @@ class Worker:
                 await self._commit(batch)
 
     def _due_for_commit(self, owned: Owned) -> bool:
-        if owned.gone or owned.committing or owned.uncommitted == 0:
-            return False
+        if owned.gone or owned.committing or owned.uncommitted == 0 or owned.actor is None:
+            return False  # (None: adopt() has not returned; it marks the actor dirty when it does)
         return (owned.uncommitted >= self.checkpoint_every or owned.journal_due
                 or (not owned.running and not owned.buffer))
 
