@@ -69,7 +69,7 @@ async def fill(client: mvactors.cluster.Client, ids: list[str], per_actor: int) 
 async def committed(client: mvactors.cluster.Client, ids: list[str]) -> int:
     pipe = client.redis.pipeline(transaction=False)
     for actor_id in ids:
-        pipe.hget(ActorKeys.of(actor_id).state, "turns")
+        pipe.hget(ActorKeys.of(actor_id).state, "t")  # the committed turn count
     return sum(int(t or 0) for t in await pipe.execute())
 
 
@@ -197,7 +197,7 @@ async def handover_ms(url: str, snapshot: bytes, how: int, rounds: int, lease_ms
 async def hibernated_bytes(url: str, snapshot: bytes) -> dict[str, float]:
     async with mvactors.connect(url) as client:
         actor_id = await client.spawn(snapshot, imports="bench", actor_id="sleepy")
-        async with mvactors.Worker(url, IMPORTS, lease_ms=400):
+        async with mvactors.Worker(url, IMPORTS, lease_ms=1000):  # released 250 ms after its last turn
             for _ in range(10):
                 await client.call(actor_id, 3, timeout=30)  # status()
             while (await client.describe(actor_id))["owner"] is not None:

@@ -7,11 +7,12 @@ connection error, so a repeated commit, send, acquire or journal entry is recogn
 and answered as the first one was.
 
 Key names per actor (T = the partition's hash tag):
-  T:a:<id>  hash   imports, gas, epoch (fencing token), turns, pos (last applied stream ID),
-                   owner (worker ID of the last acquire, "" once released), failed (reason),
-                   fresh ("1" while T:c holds the spawned snapshot, not a record),
-                   settling (JSON [[promise key, reply key]...]: calls whose async export the record's
-                   promises will answer; set with each record)
+  T:a:<id>  hash   e: epoch (fencing token), t: committed turns, p: pos (last applied stream ID),
+                   i: imports name, g: gas policy, o: owner (worker ID of the last acquire, absent
+                   once released), x: why it failed, f: "1" while T:c holds the spawned snapshot,
+                   not a record, s: settling (JSON [[promise key, reply key]...]: calls whose async
+                   export the record's promises will answer; set with each record).
+                   One-letter names, and no empty fields: every hibernated actor keeps this hash.
   T:c:<id>  string the last committed record (a plain string: no hash overhead on big values)
   T:l:<id>  string the lease, "<worker>:<epoch>" with a PX expiry
   T:m:<id>  stream the mailbox; entries after pos only (commits trim exactly)
@@ -26,7 +27,7 @@ Per partition:
 
 from __future__ import annotations
 
-VERSION = 7
+VERSION = 8
 
 LIBRARY = r"""#!lua name=mvactors
 -- mvactors cluster functions
@@ -55,15 +56,16 @@ end
 local function spawn(keys, args)
   if redis.call('EXISTS', keys[1]) == 1 then return {'EXISTS'} end
   redis.call('SET', keys[2], args[1])
-  redis.call('HSET', keys[1], 'fresh', '1', 'imports', args[2], 'gas', args[3],
-             'epoch', 0, 'turns', 0, 'pos', '0-0', 'owner', '')
+  redis.call('HSET', keys[1], 'f', '1', 'e', 0, 't', 0, 'p', '0-0')
+  if args[2] ~= '' then redis.call('HSET', keys[1], 'i', args[2]) end
+  if args[3] ~= '' then redis.call('HSET', keys[1], 'g', args[3]) end
   return {'OK'}
 end
 
 -- send(a, l, m, d, work, ready; actor, message_id, payload) -> {status, stream id, owner}
 local function send(keys, args)
   local a, l, m, d, work, ready = keys[1], keys[2], keys[3], keys[4], keys[5], keys[6]
-  local f = redis.call('HMGET', a, 'epoch', 'failed')
+  local f = redis.call('HMGET', a, 'e', 'x')
   if not f[1] then return {'UNKNOWN'} end
   if f[2] then return {'FAILED', f[2]} end
   local owner = lease_holder(l)
@@ -86,7 +88,7 @@ end
 local function acquire(keys, args)
   local a, l, j, work, ready, c = keys[1], keys[2], keys[3], keys[4], keys[5], keys[6]
   local actor, worker, ttl = args[1], args[2], tonumber(args[3])
-  local f = redis.call('HMGET', a, 'epoch', 'failed', 'owner')
+  local f = redis.call('HMGET', a, 'e', 'x', 'o')
   if not f[1] then
     redis.call('ZREM', work, actor)
     return {'UNKNOWN'}
@@ -102,15 +104,15 @@ local function acquire(keys, args)
     return {'BUSY', holder}
   end
   if not holder then  -- (a held lease of our own is this same acquire, re-sent by a retry)
-    if f[3] and f[3] ~= '' then redis.call('ZREM', ready, f[3] .. '|' .. actor) end
-    local epoch = redis.call('HINCRBY', a, 'epoch', 1)
+    if f[3] then redis.call('ZREM', ready, f[3] .. '|' .. actor) end
+    local epoch = redis.call('HINCRBY', a, 'e', 1)
     redis.call('SET', l, worker .. ':' .. epoch, 'PX', ttl)
-    redis.call('HSET', a, 'owner', worker)
+    redis.call('HSET', a, 'o', worker)
   end
   redis.call('ZADD', work, now + ttl, actor)
   redis.call('ZREM', ready, worker .. '|' .. actor)
-  local r = redis.call('HMGET', a, 'epoch', 'fresh', 'turns', 'pos', 'imports', 'gas', 'settling')
-  local out = {'OK', r[1], redis.call('GET', c) or '', r[2], r[3], r[4], r[5], r[6], r[7] or ''}
+  local r = redis.call('HMGET', a, 'e', 'f', 't', 'p', 'i', 'g', 's')
+  local out = {'OK', r[1], redis.call('GET', c) or '', r[2] or '0', r[3], r[4], r[5] or '', r[6] or '', r[7] or ''}
   local journal = redis.call('HGETALL', j)
   for i = 1, #journal do out[#out + 1] = journal[i] end
   return out
@@ -137,7 +139,7 @@ end
 
 local function release(a, l, m, work, ready, actor, worker, due)
   redis.call('DEL', l)
-  redis.call('HSET', a, 'owner', '')
+  redis.call('HDEL', a, 'o')
   redis.call('ZREM', ready, worker .. '|' .. actor)
   if redis.call('XLEN', m) > 0 then
     redis.call('ZADD', work, 0, actor)
@@ -154,22 +156,23 @@ end
 local function commit_one(a, l, m, j, c, work, ready, worker, e, reply_keys)
   local actor, epoch, prev, turns, pos = e[1], e[2], e[3], e[4], e[5]
   local rel, due, next_token, pending_tokens, settling = e[6], e[7], e[8], e[9], e[10]
-  local f = redis.call('HMGET', a, 'epoch', 'turns', 'pos')
+  local f = redis.call('HMGET', a, 'e', 't', 'p')
   if not f[1] then return 'UNKNOWN' end
   if f[1] ~= epoch then return 'FENCED ' .. f[1] end
   local ours = redis.call('GET', l) == worker .. ':' .. epoch
-  if tonumber(f[2]) == turns and f[3] == pos then  -- already applied (or nothing new)
-    if rel and ours then release(a, l, m, work, ready, actor, worker, due) end
-    return 'DUP'
-  end
+  -- Already applied (a retry), or nothing new: a release still stores its record, the same state
+  -- with its garbage collected (hibernated actors keep the smaller one).
+  local dup = tonumber(f[2]) == turns and f[3] == pos
+  if dup and not (rel and ours) then return 'DUP' end
   if not ours then return 'FENCED ' .. f[1] end
-  if tonumber(f[2]) ~= prev then return 'CONFLICT ' .. f[2] end
+  if not dup and tonumber(f[2]) ~= prev then return 'CONFLICT ' .. f[2] end
   redis.call('SET', c, e[11])
-  redis.call('HSET', a, 'turns', turns, 'pos', pos, 'fresh', '0')
   if settling ~= '' then
-    redis.call('HSET', a, 'settling', settling)
+    redis.call('HSET', a, 't', turns, 'p', pos, 's', settling)
+    redis.call('HDEL', a, 'f')
   else
-    redis.call('HDEL', a, 'settling')
+    redis.call('HSET', a, 't', turns, 'p', pos)
+    redis.call('HDEL', a, 'f', 's')
   end
   if pos ~= '0-0' then redis.call('XTRIM', m, 'MINID', after(pos)) end
   if redis.call('EXISTS', j) == 1 then
@@ -178,6 +181,10 @@ local function commit_one(a, l, m, j, c, work, ready, worker, e, reply_keys)
     for _, token in ipairs(redis.call('HKEYS', j)) do
       if tonumber(token) < next_token and not pending[token] then redis.call('HDEL', j, token) end
     end
+  end
+  if dup then  -- its replies went out with the first attempt
+    release(a, l, m, work, ready, actor, worker, due)
+    return 'DUP'
   end
   local payloads = e[12]
   for i = 1, #reply_keys do
@@ -227,7 +234,7 @@ end
 
 -- journal(a, l, j; worker, epoch, token, entry) -> {'OK'} | {'DUP', entry} | {'FENCED'}
 local function journal(keys, args)
-  local epoch = redis.call('HGET', keys[1], 'epoch')
+  local epoch = redis.call('HGET', keys[1], 'e')
   if not epoch then return {'UNKNOWN'} end
   if epoch ~= args[2] or redis.call('GET', keys[2]) ~= args[1] .. ':' .. args[2] then return {'FENCED'} end
   local seen = redis.call('HGET', keys[3], args[3])
@@ -239,10 +246,11 @@ end
 -- fail(a, l, work, ready, reply keys...; actor, worker, epoch, reason, reply payloads...)
 local function fail(keys, args)
   local a, l, work, ready = keys[1], keys[2], keys[3], keys[4]
-  local epoch = redis.call('HGET', a, 'epoch')
+  local epoch = redis.call('HGET', a, 'e')
   if not epoch then return {'UNKNOWN'} end
   if epoch ~= args[3] or redis.call('GET', l) ~= args[2] .. ':' .. args[3] then return {'FENCED'} end
-  redis.call('HSET', a, 'failed', args[4], 'owner', '')
+  redis.call('HSET', a, 'x', args[4])
+  redis.call('HDEL', a, 'o')
   redis.call('DEL', l)
   redis.call('ZREM', work, args[1])
   redis.call('ZREM', ready, args[2] .. '|' .. args[1])
@@ -268,18 +276,18 @@ end
 
 -- describe(a, l, m) -> {turns, failed, imports, owner, mailbox} | {}
 local function describe(keys, args)
-  local f = redis.call('HMGET', keys[1], 'turns', 'failed', 'imports', 'epoch')
+  local f = redis.call('HMGET', keys[1], 't', 'x', 'i', 'e')
   if not f[1] then return {} end
-  return {f[1], f[2] or '', f[3], lease_holder(keys[2]) or '', redis.call('XLEN', keys[3]), f[4]}
+  return {f[1], f[2] or '', f[3] or '', lease_holder(keys[2]) or '', redis.call('XLEN', keys[3]), f[4]}
 end
 
 -- delete(a, l, m, d, j, work, ready, c; actor) -> 1 | 0 (unknown)
 local function delete(keys, args)
-  local owner = redis.call('HGET', keys[1], 'owner')
-  if not owner then return 0 end
+  local f = redis.call('HMGET', keys[1], 'e', 'o')
+  if not f[1] then return 0 end
   redis.call('DEL', keys[1], keys[2], keys[3], keys[4], keys[5], keys[8])
   redis.call('ZREM', keys[6], args[1])
-  if owner ~= '' then redis.call('ZREM', keys[7], owner .. '|' .. args[1]) end
+  if f[2] then redis.call('ZREM', keys[7], f[2] .. '|' .. args[1]) end
   return 1
 end
 

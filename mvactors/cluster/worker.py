@@ -511,6 +511,8 @@ class Worker:
                 record, settling = records[owned]
             else:
                 assert owned.actor is not None
+                # Garbage is collected only when it pays (a forced collection is most of a record's cost);
+                # the releasing commit stores a collected record (evict() makes one).
                 record, settling = owned.actor.record(collect=None), _settling_refs(owned, owned.actor)
             work.append((owned, record, owned.turns, owned.applied_pos, owned.replies, settling))
             owned.replies = []

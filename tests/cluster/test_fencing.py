@@ -40,7 +40,7 @@ async def test_stale_epochs_lapsed_leases_and_repeats(redis_url: str) -> None:
     assert await commit(r, keys, "w1", b"1", 1, 2) == "FENCED"  # the old owner, even with a lease-shaped key
     assert await commit(r, keys, "w2", b"2", 0, 2) == "CONFLICT"  # built on a stale turn count
     assert await commit(r, keys, "w2", b"2", 1, 2) == "OK"
-    assert int(await r.hget(keys.state, "turns")) == 2 and await r.get(keys.record) == b"rec"
+    assert int(await r.hget(keys.state, "t")) == 2 and await r.get(keys.record) == b"rec"
     # Group commit: two actors of one partition in one call, each with its own outcome.
     others = [k for k in (ActorKeys.of(f"b{i}") for i in range(200)) if k.tag == keys.tag][:2]
     for other in others:
@@ -48,4 +48,29 @@ async def test_stale_epochs_lapsed_leases_and_repeats(redis_url: str) -> None:
         await acquire(r, other, "w2")
     entries = [CommitEntry(other, "1", prev, prev + 1, "0-0", b"r") for other, prev in ((others[0], 0), (others[1], 5))]
     assert await r.fcall("mva_commit", *commit_args("w2", entries)) == [b"OK", b"CONFLICT 0"]
+    await r.aclose()
+
+
+async def test_a_release_with_nothing_new_still_stores_its_record(redis_url: str) -> None:
+    """(The record evict() makes is garbage-collected; the last per-turn one may not be.)"""
+    r = redis.asyncio.Redis.from_url(redis_url)
+    await load_functions(r)
+    keys = ActorKeys.of("quiet")
+    await r.fcall("mva_spawn", 2, keys.state, keys.record, b"snap", "", b"")
+    epoch = (await acquire(r, keys, "w1"))[1].decode()
+
+    async def commit_record(worker: str, record: bytes, release: bool) -> Any:
+        entry = CommitEntry(keys, epoch, 0, 1, "0-0", record, release=release)
+        return (await r.fcall("mva_commit", *commit_args(worker, [entry])))[0]
+
+    assert await commit_record("w1", b"turn-1", False) == b"OK"
+    assert await commit_record("w1", b"retried", False) == b"DUP"  # a plain retry changes nothing
+    assert await r.get(keys.record) == b"turn-1"
+    assert await commit_record("w2", b"stranger", True) == b"DUP"  # nothing new, and not its lease: no write
+    assert await r.get(keys.record) == b"turn-1" and await r.exists(keys.lease)
+    assert await commit_record("w1", b"turn-1, collected", True) == b"DUP"
+    assert await r.get(keys.record) == b"turn-1, collected" and not await r.exists(keys.lease)
+    assert await commit_record("w1", b"again", True) == b"DUP"  # a retried release: the lease is gone
+    assert await r.get(keys.record) == b"turn-1, collected"
+    assert await r.hgetall(keys.state) == {b"e": b"1", b"t": b"1", b"p": b"0-0"}
     await r.aclose()

@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 
 import mvactors
+from mvactors.actors import ActorRecord
 from mvactors.cluster import ActorFailedInRedis
+from mvactors.cluster.store import ActorKeys
 from tests.cluster.cluster_hosts import IMPORTS
 
 pytestmark = pytest.mark.anyio
@@ -53,6 +55,23 @@ async def test_sends_are_applied_once_in_order_and_state_survives_handoff(redis_
             state = await client.call(actor_id, 2, timeout=10)
         assert state["count"] == 50 and state["problems"] == []
         assert (await client.describe(actor_id))["turns"] == 52
+
+
+async def test_a_hibernated_actor_keeps_no_empty_fields_and_a_record_that_adopts(redis_url: str,
+                                                                                  actor_snapshot: bytes) -> None:
+    async with mvactors.connect(redis_url) as client:
+        actor_id = await client.spawn(actor_snapshot, imports="counter")
+        async with mvactors.Worker(redis_url, IMPORTS):
+            for seq in range(1, 6):
+                await client.send(actor_id, 1, "s", seq)
+            assert (await client.call(actor_id, 2, timeout=10))["count"] == 5
+        keys = ActorKeys.of(actor_id)
+        fields = await client.redis.hgetall(keys.state)
+        assert b"o" not in fields and b"f" not in fields and all(fields.values()), fields  # released, a record
+        saved = ActorRecord.decode(await client.redis.get(keys.record))
+    async with mvactors.Runtime() as rt:
+        actor = await rt.adopt(saved, "copy", IMPORTS["counter"])
+        assert (await actor.submit(2).wait())["count"] == 5
 
 
 async def test_unknown_import_table_fails_the_actor_with_a_reason(redis_url: str, actor_snapshot: bytes) -> None:
