@@ -99,7 +99,7 @@ async def test_a_journaled_call_runs_only_once_the_turn_that_made_it_is_committe
 
     async def charge(order_id: str) -> str:
         # A blocking read: the event loop, and so the worker's commits, wait while it runs.
-        seen.append((order_id, int(sync_redis.hget(ActorKeys.of("probe").state, "turns") or 0)))
+        seen.append((order_id, int(sync_redis.hget(ActorKeys.of("probe").state, "t") or 0)))
         return f"receipt-{order_id}"
 
     imports = {"counter": {**IMPORTS["counter"], 2: mvactors.journaled(charge)}}
