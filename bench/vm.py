@@ -312,13 +312,14 @@ def create_snapshot_ns(s: Settings, small: bytes) -> float:
         vm.close()
 
 
-def guest_loop_ns(s: Settings, objects: bytes) -> tuple[float, float | None, float | None]:
+def guest_loop_ns(s: Settings, objects: bytes, time_limit: float | None) -> tuple[float, float | None, float | None]:
     """Median wasm and native times of passes(100), and the median of their ratios run by run.
 
     Runs alternate between the two builds, and the ratio is taken per adjacent
     pair, so drift in machine speed (a shared 2-vCPU box) hits both alike.
+    ``time_limit=None`` runs on the engine without the hard stop's epoch checks.
     """
-    vm = mvactors.VM.restore(objects)
+    vm = mvactors.VM.restore(objects, time_limit=time_limit)
     setup, passes = vm.exports[1], vm.exports[2]
     setup()
     native = NativeVM.restore(objects) if native_available() else None
@@ -450,15 +451,16 @@ def main() -> None:
     brand_new = restore_new_ns(s, small)
     ratio_row(f"restore of the {len(small)} B snapshot, brand-new instance", brand_new, floor, "floor call", 100)
     ratio_row("create_snapshot of the same VM", create_snapshot_ns(s, small), floor, "floor call", 4)
-    wasm, native, ratio = guest_loop_ns(s, objects)
-    guest_row = f"1000 objects {TIMES} 100 passes guest loop"
-    if native is None or ratio is None:
-        rows.append((guest_row, us(wasm), "native build missing", "—", f"≤ 1.15{TIMES}", None))
-    else:
-        floor_text = f"native build {native / 1e6:.2f} ms"
-        rows.append(
-            (guest_row, f"{wasm / 1e6:.2f} ms", floor_text, f"{ratio:.2f}{TIMES}", f"≤ 1.15{TIMES}", ratio <= 1.15)
-        )
+    for time_limit, label, limit in ((_engine.DEFAULT_TIME_LIMIT, "hard stop on (default)", 1.5),
+                                     (None, "time_limit=None", 1.15)):
+        wasm, native, ratio = guest_loop_ns(s, objects, time_limit)
+        guest_row = f"1000 objects {TIMES} 100 passes guest loop, {label}"
+        if native is None or ratio is None:
+            rows.append((guest_row, us(wasm), "native build missing", "—", f"≤ {limit}{TIMES}", None))
+        else:
+            floor_text = f"native build {native / 1e6:.2f} ms"
+            rows.append((guest_row, f"{wasm / 1e6:.2f} ms", floor_text, f"{ratio:.2f}{TIMES}", f"≤ {limit}{TIMES}",
+                         ratio <= limit))
 
     rss = child(_RSS_CHILD, str(s.rss_vms), small.hex())
     if "per_vm_kib" in rss:
