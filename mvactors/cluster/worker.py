@@ -554,7 +554,10 @@ class Worker:
                 dues = [p.due for p in record.pending if p.due is not None]
                 owned.next_due = min(dues) if dues else None
                 if release:
-                    hints.append(owned.actor_id)
+                    # Only an actor with work left needs a new owner now; a hint for an idle one
+                    # would have this worker (or another) adopt it again at once, then release it.
+                    if owned.buffer or owned.running or owned.more_mail or owned.awaiting_host:
+                        hints.append(owned.actor_id)
                 else:
                     self._feed(owned)
                     if owned.uncommitted:

@@ -11,6 +11,7 @@ import pytest
 
 import mvactors
 from mvactors.cluster.crash import CRASH_EXIT_CODE
+from mvactors.cluster.store import HINT_FREE
 
 from .cluster_hosts import IMPORTS
 from .processes import eventually, worker
@@ -77,3 +78,22 @@ async def test_a_completion_that_runs_while_the_actor_is_adopted_is_committed_an
 
 async def _value(items: list[Any]) -> bool:
     return bool(items)
+
+
+async def test_an_idle_actor_handed_back_to_redis_is_not_adopted_again_without_work(
+        redis_url: str, actor_snapshot: bytes) -> None:
+    # A release hinted "free" even for an idle actor: the releasing worker took its own hint, adopted
+    # the actor again and released it again, every lease/4, for as long as it stayed idle.
+    async with mvactors.Worker(redis_url, IMPORTS, lease_ms=400) as worker, mvactors.connect(redis_url) as client:
+        actor_id = await client.spawn(actor_snapshot, imports="counter")
+        assert await client.call(actor_id, 1, "s", 1, timeout=10) == 1
+        hints_before = await client.redis.xlen(HINT_FREE)  # the call's own wake-up hint
+
+        async def released() -> bool:
+            return worker.stats["released"] >= 1
+
+        await eventually(released, 30, "the idle actor to be released")
+        assert await client.redis.xlen(HINT_FREE) == hints_before  # nothing to do: nobody is woken
+        assert (await client.describe(actor_id))["owner"] is None
+        assert await client.call(actor_id, 1, "s", 2, timeout=10) == 2  # mail brings it back
+        assert worker.stats["acquired"] == 2
