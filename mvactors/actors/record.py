@@ -81,7 +81,7 @@ class ActorRecord:
         try:
             fields = msgpack.unpackb(data, raw=False, strict_map_key=False)
         except Exception as exc:
-            raise RecordCorrupt(f"not an mvactors actor record: {exc}") from None
+            raise RecordCorrupt(f"not an mvactors actor record: {str(exc) or type(exc).__name__}") from None
         if not isinstance(fields, list) or not fields:
             raise RecordCorrupt(f"not an mvactors actor record: a {type(fields).__name__}, not a list")
         version = fields[0]

@@ -39,7 +39,12 @@ def entry_for(call: AsyncCall, ok: bool, value: Any) -> bytes:
 
 
 def _matches(call: AsyncCall, entry: bytes) -> tuple[bool, Any, str | None]:
-    import_id, packed_args, ok, value = unpack(entry)
+    try:
+        import_id, packed_args, ok, value = unpack(entry)
+        unpack(packed_args)
+    except Exception as exc:  # bytes in Redis that no worker wrote: this actor cannot go on
+        return False, None, (f"corrupt journal entry for call {call.key} in Redis "
+                             f"({type(exc).__name__}{': ' if str(exc) else ''}{exc})")
     if import_id != call.import_id or packed_args != pack(list(call.args)):
         recorded = f"host function {import_id} with {unpack(packed_args)!r}"
         wanted = f"host function {call.import_id} with {list(call.args)!r}"
