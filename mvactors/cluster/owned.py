@@ -55,7 +55,7 @@ class Owned:
     committed_next_token: int = 1  # async calls with a smaller token were made by committed turns
     journal_due: bool = False  # a turn made a journaled call: commit without waiting for a full batch
     _gone: bool = False
-    _progress: anyio.Event = field(default_factory=anyio.Event)  # set at each commit and when gone
+    _progress: anyio.Event | None = None  # set at each commit and when gone (made by the first waiter)
 
     @property
     def gone(self) -> bool:
@@ -73,8 +73,10 @@ class Owned:
         self._wake_waiters()
 
     def _wake_waiters(self) -> None:
-        self._progress.set()
-        self._progress = anyio.Event()
+        # Every commit comes here, a waiter seldom: an Event per commit was a few % of a turn's cost.
+        if self._progress is not None:
+            self._progress.set()
+            self._progress = None
 
     async def issued(self, token: int) -> bool:
         """Wait until the turn that made async call ``token`` is committed; False if the actor went first.
@@ -83,6 +85,8 @@ class Owned:
         another call, and the journal would give it this call's result (or run this one twice).
         """
         while not self._gone and token >= self.committed_next_token:
+            if self._progress is None:
+                self._progress = anyio.Event()
             await self._progress.wait()
         return not self._gone
 

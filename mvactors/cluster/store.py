@@ -112,7 +112,34 @@ def open_redis(url: str, *, socket_timeout: float | None = 5.0, max_connections:
                                                            max_connections=max_connections)
     if not url.startswith(("redis://", "rediss://", "unix://")):
         raise ValueError(f"not a Redis URL: {url!r} (use redis://host:port/db or redis+cluster://host:port)")
-    return redis.asyncio.Redis.from_url(url, socket_timeout=socket_timeout, max_connections=max_connections)
+    extra: dict[str, Any] = {}
+    if _CPackingConnection is not None and url.startswith("redis://"):
+        extra["connection_class"] = _CPackingConnection
+    return redis.asyncio.Redis.from_url(url, socket_timeout=socket_timeout, max_connections=max_connections,
+                                        **extra)
+
+
+def _c_packing_connection() -> type[redis.asyncio.Connection] | None:
+    """A connection that encodes commands with hiredis, when installed: a group commit names dozens of
+    keys, and redis-py's asyncio connection encodes each argument in Python."""
+    try:
+        import hiredis
+    except ImportError:
+        return None
+
+    class CPackingConnection(redis.asyncio.Connection):
+        def pack_command(self, *args: Any) -> list[bytes]:
+            if isinstance(args[0], str) and " " in args[0]:  # "FUNCTION LOAD": two words of the command
+                args = (*args[0].split(), *args[1:])
+            try:
+                return [hiredis.pack_command(args)]
+            except TypeError as exc:
+                raise redis.exceptions.DataError(str(exc)) from None
+
+    return CPackingConnection
+
+
+_CPackingConnection = _c_packing_connection()
 
 
 UNREACHABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
