@@ -115,6 +115,7 @@ class Worker:
         self._tg: anyio.abc.TaskGroup | None = None
         self._failures: list[tuple[Owned, str]] = []
         self._peers = 1  # live workers on this Redis, from their heartbeats
+        self._clock_offset = 0.0  # Redis's clock minus this machine's wall clock, in seconds (see _redis_time)
         self.stats = {"acquired": 0, "released": 0, "dropped": 0, "commits": 0, "turns": 0, "committed_turns": 0,
                       "failed": 0}
 
@@ -331,7 +332,7 @@ class Worker:
         """One pass over every partition: new mail at owned actors, and actors that need an owner.
 
         True when there may be more to acquire right away (a partition filled its batch)."""
-        now_ms = int(time.time() * 1000)
+        now_ms = int(self._redis_time() * 1000)
         room = self._room()
         tags = [partition_tag(i) for i in range(PARTITIONS)]
         random.shuffle(tags)  # workers scanning at once start at different partitions
@@ -527,7 +528,7 @@ class Worker:
             dues = [0.0 if p.due is None else p.due for p in record.pending]
             group = by_partition.setdefault(owned.keys.tag, ([], []))
             group[0].append(CommitEntry(owned.keys, owned.epoch, owned.committed_turns, turns, pos, record.encode(),
-                                        release, int(min(dues) * 1000) if dues else None, record.next_token,
+                                        release, self._work_due_ms(min(dues)) if dues else None, record.next_token,
                                         [p.token for p in record.pending], replies, settling))
             group[1].append(index)
 
@@ -578,9 +579,33 @@ class Worker:
 
     # ---- leases ----
 
+    def _redis_time(self) -> float:
+        """Now on Redis's clock, in seconds since the epoch.
+
+        The work index holds lease expiries that Redis computed (TIME, in the functions): a worker
+        comparing them with a clock of its own that runs behind would take a dead worker's actors over
+        that much late (ahead: it would try too early, every scan).  The offset is measured at each
+        heartbeat; timers still fire on the wall clock of the worker running the actor.
+        """
+        return time.time() + self._clock_offset
+
+    def _work_due_ms(self, due: float) -> int:
+        """A timer's due time (this machine's wall clock) as a work-index score (Redis's clock)."""
+        return int((due + self._clock_offset) * 1000) if due > 0 else 0
+
+    async def _measure_clock(self) -> None:
+        before = time.time()
+        answer: Any = await self.redis.time()
+        after = time.time()
+        if isinstance(answer, dict):  # a cluster client may answer per node
+            answer = next(iter(answer.values()))
+        seconds, micros = answer
+        self._clock_offset = int(seconds) + int(micros) / 1e6 - (before + after) / 2
+
     async def _heartbeat(self) -> None:
         """Say this worker is alive; count the live ones (for a fair share of unowned actors)."""
-        now = time.time()
+        await self._measure_clock()
+        now = self._redis_time()
         pipe = self.redis.pipeline(transaction=False)
         pipe.zadd(WORKERS, {self.worker_id: now})
         pipe.zremrangebyscore(WORKERS, "-inf", now - 3 * self.lease_ms / 1000)
