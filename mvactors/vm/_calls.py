@@ -119,8 +119,9 @@ def fast_function_class(inst: _wasm.Instance) -> type[GuestFunction]:
         # equals, so the trap output is read only on the slow path.  The hard stop
         # ends a call with an error instead, and the slot may hold what a raw call
         # made by a host function during this one left there: that is checked here.
-        if call_raw(ctx, faddr, raw, 1, trap_addr):
-            raise vm._trapped()
+        error = call_raw(ctx, faddr, raw, 1, trap_addr)
+        if error:
+            raise vm._trapped(error)
         r = i32[0]
         if r >= 0 and r & tag == tag:
             return (r >> 2) - bias if r & sign else r >> 2

@@ -524,8 +524,9 @@ class Instance:
 
         def direct(a: int = 0) -> int:
             i32[0] = a
-            if call_raw(ctx_addr, faddr, raw_addr, 1, trap_addr) or trap_slot.value:
-                fail()
+            error = call_raw(ctx_addr, faddr, raw_addr, 1, trap_addr)
+            if error or trap_slot.value:
+                fail(error)
             return i32[0]
 
         return direct
@@ -536,8 +537,9 @@ class Instance:
         i32[4] = a
         i32[8] = b
         i32[12] = c
-        if self._call_raw(self._ctx_addr, self._op_addr, _RAW_ADDR, 4, _TRAP_ADDR) or _TRAP.value:
-            self.fail()
+        error = self._call_raw(self._ctx_addr, self._op_addr, _RAW_ADDR, 4, _TRAP_ADDR)
+        if error or _TRAP.value:
+            self.fail(error)
         return i32[0]
 
     # ---- the glue's operations (engine/src/glue.c documents each) ----
@@ -664,13 +666,18 @@ class Instance:
     def detach(self) -> None:
         self.engine.hosts.pop(self.cookie, None)
 
-    def fail(self) -> None:
-        """Raise the EngineTrap of the trap that just ended a raw call (and mark the instance dead)."""
+    def fail(self, error: int | None = None) -> None:
+        """Raise the EngineTrap of the trap (or the ``error``, which is freed) that just ended a raw call.
+
+        Marks the instance dead.
+        """
         trap_ptr = _TRAP.value
         _TRAP.value = None
         self.dead = True
         fatal = ctypes.c_int32.from_address(self.base + self.layout.fatal_code).value
         message = "WebAssembly trap"
+        if error:  # owned by the wrapper, which frees it
+            message = str(wasmtime.WasmtimeError._from_ptr(ctypes.cast(error, ctypes.POINTER(ffi.wasmtime_error_t))))
         if trap_ptr:
             trap = wasmtime.Trap._from_ptr(ctypes.cast(trap_ptr, ctypes.POINTER(ffi.wasm_trap_t)))
             message = trap.message

@@ -473,10 +473,10 @@ class VM:
             raise exc
         return value
 
-    def _trapped(self) -> VMUnusable:
+    def _trapped(self, error: int | None = None) -> VMUnusable:
         inst = self._live()
         try:
-            inst.fail()
+            inst.fail(error)
         except _engine.EngineTrap as trap:
             return self._die(trap)
         raise AssertionError("unreachable")
