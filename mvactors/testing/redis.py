@@ -198,16 +198,20 @@ class RedisCluster:
                                "--cluster-yes"], capture_output=True, text=True, timeout=60, check=False)
         if done.returncode != 0:
             raise RedisUnavailable(f"redis-cli --cluster create failed: {done.stdout}{done.stderr}")
-        deadline = time.monotonic() + _START_TIMEOUT
+        # Gossip converges in 1-2 s on an idle machine; a loaded CI box has taken over 20.
+        deadline = time.monotonic() + 3 * _START_TIMEOUT
+        wanted = ("cluster_state:ok", f"cluster_known_nodes:{len(self.nodes)}", f"cluster_size:{len(self.nodes)}")
+        missing: list[str] = []
         while time.monotonic() < deadline:
             # ok alone is not enough: a node can report it before it knows every master
             # (a client asking it then saw 2 primaries of 3).
-            wanted = ("cluster_state:ok", f"cluster_known_nodes:{len(self.nodes)}", f"cluster_size:{len(self.nodes)}")
-            if all(all(fact in info for fact in wanted)
-                   for info in (_command(node.port, "CLUSTER", "INFO") for node in self.nodes)):
+            missing = [f"{node.port}: {fact}" for node in self.nodes
+                       for info in [_command(node.port, "CLUSTER", "INFO")] for fact in wanted if fact not in info]
+            if not missing:
                 return self
             time.sleep(0.05)  # gossip converges on its own schedule; nothing to wait on
-        raise RedisUnavailable("the Redis Cluster did not reach cluster_state:ok")
+        raise RedisUnavailable(f"the Redis Cluster did not converge in {3 * _START_TIMEOUT:g} s; "
+                               f"still missing: {', '.join(missing)}")
 
     def close(self) -> None:
         """Stop every node and delete their files."""
