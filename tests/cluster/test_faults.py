@@ -123,19 +123,21 @@ async def test_graceful_sigterm_hands_over_under_load(redis_url: str, actor_snap
     senders, count = ["s1", "s2"], 150
     async with mvactors.connect(redis_url) as client:
         actors = await spawn_counters(client, actor_snapshot, 4)
-        with worker(redis_url, *LEASE, "--worker-id", "leaving") as leaving, \
-                worker(redis_url, *LEASE, "--worker-id", "staying"):
+        # The staying worker starts only once the leaving one owns actors: started
+        # together, the staying one could take all four first.
+        with worker(redis_url, *LEASE, "--worker-id", "leaving") as leaving:
             feeders = run_feeders(redis_url, senders, count, actors)
 
             async def leaving_owns_some() -> bool:
                 return any([(await client.describe(a))["owner"] == "leaving" for a in actors])
 
             await eventually(leaving_owns_some, 30, "the leaving worker to own an actor")
-            leaving.signal(signal.SIGTERM)
-            assert leaving.wait(30) == 0, leaving.output()
-            assert "handed over" in leaving.output()
-            finish(feeders)
-            await assert_exact(client, actors, senders, count)
+            with worker(redis_url, *LEASE, "--worker-id", "staying"):
+                leaving.signal(signal.SIGTERM)
+                assert leaving.wait(30) == 0, leaving.output()
+                assert "handed over" in leaving.output()
+                finish(feeders)
+                await assert_exact(client, actors, senders, count)
 
 
 async def test_kill_9_redis_mid_load_and_restart_from_its_aof(redis_node: RedisServer, actor_snapshot: bytes) -> None:
