@@ -397,13 +397,19 @@ class Worker:
     async def _adopt(self, actor_id: str, result: list[Any], sent: float) -> None:
         epoch, saved, fresh, turns, pos, imports_name, gas_bytes = (result[1], result[2], result[3], result[4],
                                                                     result[5], result[6], result[7])
-        settling, journal_raw = text(result[8]), result[9:]
-        owned = Owned(actor_id, ActorKeys.of(actor_id), text(epoch), sent, int(turns), text(pos),
-                      {int(journal_raw[i]): journal_raw[i + 1] for i in range(0, len(journal_raw), 2)})
+        keys = ActorKeys.of(actor_id)
+        try:
+            settling, journal_raw, name = text(result[8]), result[9:], text(imports_name)
+            owned = Owned(actor_id, keys, text(epoch), sent, int(turns), text(pos),
+                          {int(journal_raw[i]): journal_raw[i + 1] for i in range(0, len(journal_raw), 2)})
+        except (ValueError, TypeError, IndexError) as exc:  # (UnicodeDecodeError is a ValueError)
+            reason = f"its state in Redis ({keys.state}, {keys.journal}) is corrupt: {type(exc).__name__}: {exc}"
+            log.error("worker %s: actor %s fails: %s", self.worker_id, actor_id, reason)
+            await self._fail_in_redis(Owned(actor_id, keys, text(epoch), sent, 0, "0-0", {}), reason)
+            return
         owned.turns, owned.applied_pos, owned.read_pos = owned.committed_turns, owned.committed_pos, owned.committed_pos
         self._owned[actor_id] = owned
         self.stats["acquired"] += 1
-        name = text(imports_name)
         try:
             if name and name not in self.imports:
                 raise LookupError(f"no worker import table named {name!r} (this worker has: "

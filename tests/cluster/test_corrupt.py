@@ -91,3 +91,18 @@ async def test_a_corrupt_journal_entry_fails_that_actor_not_the_worker(
             assert await client.call(healthy, 1, "s", 1, timeout=10) == 1
             assert taker.stats["failed"] == 1
     assert log.read_text().splitlines() == [f"charge o1 {broken}/1"]  # not charged again
+
+
+@pytest.mark.parametrize(("field", "value"), [("t", b"many"), ("p", b"\xff\xfe")])
+async def test_a_corrupt_field_of_the_actor_hash_fails_that_actor(redis_url: str, actor_snapshot: bytes,
+                                                                  field: str, value: bytes) -> None:
+    # (t: committed turns, p: mailbox position)
+    async with mvactors.connect(redis_url) as client:
+        broken = await client.spawn(actor_snapshot, imports="counter", actor_id="broken")
+        healthy = await client.spawn(actor_snapshot, imports="counter", actor_id="healthy")
+        await client.redis.hset(ActorKeys.of(broken).state, field, value)
+        async with mvactors.Worker(redis_url, IMPORTS) as worker:
+            with anyio.fail_after(20), pytest.raises(ActorFailedInRedis, match="is corrupt"):
+                await client.call(broken, 1, "s", 1)
+            assert await client.call(healthy, 1, "s", 1, timeout=10) == 1
+            assert worker.stats["failed"] == 1
