@@ -46,6 +46,8 @@ from .store import (
     open_redis,
     pack,
     partition_tag,
+    storable_record,
+    stored_record,
     text,
     unpack,
 )
@@ -415,7 +417,8 @@ class Worker:
                 raise LookupError(f"no worker import table named {name!r} (this worker has: "
                                   f"{', '.join(sorted(self.imports)) or 'none'})")
             imports = self.imports.get(name, {}) if name else {}
-            record = ActorRecord(snapshot=bytes(saved)) if text(fresh) == "1" else ActorRecord.decode(saved)
+            record = (ActorRecord(snapshot=bytes(saved)) if text(fresh) == "1"
+                      else ActorRecord.decode(stored_record(saved)))
             owned.committed_next_token = record.next_token  # the calls it awaits may run (again) at once
             gas: GasPolicy | None = decode_gas(gas_bytes)
             owned.actor = await self.runtime.adopt(record, actor_id, imports, gas)
@@ -533,7 +536,8 @@ class Worker:
             # A released actor awaiting a host call needs an owner now, to issue it again.
             dues = [0.0 if p.due is None else p.due for p in record.pending]
             group = by_partition.setdefault(owned.keys.tag, ([], []))
-            group[0].append(CommitEntry(owned.keys, owned.epoch, owned.committed_turns, turns, pos, record.encode(),
+            group[0].append(CommitEntry(owned.keys, owned.epoch, owned.committed_turns, turns, pos,
+                                        storable_record(record.encode(), compress=release),
                                         release, self._work_due_ms(min(dues)) if dues else None, record.next_token,
                                         [p.token for p in record.pending], replies, settling))
             group[1].append(index)

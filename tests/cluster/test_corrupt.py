@@ -13,7 +13,7 @@ import mvactors
 from mvactors.actors import ActorRecord
 from mvactors.cluster import ActorFailedInRedis
 from mvactors.cluster.crash import CRASH_EXIT_CODE
-from mvactors.cluster.store import ActorKeys
+from mvactors.cluster.store import ActorKeys, stored_record
 
 from .cluster_hosts import IMPORTS
 from .processes import eventually, worker
@@ -36,7 +36,7 @@ def truncated(record: bytes) -> bytes:
 
 def truncated_snapshot(record: bytes) -> bytes:
     """A well-formed record whose VM snapshot lost its second half."""
-    decoded = ActorRecord.decode(record)
+    decoded = ActorRecord.decode(stored_record(record))
     return dataclasses.replace(decoded, snapshot=decoded.snapshot[: len(decoded.snapshot) // 2]).encode()
 
 

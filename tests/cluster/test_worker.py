@@ -11,7 +11,7 @@ import pytest
 import mvactors
 from mvactors.actors import ActorRecord
 from mvactors.cluster import ActorFailedInRedis
-from mvactors.cluster.store import ActorKeys
+from mvactors.cluster.store import ActorKeys, stored_record
 from tests.cluster.cluster_hosts import IMPORTS
 
 pytestmark = pytest.mark.anyio
@@ -68,7 +68,9 @@ async def test_a_hibernated_actor_keeps_no_empty_fields_and_a_record_that_adopts
         keys = ActorKeys.of(actor_id)
         fields = await client.redis.hgetall(keys.state)
         assert b"o" not in fields and b"f" not in fields and all(fields.values()), fields  # released, a record
-        saved = ActorRecord.decode(await client.redis.get(keys.record))
+        stored = await client.redis.get(keys.record)
+        assert stored.startswith(b"Z")  # compressed: it sleeps in Redis
+        saved = ActorRecord.decode(stored_record(stored))
     async with mvactors.Runtime() as rt:
         actor = await rt.adopt(saved, "copy", IMPORTS["counter"])
         assert (await actor.submit(2).wait())["count"] == 5
