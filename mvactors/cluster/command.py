@@ -12,6 +12,7 @@ from typing import Any
 
 import anyio
 
+from ..vm import load_engine
 from .worker import Worker
 
 
@@ -57,6 +58,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         tables = load_imports(args.imports)
     except BadImports as exc:
+        print(f"mvactors worker: {exc}", file=sys.stderr)
+        return 2
+    try:
+        load_engine()
+    except RuntimeError as exc:  # a missing or stale engine build, with the command that fixes it
         print(f"mvactors worker: {exc}", file=sys.stderr)
         return 2
     if not logging.getLogger("mvactors").handlers and not logging.getLogger().handlers:

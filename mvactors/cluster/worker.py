@@ -26,6 +26,7 @@ import anyio.abc
 from ..actors import Actor, ActorRecord, GasPolicy, Reply, Runtime, TurnOutcome
 from ..errors import ActorError, GuestError
 from ..imports import AsyncCall, Journaled
+from ..vm import load_engine
 from .client import REPLY_FAILED, REPLY_GUEST_ERROR, REPLY_OK, REPLY_UNSENDABLE, decode_gas
 from .crash import crash_point
 from .errors import RedisUnreachable
@@ -124,6 +125,9 @@ class Worker:
     # ---- lifecycle ----
 
     async def __aenter__(self) -> Worker:
+        # A missing or stale engine build is this worker's fault, not the actors': refuse to
+        # start instead of failing every actor it would adopt.
+        load_engine()
         self._redis = open_redis(self.url)
         self._blocking = open_redis(self.url, socket_timeout=_HINT_BLOCK_MS / 1000 + 10)
         try:

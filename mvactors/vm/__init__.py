@@ -19,7 +19,7 @@ from ..imports import AsyncImport, async_import
 from ._host import ImportMap, is_async_import, rejection_value, run_async_import
 from ._marshal import check_args
 from ._persist import Hibernation, Savepoint
-from .machine import VM, MemoryStats
+from .machine import VM, MemoryStats, load_engine
 from .snapshot import SnapshotLike
 from .values import (
     MAX_SAFE_INT,
@@ -56,6 +56,7 @@ __all__ = [
     "async_import",
     "check_args",
     "is_async_import",
+    "load_engine",
     "null",
     "rejection_value",
     "run_async_import",

@@ -49,6 +49,16 @@ DEFAULT_TIME_LIMIT = _engine.DEFAULT_TIME_LIMIT
 """The hard stop's default: seconds one entry into the engine may run (``VM.restore(time_limit=)``)."""
 
 
+def load_engine() -> None:
+    """Load and compile the WebAssembly engine now instead of at the first restore.
+
+    Raises RuntimeError (``EngineMissing``) saying how to fix it when the build
+    is missing or stale; a service calls this at startup so that a broken
+    install stops the process rather than failing the snapshots it runs.
+    """
+    _engine.WasmEngine.get()
+
+
 def check_time_limit(time_limit: float | None) -> float | None:
     """``time_limit`` as a float (or None); TypeError or ValueError naming it if it is not one."""
     if time_limit is None:
