@@ -6,11 +6,13 @@ The worker dies at a turn the test picks (``MVACTORS_CRASH_AT=after-turn:K``), n
 
 from __future__ import annotations
 
-from collections import Counter
+import os
+import random
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 import redis
 
@@ -32,21 +34,39 @@ def actor_snapshot(snapshot: Callable[[str], bytes]) -> bytes:
     return snapshot("cluster_actor")
 
 
-async def send_workload(client: Client, actor_id: str, messages: int) -> tuple[int, list[str], int]:
+def workload(messages: int) -> tuple[list[tuple[Any, ...]], int, list[str], int]:
     """Adds from one sender with an order (a journaled charge, then a sleep every other time) after
-    every third; returns (adds, order IDs, the turns all of it takes)."""
+    every third: (the messages as (message ID, export, args...), adds, order IDs, the turns they take)."""
+    sends: list[tuple[Any, ...]] = []
     adds, orders, turns = 0, [], 0
     for i in range(1, messages + 1):
         if i % 3 == 0:
             order_id, ms = f"o{i}", 30 if i % 2 else 0
-            await client.send(actor_id, 3, order_id, ms, message_id=f"order-{i}")
+            sends.append((f"order-{i}", 3, order_id, ms))
             orders.append(order_id)
             turns += 3 if ms else 2  # the message, the charge's completion, the timer
         else:
             adds += 1
-            await client.send(actor_id, 1, "s", adds, message_id=f"add-{adds}")
+            sends.append((f"add-{adds}", 1, "s", adds))
             turns += 1
+    return sends, adds, orders, turns
+
+
+async def send_workload(client: Client, actor_id: str, messages: int) -> tuple[int, list[str], int]:
+    sends, adds, orders, turns = workload(messages)
+    for message_id, export_id, *args in sends:
+        await client.send(actor_id, export_id, *args, message_id=message_id)
     return adds, orders, turns
+
+
+def charges_by_order(log: Path) -> dict[tuple[str, str], set[str]]:
+    """(actor, order) -> the idempotency keys its journaled charge ran with."""
+    charges: dict[tuple[str, str], set[str]] = {}
+    for line in log.read_text().splitlines():
+        kind, order_id, key = line.split(" ", 2)
+        if kind == "charge":
+            charges.setdefault((key.split("/")[0], order_id), set()).add(key)
+    return charges
 
 
 @pytest.mark.parametrize("crash_after_turn", [3, 11, 13, 26])
@@ -76,18 +96,12 @@ async def test_replay_after_a_crash_mid_checkpoint_is_exact(redis_url: str, acto
     assert info["turns"] == turns + 1  # not one turn more: nothing ran twice into the committed state
     assert state["problems"] == [] and state["count"] == adds and state["last"] == {"s": adds}
     assert sorted(state["done"]) == sorted(orders)
-    charges: dict[str, set[str]] = {}
-    effects: Counter[str] = Counter()
-    for line in log.read_text().splitlines():
-        kind, order_id, rest = line.split(" ", 2)
-        if kind == "charge":
-            charges.setdefault(order_id, set()).add(rest)
-        elif line.startswith("effect charged "):
-            effects[rest.split(" ")[0]] += 1
     # Each journaled charge ran for one call only (one idempotency key), whatever was replayed.
-    assert {o: len(keys) for o, keys in charges.items()} == {o: 1 for o in orders}, charges
+    charges = charges_by_order(log)
+    assert {o: len(keys) for (_, o), keys in charges.items()} == {o: 1 for o in orders}, charges
     # ... and every replay of its continuation saw the recorded receipt.
-    assert set(effects) == set(orders)
+    effects = {line.split(" ")[2] for line in log.read_text().splitlines() if line.startswith("effect charged ")}
+    assert effects == set(orders)
 
 
 async def test_a_journaled_call_runs_only_once_the_turn_that_made_it_is_committed(
@@ -116,3 +130,55 @@ async def test_a_journaled_call_runs_only_once_the_turn_that_made_it_is_committe
     # o1's message was the 4th turn, o2's the 6th (after o1's completion).
     assert [order for order, _ in seen] == ["o1", "o2"]
     assert seen[0][1] >= 4 and seen[1][1] >= 6, seen
+
+
+async def test_random_kill_9_with_checkpoint_every_5_is_exact(redis_url: str, actor_snapshot: bytes,
+                                                              tmp_path: Path) -> None:
+    seed = int(os.environ.get("MVACTORS_KILL_SEED", "0")) or random.randrange(1 << 30)
+    rng = random.Random(seed)
+    log = tmp_path / "effects.log"
+    env = {"MVACTORS_TEST_LOG": str(log)}
+    sends, adds, orders, turns = workload(150)
+    async with mvactors.connect(redis_url) as client:
+        actors = [await client.spawn(actor_snapshot, imports="counter", actor_id=f"r{i}") for i in range(3)]
+        workers = [worker(redis_url, *FLAGS, env=env) for _ in range(2)]
+        try:
+            async with anyio.create_task_group() as tg:
+                async def feed() -> None:  # one sender per actor, each send awaited before the next
+                    for n, (message_id, export_id, *args) in enumerate(sends):
+                        for actor_id in actors:
+                            await client.send(actor_id, export_id, *args, message_id=message_id)
+                        if n % 5 == 4:
+                            await anyio.sleep(0.02)  # a steady stream, not one burst (pacing load)
+
+                tg.start_soon(feed)
+                for _ in range(5):
+                    victim = rng.randrange(len(workers))
+                    workers[victim].wait_for("started")
+
+                    async def some_progress() -> bool:
+                        return sum([(await client.describe(a))["turns"] for a in actors]) > 0
+
+                    await eventually(some_progress, 30, "turns to be committed")
+                    await anyio.sleep(rng.uniform(0.05, 0.4))  # chaos: how long load runs before the kill
+                    workers[victim].kill()
+                    workers[victim] = worker(redis_url, *FLAGS, env=env)
+
+            async def finished() -> bool:
+                infos = [await client.describe(a) for a in actors]
+                assert all(i["failed"] is None for i in infos), infos
+                return all(i["turns"] >= turns for i in infos)
+
+            await eventually(finished, 90, "every message, completion and timer to be committed")
+            for actor_id in actors:
+                state = await client.call(actor_id, 2, timeout=30)
+                assert state["problems"] == [] and state["count"] == adds and state["last"] == {"s": adds}, state
+                assert sorted(state["done"]) == sorted(orders), (actor_id, state["done"])
+                assert (await client.describe(actor_id))["turns"] == turns + 1, actor_id
+            assert not any("non-determinism" in w.output() for w in workers)
+        finally:
+            for p in workers:
+                p.kill()
+    charges = charges_by_order(log)
+    assert {k: len(keys) for k, keys in charges.items()} == {(a, o): 1 for a in actors for o in orders}
+    print(f"seed {seed}")
