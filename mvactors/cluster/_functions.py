@@ -27,7 +27,7 @@ Per partition:
 
 from __future__ import annotations
 
-VERSION = 8
+VERSION = 9
 
 LIBRARY = r"""#!lua name=mvactors
 -- mvactors cluster functions
@@ -156,7 +156,7 @@ end
 local function commit_one(a, l, m, j, c, work, ready, worker, e, reply_keys)
   local actor, epoch, prev, turns, pos = e[1], e[2], e[3], e[4], e[5]
   local rel, due, next_token, pending_tokens, settling = e[6], e[7], e[8], e[9], e[10]
-  local f = redis.call('HMGET', a, 'e', 't', 'p')
+  local f = redis.call('HMGET', a, 'e', 't', 'p', 'f', 's')
   if not f[1] then return 'UNKNOWN' end
   if f[1] ~= epoch then return 'FENCED ' .. f[1] end
   local ours = redis.call('GET', l) == worker .. ':' .. epoch
@@ -169,11 +169,11 @@ local function commit_one(a, l, m, j, c, work, ready, worker, e, reply_keys)
   redis.call('SET', c, e[11])
   if settling ~= '' then
     redis.call('HSET', a, 't', turns, 'p', pos, 's', settling)
-    redis.call('HDEL', a, 'f')
   else
     redis.call('HSET', a, 't', turns, 'p', pos)
-    redis.call('HDEL', a, 'f', 's')
+    if f[5] then redis.call('HDEL', a, 's') end
   end
+  if f[4] then redis.call('HDEL', a, 'f') end  -- (each write costs Redis an AOF entry: only those needed)
   if pos ~= '0-0' then redis.call('XTRIM', m, 'MINID', after(pos)) end
   if redis.call('EXISTS', j) == 1 then
     local pending = {}
