@@ -47,9 +47,9 @@ async def test_a_completion_that_runs_while_the_actor_is_adopted_is_committed_an
             return (await client.describe(actor_id))["mailbox"] == 1
 
         await eventually(sent, 30, "the call to be in the mailbox")
-        crashing = worker(redis_url, "--lease-ms", "600", env={"MVACTORS_CRASH_AT": "after-journal"})
-        # charged and journaled, not delivered
-        assert await anyio.to_thread.run_sync(crashing.wait, 30) == CRASH_EXIT_CODE, crashing.output()
+        with worker(redis_url, "--lease-ms", "600", env={"MVACTORS_CRASH_AT": "after-journal"}) as crashing:
+            # charged and journaled, not delivered
+            assert await anyio.to_thread.run_sync(crashing.wait, 30) == CRASH_EXIT_CODE, crashing.output()
         assert (await client.describe(actor_id))["turns"] == 1
 
         async with mvactors.Worker(redis_url, IMPORTS) as taker:

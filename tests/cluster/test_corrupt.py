@@ -79,8 +79,8 @@ async def test_a_corrupt_journal_entry_fails_that_actor_not_the_worker(
         healthy = await client.spawn(actor_snapshot, imports="counter", actor_id="healthy")
         await client.send(broken, 3, "o1", 0)
         # The charge ran and is journaled, the guest has not seen it: the record awaits it.
-        crashing = worker(redis_url, "--lease-ms", "400", env={"MVACTORS_CRASH_AT": "after-journal"})
-        assert await anyio.to_thread.run_sync(crashing.wait, 30) == CRASH_EXIT_CODE, crashing.output()
+        with worker(redis_url, "--lease-ms", "400", env={"MVACTORS_CRASH_AT": "after-journal"}) as crashing:
+            assert await anyio.to_thread.run_sync(crashing.wait, 30) == CRASH_EXIT_CODE, crashing.output()
         await client.redis.hset(ActorKeys.of(broken).journal, "1", b"\xc1 garbage")
         async with mvactors.Worker(redis_url, IMPORTS) as taker:
             async def failed() -> str | None:

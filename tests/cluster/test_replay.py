@@ -78,8 +78,8 @@ async def test_replay_after_a_crash_mid_checkpoint_is_exact(redis_url: str, acto
         actor_id = await client.spawn(actor_snapshot, imports="counter", actor_id="replayed")
         # All mail is there before the first worker starts: it runs in checkpoint-sized batches.
         adds, orders, turns = await send_workload(client, actor_id, 30)
-        crashing = worker(redis_url, *FLAGS, env={**env, "MVACTORS_CRASH_AT": f"after-turn:{crash_after_turn}"})
-        assert crashing.wait(30) == CRASH_EXIT_CODE, crashing.output()
+        with worker(redis_url, *FLAGS, env={**env, "MVACTORS_CRASH_AT": f"after-turn:{crash_after_turn}"}) as crashing:
+            assert crashing.wait(30) == CRASH_EXIT_CODE, crashing.output()
         turns_at_crash = (await client.describe(actor_id))["turns"]
         assert turns_at_crash <= crash_after_turn
         with worker(redis_url, *FLAGS, env=env) as taker:
