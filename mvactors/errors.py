@@ -126,6 +126,14 @@ class TimeLimitExceeded(VMUnusable):
     """
 
 
+class EngineExhausted(MicroviumError):
+    """No further VM fits in this process: each live VM holds kernel memory mappings.
+
+    A property of the process, not of the snapshot: close or hibernate idle VMs
+    (a service stops taking new ones) rather than treating the snapshot as bad.
+    """
+
+
 class HostFunctionError(MicroviumError):
     """A host (import) function raised; the original exception is ``__cause__``."""
 

@@ -24,7 +24,7 @@ import anyio
 import anyio.abc
 
 from ..actors import Actor, ActorRecord, GasPolicy, Reply, Runtime, TurnOutcome
-from ..errors import ActorError, GuestError
+from ..errors import ActorError, EngineExhausted, GuestError
 from ..imports import AsyncCall, Journaled
 from ..vm import load_engine
 from .client import REPLY_FAILED, REPLY_GUEST_ERROR, REPLY_OK, REPLY_UNSENDABLE, decode_gas
@@ -435,6 +435,13 @@ class Worker:
             if owned.replies or owned.uncommitted:
                 self._dirty.add(owned)
                 self._commit_wake.set()
+        except EngineExhausted as exc:
+            # This process holds as many VMs as the kernel allows: the actor is sound and
+            # this worker is full.  Its lease lapses and a worker with room takes it.
+            self._drop(owned, str(exc))
+            self.max_actors = max(1, len(self._owned))
+            log.warning("worker %s now holds at most %d actors", self.worker_id, self.max_actors)
+            return
         except Exception as exc:
             self._owned.pop(actor_id, None)
             owned.gone = True

@@ -6,7 +6,7 @@ so the process keeps as many as were ever live at once and reuses them.
 
 from __future__ import annotations
 
-from ..errors import MicroviumError
+from ..errors import EngineExhausted
 from . import _wasm
 
 # Idle instances of the engine with the hard stop ([True]) and without it ([False]).
@@ -32,7 +32,7 @@ def take(stoppable: bool = True) -> _wasm.Instance:
     except _wasm.EngineMissing:
         raise
     except Exception as exc:  # wasmtime reports exhaustion as a generic error
-        raise MicroviumError(
+        raise EngineExhausted(
             f"cannot create another WebAssembly instance ({exc}); each live VM needs two memory mappings "
             "and the kernel allows vm.max_map_count in total (about 32,000 VMs by default): close or "
             "hibernate idle VMs, or raise the limit", "MVM_E_MALLOC_FAIL") from exc
