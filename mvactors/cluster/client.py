@@ -11,6 +11,7 @@ from typing import Any
 from ..actors import GasPolicy
 from ..errors import GuestError
 from ..vm import SnapshotLike
+from ..vm.snapshot import check_size, snapshot_bytes
 from .errors import ActorExistsInRedis, ActorFailedInRedis, ActorNotFound
 from .store import HINT_FREE, ActorKeys, Redis, guarded, hint_key, load_functions, open_redis, pack, text, unpack
 
@@ -31,12 +32,6 @@ def decode_gas(data: bytes) -> GasPolicy | None:
         return None
     per_turn, quota, refill = unpack(data)
     return GasPolicy(per_turn=per_turn, quota=quota, refill_per_second=refill)
-
-
-def snapshot_bytes(snapshot: SnapshotLike) -> bytes:
-    if isinstance(snapshot, (bytes, bytearray, memoryview)):
-        return bytes(snapshot)
-    raise TypeError(f"spawn() takes a snapshot as bytes, not {type(snapshot).__name__}")
 
 
 class Client:
@@ -83,6 +78,8 @@ class Client:
                     gas: GasPolicy | None = None) -> str:
         """Store a new actor (no guest code runs until its first message); returns its ID.
 
+        ``snapshot`` is anything :meth:`VM.restore` takes: bytes, or a snapshot file's path.
+
         ``imports`` names an import table every worker has (``None``: no imports).
         An ``actor_id`` that is already stored raises ActorExistsInRedis.
         """
@@ -92,9 +89,10 @@ class Client:
             actor_id = uuid.uuid4().hex
         elif not isinstance(actor_id, str) or not actor_id:
             raise TypeError("actor_id must be a non-empty str")
+        data = snapshot_bytes(snapshot)  # what VM.restore takes: bytes, ints or a file's path
+        check_size(data)  # the rest is checked by the worker's restore, which fails the actor saying why
         keys = ActorKeys.of(actor_id)
-        result = await self._fcall("mva_spawn", [keys.state, keys.record],
-                                   [snapshot_bytes(snapshot), imports or "", encode_gas(gas)])
+        result = await self._fcall("mva_spawn", [keys.state, keys.record], [data, imports or "", encode_gas(gas)])
         if text(result[0]) == "EXISTS":
             raise ActorExistsInRedis(f"an actor with ID {actor_id!r} already exists")
         return actor_id

@@ -117,3 +117,19 @@ async def test_an_actor_dropped_while_it_is_being_adopted_leaves_no_copy_behind(
         assert dropped == [actor_id]
         info = await client.describe(actor_id)
         assert info["failed"] is None and info["turns"] == 1
+
+
+async def test_spawn_takes_a_snapshot_path_and_refuses_what_is_no_snapshot(
+        redis_url: str, actor_snapshot: bytes, tmp_path: Path) -> None:
+    path = tmp_path / "actor.mvm-bc"
+    path.write_bytes(actor_snapshot)
+    async with mvactors.connect(redis_url) as client:
+        actor_id = await client.spawn(path, imports="counter")
+        async with mvactors.Worker(redis_url, IMPORTS):
+            assert await client.call(actor_id, 1, "s1", 1, timeout=30) is not None
+        with pytest.raises(mvactors.MicroviumError, match="truncated"):
+            await client.spawn(b"\x07\x00", imports="counter")
+        with pytest.raises(FileNotFoundError):
+            await client.spawn(tmp_path / "missing.mvm-bc")
+        with pytest.raises(TypeError, match="snapshot must be"):
+            await client.spawn(3.5)  # type: ignore[arg-type]
