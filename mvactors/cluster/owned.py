@@ -8,7 +8,7 @@ from typing import Any
 
 import anyio
 
-from ..actors import Actor, Reply
+from ..actors import Actor, PendingCall, Reply
 from .store import ActorKeys
 
 
@@ -66,6 +66,12 @@ class Owned:
     def gone(self, value: bool) -> None:
         self._gone = value
         self._wake_waiters()
+
+    def at_rest_with(self, pending: tuple[PendingCall, ...]) -> None:
+        """Note what the record now in Redis awaits: a host call, and the earliest sleep."""
+        self.awaiting_host = any(p.due is None for p in pending)
+        dues = [p.due for p in pending if p.due is not None]
+        self.next_due = min(dues) if dues else None
 
     def committed(self, next_token: int) -> None:
         """A commit landed whose record had allocated the async-call tokens below ``next_token``."""

@@ -448,9 +448,7 @@ class Worker:
             log.error("worker %s: actor %s cannot run here and fails: %s", self.worker_id, actor_id, exc)
             await self._fail_in_redis(owned, f"{type(exc).__name__}: {exc}")
             return
-        owned.awaiting_host = any(p.due is None for p in record.pending)
-        dues = [p.due for p in record.pending if p.due is not None]
-        owned.next_due = min(dues) if dues else None
+        owned.at_rest_with(record.pending)
         self._feed(owned)
 
     def _claim_replies(self, owned: Owned, actor: Actor, settling: str) -> None:
@@ -468,9 +466,7 @@ class Worker:
         self._want_fetch.clear()
         if not batch:
             return
-        by_partition: dict[str, list[Owned]] = {}
-        for owned in batch:
-            by_partition.setdefault(owned.keys.tag, []).append(owned)
+        by_partition = _by_partition(batch)
         pipe = self.redis.pipeline(transaction=False)
         for members in by_partition.values():
             pipe.fcall("mva_fetch", *fetch_args([(o.keys.mailbox, o.read_pos) for o in members], _FETCH_COUNT))
@@ -572,9 +568,7 @@ class Worker:
                 self.stats["committed_turns"] += turns - owned.committed_turns
                 owned.committed_turns, owned.committed_pos = turns, pos
                 owned.committed(record.next_token)
-                owned.awaiting_host = any(p.due is None for p in record.pending)
-                dues = [p.due for p in record.pending if p.due is not None]
-                owned.next_due = min(dues) if dues else None
+                owned.at_rest_with(record.pending)
                 if release:
                     # Only an actor with work left needs a new owner now; a hint for an idle one
                     # would have this worker (or another) adopt it again at once, then release it.
@@ -647,9 +641,7 @@ class Worker:
             batch = [o for o in self._owned.values() if not o.gone]
             if not batch:
                 continue
-            groups: dict[str, list[Owned]] = {}
-            for owned in batch:
-                groups.setdefault(owned.keys.tag, []).append(owned)
+            groups = _by_partition(batch)
             sent = time.monotonic()
             pipe = self.redis.pipeline(transaction=False)
             for members in groups.values():  # one call per partition
@@ -814,6 +806,14 @@ class Worker:
             return bytes(result[1])
         self._drop(owned, f"its journal write was refused ({status})")
         return None
+
+
+def _by_partition(batch: list[Owned]) -> dict[str, list[Owned]]:
+    """``batch`` grouped by the partition (hash tag) its keys live in: one server-side call per group."""
+    groups: dict[str, list[Owned]] = {}
+    for owned in batch:
+        groups.setdefault(owned.keys.tag, []).append(owned)
+    return groups
 
 
 def _settling_refs(owned: Owned, actor: Actor) -> str:
