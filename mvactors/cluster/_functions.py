@@ -1,6 +1,6 @@
 """The Redis Functions library behind the cluster: every write an actor's state sees.
 
-All keys of one call share one hash tag (the actor's partition, see keys.py), every key
+All keys of one call share one hash tag (the actor's partition, see store.py), every key
 is declared, and every function checks everything before its first write (scripts have
 no rollback).  Each write is safe to repeat: redis-py re-sends a command after a
 connection error, so a repeated commit, send, acquire or journal entry is recognised

@@ -170,8 +170,8 @@ DEFAULT_TIME_LIMIT = 5.0
 """Seconds one entry into the engine may run before the hard stop ends it (``VM.restore(time_limit=)``)."""
 
 _DEADLINE_CB = ffi._wasmtime_store_epoch_deadline_callback.argtypes[1]
-_CALL_MARK = "__mvactors_hard_stop_call__"
 _DEADLINE_FINALIZER = ffi._wasmtime_store_epoch_deadline_callback.argtypes[3]
+_CALL_MARK = "__mvactors_hard_stop_call__"  # the f_locals key that numbers the call a tick saw (see _HardStop)
 
 
 def _limit_holder(frame: Any) -> Any:
