@@ -10,7 +10,7 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 # Loaded only by pytest, through the pytest11 entry point.
 PYTEST_ONLY = {ROOT / "mvactors" / "testing" / "pytest_plugin.py"}

@@ -11,7 +11,7 @@ import pytest
 
 from mvactors.cli import main
 
-HELLO = Path(__file__).resolve().parent.parent / "examples" / "hello" / "hello.js"
+HELLO = Path(__file__).resolve().parents[2] / "examples" / "hello" / "hello.js"
 
 
 def test_compile_info_call_and_save_round_trip(tmp_path, capsys):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "mvactors"
+PACKAGE = Path(__file__).resolve().parents[2] / "mvactors"
 
 FLOORS = {"ground": 0, "vm": 1, "actors": 2, "store": 2, "cluster": 3, "top": 4}
 TESTING_MAY_IMPORT = {"mvactors.vm._native"}  # the native reference driver, re-exported by testing/

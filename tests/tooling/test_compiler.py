@@ -11,8 +11,8 @@ import pytest
 import mvactors
 from mvactors import compiler
 
-ENGINE = Path(__file__).resolve().parent.parent / "engine"
-GUEST = Path(__file__).resolve().parent / "guest"
+ENGINE = Path(__file__).resolve().parents[2] / "engine"
+GUEST = Path(__file__).resolve().parents[1] / "guest"
 
 
 def test_a_str_path_that_does_not_exist_is_not_compiled_as_source(tmp_path):

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.skipif(
     reason="native reference engine mvactors/_engine/libmvx_native.so is not built (python engine/build.py)",
 )
 
-GUEST = Path(__file__).parent / "guest"
+GUEST = Path(__file__).resolve().parents[1] / "guest"
 
 Call = tuple[Any, ...]  # (export id, *args)
 
@@ -276,7 +276,7 @@ def test_snapshot_of_a_full_heap(snapshots: dict[str, bytes]) -> None:
 
 _GC_OVERFLOW_SCRIPT = """
 import sys
-sys.path.insert(0, {tests!r})
+sys.path[:0] = [{here!r}, {tests!r}]
 import mvactors
 from test_native_fidelity import GUEST, Echo, {side}, objects_with_gc_plan
 vm = {side}(mvactors.compile(str(GUEST / "fidelity_objects.js")), Echo())
@@ -293,7 +293,8 @@ print("done")
 @pytest.mark.parametrize("side", ["Native", "Wasm"])
 def test_gc_compacting_extended_object(side: str) -> None:
     # In a subprocess with a timeout: the failure is an abort or a hang inside the engine.
-    script = _GC_OVERFLOW_SCRIPT.format(tests=str(Path(__file__).parent), side=side)
+    here = Path(__file__).resolve().parent
+    script = _GC_OVERFLOW_SCRIPT.format(here=str(here), tests=str(here.parent), side=side)
     try:
         proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=10)
     except subprocess.TimeoutExpired:

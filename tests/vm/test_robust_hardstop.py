@@ -99,7 +99,7 @@ def test_a_call_the_hard_stop_watched_keeps_nothing_alive_after_it_returns(compi
     # The stop used to know a call by its Python frame, and kept that frame (with its callers'
     # frames and their locals, here the arguments) after the call returned: a proxy the caller
     # dropped stayed alive, so its guest object survived run_gc() (test_run_gc_reclaims_garbage in
-    # tests/test_debug_and_memory.py failed now and then).
+    # tests/vm/test_debug_and_memory.py failed now and then).
     hard_stop = _wasm.WasmEngine.get().hard_stop
     assert hard_stop is not None
     with mvactors.VM.restore(compile_js(LOOP_JS), {1: lambda i: i}) as vm:

@@ -17,7 +17,7 @@ import pytest
 from mvactors import errors
 from mvactors.vm import _abi, _wasm
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 GLUE = (ROOT / "engine" / "src" / "glue.c").read_text(encoding="utf-8")
 MICROVIUM_H = ROOT / "engine" / "node_modules" / "microvium" / "dist-c" / "microvium.h"
 
