@@ -47,3 +47,18 @@ class NonDeterminism(ClusterError):
     """A replay asked for a different journaled host call than the one recorded at that position."""
 
     default_code = "MVA_NON_DETERMINISM"
+
+
+class EvictionPolicyRefused(ClusterError):
+    """Redis may evict keys (``maxmemory-policy`` is not ``noeviction``), which would lose actors."""
+
+    default_code = "MVA_EVICTION_POLICY"
+
+    def __init__(self, node: str, policy: str) -> None:
+        super().__init__(
+            f"Redis {node} has maxmemory-policy {policy!r}: under memory pressure it would silently delete "
+            "actor records, mailboxes, leases and dedupe sets, losing actors and applying messages twice. "
+            "Set it to noeviction: `CONFIG SET maxmemory-policy noeviction` (and `maxmemory-policy noeviction` "
+            "in redis.conf so it survives a restart)")
+        self.node = node
+        self.policy = policy

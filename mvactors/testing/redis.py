@@ -6,7 +6,8 @@
 Each server runs in its own temporary directory with the append-only file on and
 fsynced on every write (``appendfsync always``), so a ``kill -9`` of the server loses
 nothing it acknowledged, and :meth:`RedisServer.restart` brings it back from that file.
-:func:`redis_cluster` starts a Redis Cluster of several masters (no replicas).
+:func:`redis_cluster` starts a Redis Cluster of several masters, each with ``replicas``
+replicas.  Every server refuses to evict (``maxmemory-policy noeviction``), as mvactors requires.
 """
 
 from __future__ import annotations
@@ -89,8 +90,13 @@ class RedisServer:
     """
 
     def __init__(self, *, cluster: bool = False, directory: str | Path | None = None,
-                 extra: tuple[str, ...] = ()) -> None:
+                 extra: tuple[str, ...] = (), node_timeout_ms: int = 5000, replica_of: int | None = None,
+                 maxmemory: str | None = None, maxmemory_policy: str = "noeviction") -> None:
         self.cluster = cluster
+        self.node_timeout_ms = node_timeout_ms
+        self.replica_of = replica_of
+        self.maxmemory = maxmemory
+        self.maxmemory_policy = maxmemory_policy
         self.port = free_port(cluster)
         self._own_dir = directory is None
         self.dir = Path(directory) if directory is not None else Path(tempfile.mkdtemp(prefix="mvactors-redis-"))
@@ -105,10 +111,14 @@ class RedisServer:
         argv = [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
                 "--dir", str(self.dir), "--appendonly", "yes", "--appendfsync", "always",
                 "--save", "", "--daemonize", "no", "--protected-mode", "no",
-                "--logfile", str(self.dir / "redis.log")]
+                "--logfile", str(self.dir / "redis.log"), "--maxmemory-policy", self.maxmemory_policy]
+        if self.maxmemory is not None:
+            argv += ["--maxmemory", self.maxmemory]
+        if self.replica_of is not None:
+            argv += ["--replicaof", "127.0.0.1", str(self.replica_of)]
         if self.cluster:
             argv += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                     "--cluster-node-timeout", "5000"]
+                     "--cluster-node-timeout", str(self.node_timeout_ms)]
         return argv + list(self.extra)
 
     def start(self) -> RedisServer:
@@ -174,13 +184,25 @@ class RedisServer:
 
 
 class RedisCluster:
-    """``masters`` cluster-enabled servers joined into one Redis Cluster (slots split evenly)."""
+    """``masters`` cluster-enabled servers joined into one Redis Cluster (slots split evenly).
 
-    def __init__(self, masters: int = 3) -> None:
+    With ``replicas`` each master gets that many replicas (AOF on, ``appendfsync always`` like
+    every node), and ``node_timeout_ms`` sets ``cluster-node-timeout``: how long a master may
+    be silent before its replica is promoted (Redis's default is 15 s; 5 s here, ~2 s for
+    failover tests).  ``extra`` adds redis-server arguments to every node.
+    """
+
+    def __init__(self, masters: int = 3, replicas: int = 0, *, node_timeout_ms: int = 5000,
+                 extra: tuple[str, ...] = ()) -> None:
         if masters < 3:
             raise ValueError("a Redis Cluster needs at least 3 masters")
+        if replicas < 0:
+            raise ValueError(f"replicas must be 0 or more, not {replicas}")
+        self.masters = masters
+        self.replicas = replicas
         self.root = Path(tempfile.mkdtemp(prefix="mvactors-redis-cluster-"))
-        self.nodes = [RedisServer(cluster=True, directory=self.root / f"node{i}") for i in range(masters)]
+        self.nodes = [RedisServer(cluster=True, directory=self.root / f"node{i}", node_timeout_ms=node_timeout_ms,
+                                  extra=extra) for i in range(masters * (1 + replicas))]
 
     @property
     def url(self) -> str:
@@ -194,24 +216,47 @@ class RedisCluster:
         if cli is None:
             raise RedisUnavailable("redis-cli is not on PATH; run `./dev setup` (it installs redis-tools)")
         addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
-        done = subprocess.run([cli, "--cluster", "create", *addresses, "--cluster-replicas", "0",
+        done = subprocess.run([cli, "--cluster", "create", *addresses, "--cluster-replicas", str(self.replicas),
                                "--cluster-yes"], capture_output=True, text=True, timeout=60, check=False)
         if done.returncode != 0:
             raise RedisUnavailable(f"redis-cli --cluster create failed: {done.stdout}{done.stderr}")
         # Gossip converges in 1-2 s on an idle machine; a loaded CI box has taken over 20.
         deadline = time.monotonic() + 3 * _START_TIMEOUT
-        wanted = ("cluster_state:ok", f"cluster_known_nodes:{len(self.nodes)}", f"cluster_size:{len(self.nodes)}")
+        wanted = ("cluster_state:ok", f"cluster_known_nodes:{len(self.nodes)}", f"cluster_size:{self.masters}")
         missing: list[str] = []
         while time.monotonic() < deadline:
             # ok alone is not enough: a node can report it before it knows every master
             # (a client asking it then saw 2 primaries of 3).
             missing = [f"{node.port}: {fact}" for node in self.nodes
                        for info in [_command(node.port, "CLUSTER", "INFO")] for fact in wanted if fact not in info]
+            # A replica that has not finished its first sync would lose what it is sent meanwhile.
+            missing += [f"{node.port}: master_link_status:up" for node in self.nodes
+                        if "role:slave" in (info := _command(node.port, "INFO", "replication"))
+                        and "master_link_status:up" not in info]
             if not missing:
                 return self
             time.sleep(0.05)  # gossip converges on its own schedule; nothing to wait on
         raise RedisUnavailable(f"the Redis Cluster did not converge in {3 * _START_TIMEOUT:g} s; "
                                f"still missing: {', '.join(missing)}")
+
+    def role(self, node: RedisServer) -> str:
+        """``"master"`` or ``"slave"``, as the node itself says now (failovers change it)."""
+        return _command(node.port, "ROLE").split("\n", 1)[0].strip()
+
+    def primaries(self) -> list[RedisServer]:
+        """The nodes that are masters now."""
+        return [node for node in self.nodes if node.process is not None and self.role(node) == "master"]
+
+    def replicas_of(self, master: RedisServer) -> list[RedisServer]:
+        """The nodes replicating ``master`` now."""
+        found = []
+        for node in self.nodes:
+            if node is master or node.process is None:
+                continue
+            info = _command(node.port, "INFO", "replication")
+            if "role:slave" in info.splitlines() and f"master_port:{master.port}" in info.splitlines():
+                found.append(node)
+        return found
 
     def close(self) -> None:
         """Stop every node and delete their files."""
@@ -252,18 +297,23 @@ class _UrlContext:
         await anyio.to_thread.run_sync(self.server.close)
 
 
-def redis_server() -> _UrlContext:
+def redis_server(*, maxmemory: str | None = None, maxmemory_policy: str = "noeviction") -> _UrlContext:
     """Start a private ``redis-server`` (AOF on, ``appendfsync always``); yields ``redis://...`` URL.
 
     Works as ``with`` and ``async with``; the server and its files are gone afterwards.
-    Use :class:`RedisServer` directly to kill and restart it.
+    ``maxmemory`` (``"2mb"``) caps its memory; ``maxmemory_policy`` other than the default
+    ``noeviction`` is for testing that mvactors refuses it.  Use :class:`RedisServer`
+    directly to kill and restart it.
     """
-    return _UrlContext(RedisServer())
+    return _UrlContext(RedisServer(maxmemory=maxmemory, maxmemory_policy=maxmemory_policy))
 
 
-def redis_cluster(masters: int = 3) -> _UrlContext:
-    """Start a private Redis Cluster of ``masters`` nodes; yields its ``redis+cluster://...`` URL."""
-    return _UrlContext(RedisCluster(masters))
+def redis_cluster(masters: int = 3, replicas: int = 0, *, node_timeout_ms: int = 5000) -> _UrlContext:
+    """Start a private Redis Cluster of ``masters`` masters with ``replicas`` replicas each.
+
+    Yields its ``redis+cluster://...`` URL; see :class:`RedisCluster` for ``node_timeout_ms``.
+    """
+    return _UrlContext(RedisCluster(masters, replicas, node_timeout_ms=node_timeout_ms))
 
 
 __all__ = ["RedisCluster", "RedisServer", "RedisUnavailable", "free_port", "redis_cluster", "redis_server",

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import redis
 import redis.asyncio
 import redis.cluster
 
-from mvactors.testing import RedisServer, redis_cluster, redis_server
+from mvactors.testing import RedisCluster, RedisServer, redis_cluster, redis_server
 
 
 def test_sync_server_yields_a_working_url_and_stops() -> None:
@@ -50,3 +52,36 @@ def test_cluster_of_three_masters() -> None:
             client.set(f"key{i}", i)
         assert [int(client.get(f"key{i}")) for i in range(30)] == list(range(30))
         client.close()
+
+
+def test_cluster_with_replicas_fails_over_to_a_replica_that_has_every_write() -> None:
+    with RedisCluster(3, replicas=1, node_timeout_ms=1000) as cluster:
+        primaries = cluster.primaries()
+        assert len(primaries) == 3 and all(len(cluster.replicas_of(m)) == 1 for m in primaries)
+        client = redis.cluster.RedisCluster.from_url(cluster.url.replace("redis+cluster://", "redis://"))
+        victim = primaries[0]
+        [heir] = cluster.replicas_of(victim)
+        mine = [k for k in (f"key{i}" for i in range(200))
+                if client.get_node_from_key(k).port == victim.port]
+        direct = redis.Redis(port=victim.port)
+        for i, key in enumerate(mine):
+            direct.set(key, i)
+        assert direct.wait(1, 5000) == 1  # this connection's writes reached the replica
+        direct.close()
+        victim.kill()
+        deadline = time.monotonic() + 30
+        while cluster.role(heir) != "master":
+            assert time.monotonic() < deadline, "the replica was not promoted within 30 s"
+            time.sleep(0.05)  # promotion is decided by gossip; there is nothing to wait on
+        promoted = redis.Redis(port=heir.port)
+        assert [int(promoted.get(k)) for k in mine] == list(range(len(mine)))
+        promoted.close()
+        client.close()
+
+
+def test_servers_refuse_to_evict_unless_told_otherwise() -> None:
+    with redis_server() as url:
+        assert redis.Redis.from_url(url).config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
+    with redis_server(maxmemory="2mb", maxmemory_policy="allkeys-lru") as url:
+        settings = redis.Redis.from_url(url).config_get("maxmemory*")
+        assert settings["maxmemory-policy"] == "allkeys-lru" and settings["maxmemory"] == str(2 * 1024 * 1024)
