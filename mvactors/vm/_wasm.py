@@ -252,8 +252,13 @@ class _HardStop:
             self.seen = self.ticks
             if idle or current is not self.watch:  # an entry since the last tick wrote over the mark
                 self.call += 1
-                instance = current.instance if isinstance(current, Watch) else current
-                self.watch = entry.current = Watch(instance)
+                if current is None:
+                    # Wasm entered without naming its instance (instantiation, bench/vm.py's noop
+                    # floor): nothing to mark, so it counts until wasm idles, under the default limit.
+                    self.watch = None
+                else:
+                    instance = current.instance if isinstance(current, Watch) else current
+                    self.watch = entry.current = Watch(instance)
                 self.ran, self.last = 0.0, now
                 return 0
             # Time between two ticks counts up to two ticks' worth: longer means the
@@ -265,7 +270,7 @@ class _HardStop:
             limit = DEFAULT_TIME_LIMIT if inst is None else inst.time_limit
             if limit is None or self.ran < limit:
                 return 0
-            self.watch = None  # should that instance's caller enter the engine again, it starts afresh
+            self.watch = Watch(None)  # a mark no entry holds: whatever runs next starts afresh
             if inst is not None:
                 inst.stopped_after = limit
             message = f"the hard stop ended a call that ran longer than its time limit of {limit:g} s"
