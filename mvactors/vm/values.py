@@ -42,6 +42,8 @@ class _Null:
 
 
 null = _Null()
+NullType = _Null
+"""The type of :data:`null` (for annotations and type checks)."""
 
 
 class GuestHeap(Protocol):
@@ -289,6 +291,21 @@ class GuestBytes(GuestRef):
         self._heap.write_bytes(self._slot, bytes([value]), _in_range(index, len(self), "Uint8Array"))
 
 
+def slot_of(ref: GuestRef) -> int:
+    """The handle slot ``ref`` holds in its heap (for the heap's own code: the VM's)."""
+    return ref._slot
+
+
+def heap_of(ref: GuestRef) -> GuestHeap:
+    """The heap ``ref`` lives in."""
+    return ref._heap
+
+
+def observe(promise: GuestPromise) -> None:
+    """Mark ``promise`` as watched by someone: dropping it unawaited does not warn."""
+    promise._observed = True
+
+
 class GuestPromise(GuestRef):
     """A guest promise; ``await`` it for the settled value (rejection raises GuestError).
 
@@ -329,5 +346,9 @@ __all__ = [
     "GuestObject",
     "GuestPromise",
     "GuestRef",
+    "NullType",
+    "heap_of",
     "null",
+    "observe",
+    "slot_of",
 ]
