@@ -38,7 +38,7 @@ from ._abi import (
     PromiseState,
 )
 from ._marshal import Marshal
-from .values import GuestPromise, heap_of, observe, slot_of
+from .values import GuestPromise, observe, slot_in, slot_of
 
 ImportMap = Mapping[int, Callable[..., Any]]
 """Import ID (0..0xFFFF) -> host function."""
@@ -300,10 +300,11 @@ class HostSide(Marshal):
 
         ``state`` is ``"pending"`` (value None), ``"fulfilled"`` or ``"rejected"``.
         """
-        if heap_of(promise) is not self:
+        slot = slot_in(promise, self)
+        if slot < 0:
             raise TypeError("the promise belongs to another VM")
         observe(promise)
-        state = self._live().promise_state(self._slot_value(slot_of(promise)))
+        state = self._live().promise_state(self._slot_value(slot))
         if state in (PromiseState.FULFILLED, PromiseState.REJECTED):
             return PROMISE_STATE_NAMES[state], self._result_value()
         return PROMISE_STATE_NAMES[PromiseState.PENDING], None

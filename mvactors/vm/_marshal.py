@@ -51,8 +51,8 @@ from .values import (
     GuestObject,
     GuestPromise,
     GuestRef,
-    heap_of,
     null,
+    slot_in,
     slot_of,
 )
 
@@ -180,11 +180,12 @@ class Marshal(VMState):
         if obj is null:
             return NULL
         if isinstance(obj, GuestRef):
-            if heap_of(obj) is not self:
+            slot = slot_in(obj, self)
+            if slot < 0:
                 raise TypeError("a guest value from another VM cannot be passed to this VM; use to_python() to copy it")
             if self._inst is None:
                 self._live()
-            return self._slot_value(slot_of(obj))
+            return self._slot_value(slot)
         if isinstance(obj, (list, tuple)):
             if not self._converting:
                 self._check_room(obj)

@@ -18,7 +18,7 @@ from . import _pool, _wasm
 from ._abi import PAGE_SIZE, SNAPSHOT_HEAP_AT, UNDEFINED
 from ._host import HostSide, prepare_imports
 from .snapshot import load_snapshot
-from .values import GuestPromise, GuestRef, heap_of, observe, slot_of
+from .values import GuestPromise, GuestRef, observe, slot_in
 
 
 def heap_size(snapshot: bytes) -> int:
@@ -209,9 +209,9 @@ class Persistence(HostSide):
         """
         inst = self._live()
         keep = dict(keep or {})
-        for ref in keep.values():
-            if not isinstance(ref, GuestRef) or heap_of(ref) is not self:
-                raise TypeError("hibernate() keeps only guest values of this VM")
+        slots = {key: slot_in(ref, self) if isinstance(ref, GuestRef) else -1 for key, ref in keep.items()}
+        if any(slot < 0 for slot in slots.values()):
+            raise TypeError("hibernate() keeps only guest values of this VM")
         snapshot = self.create_snapshot(collect=collect)
 
         def locate(slot: int) -> int:
@@ -222,7 +222,7 @@ class Persistence(HostSide):
         return Hibernation(
             snapshot=snapshot,
             async_calls={token: locate(slot) for token, slot in self._async_ops.items()},
-            refs={key: locate(slot_of(ref)) for key, ref in keep.items()},
+            refs={key: locate(slot) for key, slot in slots.items()},
             next_token=self._next_token,
         )
 

@@ -292,13 +292,13 @@ class GuestBytes(GuestRef):
 
 
 def slot_of(ref: GuestRef) -> int:
-    """The handle slot ``ref`` holds in its heap (for the heap's own code: the VM's)."""
+    """The handle slot ``ref`` holds in its heap."""
     return ref._slot
 
 
-def heap_of(ref: GuestRef) -> GuestHeap:
-    """The heap ``ref`` lives in."""
-    return ref._heap
+def slot_in(ref: GuestRef, heap: GuestHeap) -> int:
+    """The handle slot ``ref`` holds if it lives in ``heap``, else -1 (one call where a VM takes a proxy in)."""
+    return ref._slot if ref._heap is heap else -1
 
 
 def observe(promise: GuestPromise) -> None:
@@ -347,8 +347,8 @@ __all__ = [
     "GuestPromise",
     "GuestRef",
     "NullType",
-    "heap_of",
     "null",
     "observe",
+    "slot_in",
     "slot_of",
 ]
