@@ -58,7 +58,7 @@ class VMState:
                  "async_handler")
 
     def __init__(self, instance: _engine.Instance, snapshot: bytes, imports: dict[int, Callable[..., Any]],
-                 breakpoint_hit: Callable[[int], Any] | None) -> None:
+                 breakpoint_hit: Callable[[int], Any] | None, time_limit: float | None) -> None:
         self._snapshot = snapshot
         self._imports = imports
         self._breakpoint_hit = breakpoint_hit
@@ -93,7 +93,7 @@ class VMState:
         self._this16 = layout.this_value >> 1
         self._max_args = layout.max_args
         self._slow = breakpoint_hit is not None
-        self._time_limit: float | None = _engine.DEFAULT_TIME_LIMIT
+        self._time_limit = time_limit  # the hard stop's, for this VM's instance (and any it is revived into)
         self._use_instance(instance)
 
     if TYPE_CHECKING:

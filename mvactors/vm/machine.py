@@ -99,8 +99,9 @@ class VM(Persistence):
     __slots__ = ("exports",)
 
     def __init__(self, instance: _engine.Instance, snapshot: bytes, imports: ImportMap,
-                 breakpoint_hit: Callable[[int], Any] | None) -> None:
-        super().__init__(instance, snapshot, imports if isinstance(imports, dict) else dict(imports), breakpoint_hit)
+                 breakpoint_hit: Callable[[int], Any] | None, time_limit: float | None) -> None:
+        super().__init__(instance, snapshot, imports if isinstance(imports, dict) else dict(imports), breakpoint_hit,
+                         time_limit)
         self.exports: Exports = Exports(self, self._export_cache, snapshot)
 
     # ---- construction and lifetime ----
@@ -134,28 +135,32 @@ class VM(Persistence):
         check_size(data)
         instance = _pool.take(stoppable=time_limit is not None)
         load_snapshot(instance, data, table)
+        instance.state32[instance.layout.import_count_word] = len(imports)
+        vm = cls(instance, data, imports, breakpoint_hit, time_limit)
+        vm._boot(instance)
+        return vm
+
+    def _boot(self, instance: _engine.Instance) -> None:
+        """Have the engine restore the snapshot written into ``instance``; the VM is ready after it."""
+        data = self._snapshot
         layout = instance.layout
-        state32 = instance.state32
-        state32[layout.import_count_word] = len(imports)
-        vm = cls(instance, data, imports, breakpoint_hit)
-        vm._time_limit = instance.time_limit = time_limit
         try:
-            err = instance.restore(len(data), breakpoint_hit is not None)
+            err = instance.restore(len(data), self._breakpoint_hit is not None)
         except _engine.EngineTrap as trap:
-            vm._inst = None
+            self._inst = None
             instance.close()
             error = TimeLimitExceeded if trap.time_limit is not None else VMUnusable
             raise error(f"the engine failed while restoring the snapshot: {trap}",
                         trap.fatal_code or "MVM_E_UNEXPECTED") from None
         if err:
-            vm._discard_instance()
+            self._discard_instance()
             missing = ctypes.c_int32.from_address(instance.base + layout.missing_import).value
             raise restore_error(err, data, layout.engine_version, missing)
-        vm._scratch = state32[layout.scratch_word]
-        vm._handles = state32[layout.handles_word]
-        vm._handles16 = vm._handles >> 1
-        vm._gc_heap = heap_size(data)
-        return vm
+        state32 = instance.state32
+        self._scratch = state32[layout.scratch_word]
+        self._handles = state32[layout.handles_word]
+        self._handles16 = self._handles >> 1
+        self._gc_heap = heap_size(data)
 
     @classmethod
     def wake(cls, hibernation: Hibernation, imports: ImportMap | None = None,
