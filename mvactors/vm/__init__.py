@@ -6,10 +6,11 @@ Knows nothing of actors.  The only wasmtime importer is ``_wasm``.
 * ``_wasm``: the wasmtime driver, one typed method per glue operation
 * ``_pool``: engine instances of closed VMs, for reuse
 * ``snapshot``: what may be passed as a snapshot; its header facts
-* ``machine``: ``VM``, its state, lifetime and calls
+* ``machine``: ``VM``, its lifetime and calls; assembled from one mixin per concept:
+  ``_state`` (fields, the instance's life) <- ``_marshal`` (Python <-> guest values, handle slots,
+  the proxies' heap access) <- ``_host`` (host functions, async host calls, guest promises)
+  <- ``_persist`` (snapshots, savepoints, hibernation)
 * ``_calls``: the hot-path function class; failed calls to exceptions
-* ``_marshal``: Python <-> guest values, handle slots, the proxies' heap access
-* ``_promises``, ``_host`` (host functions, async host calls), ``_persist`` (savepoints, hibernation)
 * ``values``: ``null``, the proxies and the ``GuestHeap`` protocol they use
 * ``_native``: the native reference driver (re-exported by ``mvactors.testing``)
 """

@@ -81,7 +81,7 @@ def fast_function_class(inst: _wasm.Instance) -> type[GuestFunction]:
     cached = _function_classes.get(inst.cookie)
     if cached is not None:
         return cached
-    call_raw, ctx, faddr, raw, trap_addr, i32, trap_slot = inst.raw_parts()
+    call_raw, ctx, faddr, raw, trap_addr, i32, trap_slot, entry = inst.raw_parts()
     layout = inst.layout
     mem16 = inst.mem16
     arg0 = layout.args >> 1
@@ -119,7 +119,13 @@ def fast_function_class(inst: _wasm.Instance) -> type[GuestFunction]:
         # equals, so the trap output is read only on the slow path.  The hard stop
         # ends a call with an error instead, and the slot may hold what a raw call
         # made by a host function during this one left there: that is checked here.
-        error = call_raw(ctx, faddr, raw, 1, trap_addr)
+        # The engine's entry names the instance running for the hard stop (see _wasm.Entry).
+        outer = entry.current
+        entry.current = inst
+        try:
+            error = call_raw(ctx, faddr, raw, 1, trap_addr)
+        finally:
+            entry.current = outer
         if error:
             raise vm._trapped(error)
         r = i32[0]

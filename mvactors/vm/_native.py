@@ -61,9 +61,9 @@ from ._abi import (
 from ._calls import call_error
 from ._wasm import EngineMissing, Layout, native_library_path
 from .snapshot import restore_error
-from .values import MAX_SAFE_INT, _Null, null
+from .values import MAX_SAFE_INT, NullType, null
 
-NativeValue = None | _Null | bool | int | float | str | bytes | list[Any] | dict[str, Any]
+NativeValue = None | NullType | bool | int | float | str | bytes | list[Any] | dict[str, Any]
 """What ``NativeVM.call`` returns."""
 
 HostFunction = Callable[..., Any]
@@ -284,7 +284,7 @@ class NativeVM:
         lib = self._lib
         if value is None:
             encoded = UNDEFINED
-        elif isinstance(value, _Null):
+        elif isinstance(value, NullType):
             encoded = NULL
         elif value is True:
             encoded = TRUE

@@ -42,6 +42,8 @@ class _Null:
 
 
 null = _Null()
+NullType = _Null
+"""The type of :data:`null` (for annotations and type checks)."""
 
 
 class GuestHeap(Protocol):
@@ -289,6 +291,21 @@ class GuestBytes(GuestRef):
         self._heap.write_bytes(self._slot, bytes([value]), _in_range(index, len(self), "Uint8Array"))
 
 
+def slot_of(ref: GuestRef) -> int:
+    """The handle slot ``ref`` holds in its heap."""
+    return ref._slot
+
+
+def slot_in(ref: GuestRef, heap: GuestHeap) -> int:
+    """The handle slot ``ref`` holds if it lives in ``heap``, else -1 (one call where a VM takes a proxy in)."""
+    return ref._slot if ref._heap is heap else -1
+
+
+def observe(promise: GuestPromise) -> None:
+    """Mark ``promise`` as watched by someone: dropping it unawaited does not warn."""
+    promise._observed = True
+
+
 class GuestPromise(GuestRef):
     """A guest promise; ``await`` it for the settled value (rejection raises GuestError).
 
@@ -329,5 +346,9 @@ __all__ = [
     "GuestObject",
     "GuestPromise",
     "GuestRef",
+    "NullType",
     "null",
+    "observe",
+    "slot_in",
+    "slot_of",
 ]

@@ -117,6 +117,47 @@ def test_a_call_the_hard_stop_watched_keeps_nothing_alive_after_it_returns(compi
             assert time.monotonic() < deadline, "no tick of the hard stop saw a call in 30 s"
 
 
+def test_a_nested_call_runs_under_its_own_vms_limit(compile_js):
+    # The stop knows the running instance from the engine's entry slot, set by each raw call:
+    # inside a host function of `outer` (default 5 s), `inner`'s own 0.1 s limit applies.
+    data = compile_js(LOOP_JS)
+    inner = mvactors.VM.restore(data, {1: lambda i: i}, time_limit=0.1)
+
+    def call_inner(i: int) -> int:
+        inner.exports[1]()
+        return i
+
+    with inner, mvactors.VM.restore(data, {1: call_inner}) as outer:
+        started = time.monotonic()
+        with pytest.raises(mvactors.HostFunctionError) as caught:
+            outer.exports[3](1)
+        assert isinstance(caught.value.__cause__, TimeLimitExceeded)
+        assert "time limit of 0.1 s" in str(caught.value.__cause__)
+        assert time.monotonic() - started < 4
+        assert outer.exports[2](1) == 2
+
+
+def test_after_a_nested_call_the_outer_vms_limit_applies_again(compile_js):
+    data = compile_js("const host = vmImport(1);\n"
+                      "vmExport(1, () => { host(); let i = 0; while (true) { i++; } });\n"
+                      "vmExport(2, (x) => x + 1);")
+    inner = mvactors.VM.restore(data, {1: lambda: None})  # the default 5 s limit
+    with inner, mvactors.VM.restore(data, {1: lambda: inner.exports[2](1)}, time_limit=0.2) as outer:
+        started = time.monotonic()
+        with pytest.raises(TimeLimitExceeded, match=r"time limit of 0\.2 s"):
+            outer.exports[1]()
+        assert time.monotonic() - started < 4
+        assert inner.exports[2](1) == 2
+
+
+def test_the_entry_slot_is_cleared_when_calls_return(compile_js):
+    engine = _wasm.WasmEngine.get()
+    with mvactors.VM.restore(compile_js(LOOP_JS), {1: lambda i: i}) as vm:
+        assert vm.exports[2](1) == 2
+        assert vm.exports[3](3) == 3
+        assert engine.entry.current is None
+
+
 @pytest.mark.parametrize("bad", [0, -1, float("inf"), float("nan"), "1", True])
 def test_time_limit_is_validated(compile_js, bad):
     with pytest.raises((TypeError, ValueError), match="time_limit"):
