@@ -11,7 +11,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-VM_DIR = Path(__file__).resolve().parent.parent / "mvactors" / "vm"
+VM_DIR = Path(__file__).resolve().parents[2] / "mvactors" / "vm"
 
 EXCEPTIONS: dict[str, set[str]] = {
     # The trivial call's hot path: a GuestFunction subclass whose __call__ reads its VM's flat
