@@ -250,7 +250,10 @@ local function fail(keys, args)
   local a, l, m, work, ready = keys[1], keys[2], keys[3], keys[4], keys[5]
   local epoch = redis.call('HGET', a, 'e')
   if not epoch then return {'UNKNOWN'} end
-  if epoch ~= args[3] or redis.call('GET', l) ~= args[2] .. ':' .. args[3] then return {'FENCED'} end
+  -- A lease that lapsed while the fatal turn ran (the hard stop is 5 s, a lease 2 s) still lets
+  -- its holder fail the actor: the epoch is unchanged, so nobody acquired it since.
+  local lease = redis.call('GET', l)
+  if epoch ~= args[3] or (lease and lease ~= args[2] .. ':' .. args[3]) then return {'FENCED'} end
   if args[5] ~= '' and #redis.call('XRANGE', m, '(' .. args[5], '+', 'COUNT', 1) > 0 then return {'MORE'} end
   redis.call('HSET', a, 'x', args[4])
   redis.call('HDEL', a, 'o')
