@@ -29,8 +29,9 @@ from common import cpu_model
 
 import mvactors
 from mvactors.actors import ActorRecord
-from mvactors.cluster.store import ActorKeys, CommitEntry, commit_args, load_functions, pack, stored_record, text
-from mvactors.cluster.worker import WORKERS
+from mvactors.cluster.keys import WORKERS, ActorKeys
+from mvactors.cluster.link import load_functions
+from mvactors.cluster.wire import CommitEntry, commit_args, pack, stored_record, text
 from mvactors.testing import RedisServer
 
 HERE = Path(__file__).resolve().parent
@@ -163,7 +164,7 @@ async def one_worker_turns(server: RedisServer, snapshot: bytes, n: int, per_act
         await fill(client, ids, per_actor)
         async with mvactors.Worker(server.url, IMPORTS, checkpoint_every=1) as worker:
             start, cpu, redis_cpu = time.perf_counter(), time.process_time(), process_cpu_s(server.process.pid)
-            while worker.stats["committed_turns"] < n * per_actor:
+            while worker.stats()["committed_turns"] < n * per_actor:
                 await anyio.sleep(0.005)
             turns = n * per_actor
             return {"per_s": turns / (time.perf_counter() - start),

@@ -147,7 +147,7 @@ def _cmd_call(args: argparse.Namespace) -> int:
 def _add_worker_parser(commands: Any) -> None:
     """The cluster's ``worker`` subcommand, or, without the [redis] extra, one that says how to get it."""
     try:
-        from .cluster.command import add_parser
+        from .cluster.worker_cli import add_parser
     except ModuleNotFoundError as exc:
         if (exc.name or "").partition(".")[0] != "redis":
             raise

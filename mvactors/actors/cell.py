@@ -46,7 +46,9 @@ class TurnOutcome(NamedTuple):
     complete); ``refill_at``: when a refilling quota lets it run again.
     ``woke``: the VM came back from its record for this turn.  ``error``: what a failed
     turn raised when no caller was there to receive it (a ``send()``, or an async chain
-    nobody awaits).
+    nobody awaits).  ``reply``: the caller of the mailbox message this turn applied (``None`` for
+    completions, timers, a ``send()``, and a turn that applied nothing): how a host that
+    submitted several calls learns which one ran, without keeping a queue of its own.
     (A NamedTuple: immutable, and cheap enough to make on the per-turn path.)
     """
 
@@ -58,6 +60,7 @@ class TurnOutcome(NamedTuple):
     failure: BaseException | None = None
     woke: bool = False
     error: BaseException | None = None
+    reply: Reply | None = None
 
     @property
     def completed(self) -> bool:
@@ -369,7 +372,7 @@ class Cell:
             try:
                 vm = self._wake()
             except MicroviumError as exc:
-                return self.fail(exc)
+                return self.fail(exc, _kind_of(message, self._awaited))
             woke = True
         meter = self.meter
         savepoint = budget = None
@@ -421,7 +424,7 @@ class Cell:
                 self.mailbox.popleft()
                 if message.reply is not None:
                     message.reply.fail(exc)
-                return self.fail(exc)
+                return self.fail(exc, kind, message.reply)
             # A metered turn is undone even after a fatal error (out of memory, say): the
             # VM comes back from the savepoint in a fresh instance, and only this message
             # fails (for a completion, the caller awaiting that chain gets the error).
@@ -497,8 +500,8 @@ class Cell:
                          self.id, described or message.describe(), unobserved)
         elif error is not None:
             _log.debug("actor %s: the %s failed (its caller gets the error): %s", self.id, message.describe(), error)
-        if calls or woke or unobserved is not None:
-            return TurnOutcome(kind, error is not None, calls, woke=woke, error=unobserved)
+        if calls or woke or unobserved is not None or message.reply is not None:
+            return TurnOutcome(kind, error is not None, calls, None, None, None, woke, unobserved, message.reply)
         return _PLAIN[kind, error is not None]
 
     def _commit_calls(self, owner: int | None) -> tuple[AsyncCall, ...]:
@@ -553,14 +556,28 @@ class Cell:
                 reply.fail(error)
         return unawaited
 
-    def fail(self, exc: BaseException) -> TurnOutcome:
-        """The actor failed for good: every waiting caller gets ActorFailed, the VM is released."""
+    def fail(self, exc: BaseException, kind: TurnKind | None = None, reply: Reply | None = None) -> TurnOutcome:
+        """The actor failed for good: every waiting caller gets ActorFailed, the VM is released.
+
+        ``kind``/``reply``: the turn that was running and the caller of the message it applied, if
+        it applied one; without ``kind``, the turn of the message at the head of the mailbox.
+        """
+        if kind is None:
+            kind = _kind_of(self.mailbox[0], self._awaited) if self.mailbox else "message"
         self.running = False
         self.failure = self.last_failure = exc
         _log.error("actor %s failed for good: %s", self.id, exc)
         self.close(lambda: ActorFailed(f"actor {self.id} failed: {exc}"))
         self._token_owner.clear()
-        return TurnOutcome("message", True, failure=exc)
+        return TurnOutcome(kind, True, failure=exc, reply=reply)
+
+
+def _kind_of(message: Message, awaited: Mapping[int, AsyncCall]) -> TurnKind:
+    """The kind of turn ``message`` makes (before its awaited call is taken out of ``awaited``)."""
+    if not message.token:
+        return "message"
+    call = awaited.get(message.token)
+    return "timer" if call is not None and call.due is not None else "completion"
 
 
 def _disown(promises: dict[int, GuestPromise]) -> None:

@@ -249,7 +249,13 @@ class Runtime:
         if cell.running:
             raise ActorError(f"actor {actor_id!r} is running a turn; evict it between turns", "MVA_ACTOR_RUNNING")
         failure = cell.failure
-        record = actor.record() if failure is None else None
+        record = None
+        if failure is None:
+            try:
+                record = actor.record()
+            except Exception as exc:  # its VM cannot be recorded (a fatal engine error): it fails instead
+                cell.fail(exc)
+                failure = exc
         del self._actors[actor_id]
         self._residency.removed(actor)
         cell.evicted = True

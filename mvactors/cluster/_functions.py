@@ -1,6 +1,6 @@
 """The Redis Functions library behind the cluster: every write an actor's state sees.
 
-All keys of one call share one hash tag (the actor's partition, see store.py), every key
+All keys of one call share one hash tag (the actor's partition, see keys.py), every key
 is declared, and every function checks everything before its first write (scripts have
 no rollback).  Each write is safe to repeat: redis-py re-sends a command after a
 connection error, so a repeated commit, send, acquire or journal entry is recognised
@@ -27,7 +27,7 @@ Per partition:
 
 from __future__ import annotations
 
-VERSION = 9
+VERSION = 10
 
 LIBRARY = r"""#!lua name=mvactors
 -- mvactors cluster functions
@@ -243,19 +243,25 @@ local function journal(keys, args)
   return {'OK'}
 end
 
--- fail(a, l, work, ready, reply keys...; actor, worker, epoch, reason, reply payloads...)
+-- fail(a, l, m, work, ready, reply keys...; actor, worker, epoch, reason, read pos, reply payload)
+--   -> {'OK'} | {'MORE'} (mail after read pos: read it, and name its callers too) | {'FENCED'} | {'UNKNOWN'}
+-- Every waiting caller gets the failure in the same write that marks the actor failed.
 local function fail(keys, args)
-  local a, l, work, ready = keys[1], keys[2], keys[3], keys[4]
+  local a, l, m, work, ready = keys[1], keys[2], keys[3], keys[4], keys[5]
   local epoch = redis.call('HGET', a, 'e')
   if not epoch then return {'UNKNOWN'} end
-  if epoch ~= args[3] or redis.call('GET', l) ~= args[2] .. ':' .. args[3] then return {'FENCED'} end
+  -- A lease that lapsed while the fatal turn ran (the hard stop is 5 s, a lease 2 s) still lets
+  -- its holder fail the actor: the epoch is unchanged, so nobody acquired it since.
+  local lease = redis.call('GET', l)
+  if epoch ~= args[3] or (lease and lease ~= args[2] .. ':' .. args[3]) then return {'FENCED'} end
+  if args[5] ~= '' and #redis.call('XRANGE', m, '(' .. args[5], '+', 'COUNT', 1) > 0 then return {'MORE'} end
   redis.call('HSET', a, 'x', args[4])
   redis.call('HDEL', a, 'o')
   redis.call('DEL', l)
   redis.call('ZREM', work, args[1])
   redis.call('ZREM', ready, args[2] .. '|' .. args[1])
-  for i = 5, #keys do
-    redis.call('XADD', keys[i], 'MAXLEN', 1, '*', 'v', args[i])
+  for i = 6, #keys do
+    redis.call('XADD', keys[i], 'MAXLEN', 1, '*', 'v', args[6])
     redis.call('PEXPIRE', keys[i], REPLY_TTL_MS)
   end
   return {'OK'}
@@ -274,7 +280,7 @@ local function take_ready(keys, args)
   return out
 end
 
--- describe(a, l, m) -> {turns, failed, imports, owner, mailbox} | {}
+-- describe(a, l, m) -> {turns, failed, imports, owner, mailbox, epoch} | {}
 local function describe(keys, args)
   local f = redis.call('HMGET', keys[1], 't', 'x', 'i', 'e')
   if not f[1] then return {} end

@@ -13,25 +13,21 @@ from ..errors import GuestError
 from ..vm import SnapshotLike
 from ..vm.snapshot import check_size, snapshot_bytes
 from .errors import ActorExistsInRedis, ActorFailedInRedis, ActorNotFound
-from .store import HINT_FREE, ActorKeys, Redis, guarded, hint_key, load_functions, open_redis, pack, text, unpack
-
-# Reply payloads: [status, value]
-REPLY_OK, REPLY_GUEST_ERROR, REPLY_FAILED, REPLY_UNSENDABLE = 0, 1, 2, 3
+from .keys import HINT_FREE, ActorKeys, hint_key
+from .link import Redis, RedisLink
+from .wire import (
+    REPLY_GUEST_ERROR,
+    REPLY_OK,
+    REPLY_UNSENDABLE,
+    Described,
+    ReplyPayload,
+    SendReply,
+    encode_gas,
+    message_payload,
+    spawned,
+)
 
 _WAIT_SLICE_MS = 1000  # a call's blocking read returns this often to see whether the actor failed
-
-
-def encode_gas(gas: GasPolicy | None) -> bytes:
-    if gas is None:
-        return b""
-    return pack([gas.per_turn, gas.quota, gas.refill_per_second])
-
-
-def decode_gas(data: bytes) -> GasPolicy | None:
-    if not data:
-        return None
-    per_turn, quota, refill = unpack(data)
-    return GasPolicy(per_turn=per_turn, quota=quota, refill_per_second=refill)
 
 
 class Client:
@@ -39,15 +35,13 @@ class Client:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self._redis: Redis | None = None
-        self._blocking: Redis | None = None
+        self._link: RedisLink | None = None
 
     async def __aenter__(self) -> Client:
-        self._redis = open_redis(self.url)
-        # Blocking reads get their own pool with a socket timeout longer than their BLOCK.
-        self._blocking = open_redis(self.url, socket_timeout=_WAIT_SLICE_MS / 1000 + 10, max_connections=1000)
+        # Every waiting call holds a blocking connection: up to 1,000 at once.
+        self._link = RedisLink(self.url, blocking_timeout=_WAIT_SLICE_MS / 1000 + 10, blocking_connections=1000)
         try:
-            await guarded(self.url, lambda: load_functions(self.redis))
+            await self._link.load_functions()
         except BaseException:
             await self.aclose()
             raise
@@ -58,19 +52,26 @@ class Client:
 
     async def aclose(self) -> None:
         """Close the connections (also done by ``async with``)."""
-        for client in (self._redis, self._blocking):
-            if client is not None:
-                await client.aclose()
-        self._redis = self._blocking = None
+        if self._link is not None:
+            await self._link.aclose()
+        self._link = None
+
+    @property
+    def link(self) -> RedisLink:
+        if self._link is None:
+            raise RuntimeError("the client is not connected; use `async with mvactors.connect(url) as client:`")
+        return self._link
 
     @property
     def redis(self) -> Redis:
-        if self._redis is None:
-            raise RuntimeError("the client is not connected; use `async with mvactors.connect(url) as client:`")
-        return self._redis
+        """The connection pool for plain requests (for tools and tests)."""
+        return self.link.redis
 
     async def _fcall(self, name: str, keys: list[str], args: list[Any]) -> Any:
-        return await guarded(self.url, lambda: self.redis.fcall(name, len(keys), *keys, *args))  # type: ignore[misc]
+        return await self.link.fcall(name, [len(keys), *keys, *args])
+
+    async def _describe(self, keys: ActorKeys) -> Described | None:
+        return Described.decode(await self._fcall("mva_describe", [keys.state, keys.lease, keys.mailbox], []))
 
     # ---- the contract ----
 
@@ -93,7 +94,7 @@ class Client:
         check_size(data)  # the rest is checked by the worker's restore, which fails the actor saying why
         keys = ActorKeys.of(actor_id)
         result = await self._fcall("mva_spawn", [keys.state, keys.record], [data, imports or "", encode_gas(gas)])
-        if text(result[0]) == "EXISTS":
+        if not spawned(result):
             raise ActorExistsInRedis(f"an actor with ID {actor_id!r} already exists")
         return actor_id
 
@@ -117,8 +118,7 @@ class Client:
         message_id = await self._send(actor_id, export_id, args, message_id, reply=True)
         keys = ActorKeys.of(actor_id)
         reply_key = keys.reply(message_id)
-        blocking = self._blocking
-        assert blocking is not None
+        link = self.link
         while True:
             block = _WAIT_SLICE_MS
             if deadline is not None:
@@ -126,20 +126,20 @@ class Client:
                 if left <= 0:
                     raise TimeoutError(f"actor {actor_id!r} did not answer message {message_id} within {timeout}s")
                 block = max(1, min(block, int(left * 1000)))
-            read = functools.partial(blocking.xread, {reply_key: "0-0"}, count=1, block=block)
-            got: Any = await guarded(self.url, read)
+            read = functools.partial(link.blocking.xread, {reply_key: "0-0"}, count=1, block=block)
+            got: Any = await link.guarded(read)
             if got:
                 entries = got[0][1] if isinstance(got, list) else next(iter(got.values()))[0]
-                await guarded(self.url, lambda: self.redis.delete(reply_key))
-                return self._result(actor_id, unpack(entries[0][1][b"v"]))
-            info = await self._fcall("mva_describe", [keys.state, keys.lease, keys.mailbox], [])
-            if not info:
+                await link.guarded(lambda: link.redis.delete(reply_key))
+                return self._result(actor_id, ReplyPayload.decode(entries[0][1][b"v"]))
+            info = await self._describe(keys)
+            if info is None:
                 raise ActorNotFound(f"actor {actor_id!r} was deleted before it answered")
-            if text(info[1]):
-                raise ActorFailedInRedis(actor_id, text(info[1]))
+            if info.failed:
+                raise ActorFailedInRedis(actor_id, info.failed)
 
     @staticmethod
-    def _result(actor_id: str, reply: list[Any]) -> Any:
+    def _result(actor_id: str, reply: ReplyPayload) -> Any:
         status, value = reply
         if status == REPLY_OK:
             return value
@@ -157,35 +157,35 @@ class Client:
             message_id = uuid.uuid4().hex
         elif not isinstance(message_id, str) or not message_id:
             raise TypeError("message_id must be a non-empty str")
-        payload = pack([export_id, list(args), reply])  # TypeError for unsupported arguments, before Redis
+        payload = message_payload(export_id, args, reply)  # TypeError for unsupported arguments, before Redis
         keys = ActorKeys.of(actor_id)
         result = await self._fcall("mva_send", [keys.state, keys.lease, keys.mailbox, keys.dedupe, keys.work,
                                                 keys.ready], [actor_id, message_id, payload])
-        status = text(result[0])
-        if status == "UNKNOWN":
+        sent = SendReply.decode(result)
+        if sent.status == "UNKNOWN":
             raise ActorNotFound(f"no actor {actor_id!r} in Redis at {self.url}")
-        if status == "FAILED":
-            raise ActorFailedInRedis(actor_id, text(result[1]))
-        owner = text(result[2])
+        if sent.status == "FAILED":
+            raise ActorFailedInRedis(actor_id, sent.reason)
         # A wake-up hint only: workers also find the mail by polling the work index.
-        hint = hint_key(owner) if owner else HINT_FREE
-        await guarded(self.url, lambda: self.redis.xadd(hint, {"a": actor_id}, maxlen=64, approximate=True))
+        hint = hint_key(sent.owner) if sent.owner else HINT_FREE
+        redis = self.redis
+        await self.link.guarded(lambda: redis.xadd(hint, {"a": actor_id}, maxlen=64, approximate=True))
         return message_id
 
     async def describe(self, actor_id: str) -> dict[str, Any]:
         """The actor as Redis has it: ``owner`` (worker ID or None), ``turns`` committed, ``mailbox``
         (messages not yet applied), ``imports``, ``failed`` (reason or None), ``epoch`` (fencing token)."""
         keys = ActorKeys.of(actor_id)
-        info = await self._fcall("mva_describe", [keys.state, keys.lease, keys.mailbox], [])
-        if not info:
+        info = await self._describe(keys)
+        if info is None:
             raise ActorNotFound(f"no actor {actor_id!r} in Redis at {self.url}")
         return {
-            "owner": text(info[3]) or None,
-            "turns": int(info[0]),
-            "mailbox": int(info[4]),
-            "imports": text(info[2]) or None,
-            "failed": text(info[1]) or None,
-            "epoch": int(info[5]),
+            "owner": info.owner or None,
+            "turns": info.turns,
+            "mailbox": info.mailbox,
+            "imports": info.imports or None,
+            "failed": info.failed or None,
+            "epoch": info.epoch,
         }
 
     async def delete(self, actor_id: str) -> None:

@@ -6,11 +6,16 @@ Points: ``before-journal`` (a journaled call ran, its result is not recorded yet
 ``before-commit`` (turns ran, their commit not sent), ``after-commit`` (committed, nothing
 after it done), ``after-turn`` (a turn of any actor ran here, whatever was committed: ``:n``
 picks the n-th turn this worker ran).
+
+``MVACTORS_POISON=actor_id`` makes every record the worker takes of that actor (each commit's,
+and the one a release takes) raise VMUnusable, as a heap the engine cannot snapshot would.
 """
 
 from __future__ import annotations
 
 import os
+
+from ..errors import VMUnusable
 
 CRASH_EXIT_CODE = 70
 
@@ -26,3 +31,12 @@ def crash_point(name: str) -> None:
         _left -= 1
         if _left <= 0:
             os._exit(CRASH_EXIT_CODE)
+
+
+_poisoned = os.environ.get("MVACTORS_POISON", "")
+
+
+def snapshot_point(actor_id: str) -> None:
+    """Raise VMUnusable if the environment poisoned this actor's snapshots (a test hook)."""
+    if _poisoned and actor_id == _poisoned:
+        raise VMUnusable(f"test hook: every snapshot of actor {actor_id} fails (MVACTORS_POISON)")

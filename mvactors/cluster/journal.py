@@ -11,12 +11,20 @@ Other async host calls run as usual (re-issued on adoption: at least once).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import logging
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
+
+import anyio
 
 from ..actors import Actor, AsyncCall, HostCalls
 from ..imports import Journaled
-from .store import pack, unpack
+from .crash import crash_point
+from .link import BACKOFF_MIN, UNREACHABLE, RedisLink
+from .owned import Owned
+from .wire import JournalReply, journal_args, pack, unpack
+
+log = logging.getLogger("mvactors")
 
 # (actor, call, entry) -> the entry Redis holds for that token after the write (ours or an earlier one),
 # or None when this worker may no longer write for the actor.
@@ -81,3 +89,72 @@ class JournalHostCalls(HostCalls):
             self._fail(actor, mismatch)  # evicts it: the outcome below goes nowhere
             return False, mismatch
         return ok, value
+
+
+class RedisJournal:
+    """The journal's side in Redis for one worker: entries read from what the acquire returned,
+    written with ``mva_journal`` under the actor's lease (fenced by its epoch).
+
+    ``held`` is the worker's owned set; ``drop(owned, why)`` forgets an actor whose lease may be
+    gone, ``fail(actor, why)`` fails one for good.  :meth:`host_calls` makes the runtime's HostCalls.
+    """
+
+    def __init__(self, link: RedisLink, worker_id: str, held: Mapping[str, Owned], lease_safe: float,
+                 drop: Callable[[Owned, str], None], fail: FailActor) -> None:
+        self.link = link
+        self.worker_id = worker_id
+        self._held = held
+        self._lease_safe = lease_safe
+        self._drop = drop
+        self._fail = fail
+
+    def host_calls(self) -> JournalHostCalls:
+        """HostCalls for the worker's runtime, journaling through this journal."""
+        return JournalHostCalls(self.read, self.write, self._fail, lambda: crash_point("after-journal"), self.issued)
+
+    def _ours(self, actor: Actor) -> Owned | None:
+        owned = self._held.get(actor.id)
+        # (owned.actor is None while adopt() re-issues the calls the record awaits)
+        if owned is None or owned.gone or owned.actor not in (None, actor):
+            return None
+        return owned
+
+    def read(self, actor: Actor, token: int) -> bytes | None:
+        """The entry recorded for ``token``, if any (as the acquire found the journal, plus our writes)."""
+        owned = self._held.get(actor.id)
+        return None if owned is None else owned.journal.get(token)
+
+    async def issued(self, actor: Actor, call: AsyncCall) -> bool:
+        """Wait until the turn that made ``call`` is committed; False if this worker lost the actor."""
+        owned = self._ours(actor)
+        if owned is None:
+            return False
+        # (a handed-over actor leaves the owned set before its last commit lands, and is no longer ours)
+        return await owned.issued(call.token) and self._held.get(actor.id) is owned
+
+    async def write(self, actor: Actor, call: AsyncCall, entry: bytes) -> bytes | None:
+        """Record ``entry`` for ``call``; the entry Redis holds after (ours or an earlier one), or None."""
+        owned = self._ours(actor)
+        if owned is None:
+            return None
+        crash_point("before-journal")
+        args = journal_args(owned.keys, self.worker_id, owned.epoch, call.token, entry)
+        while True:
+            if not owned.lease.fresh(self._lease_safe):
+                self._drop(owned, "its lease may have lapsed while journaling")
+                return None
+            try:
+                # (one attempt per round: the lease is looked at again before each)
+                reply = JournalReply.decode(await self.link.redis.fcall("mva_journal", *args))  # type: ignore[misc]
+                break
+            except UNREACHABLE as exc:
+                log.warning("worker %s: Redis unreachable while journaling %s (%s)", self.worker_id, call.key, exc)
+                await anyio.sleep(BACKOFF_MIN)
+        if reply.status == "OK":
+            owned.journal[call.token] = entry
+            return entry
+        if reply.status == "DUP" and reply.entry is not None:
+            owned.journal[call.token] = reply.entry
+            return reply.entry
+        self._drop(owned, f"its journal write was refused ({reply.status})")
+        return None

@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
 
 import anyio
 
 from ..actors import Actor, PendingCall, Reply
-from .store import ActorKeys
-
-
-@dataclass(slots=True)
-class Mail:
-    """One mailbox entry, as read from the actor's stream."""
-
-    stream_id: str
-    message_id: str
-    export_id: int
-    args: list[Any]
-    wants_reply: bool
+from .keys import ActorKeys
+from .lease import Lease
+from .wire import Mail, reply_payload
 
 
 @dataclass(eq=False, slots=True)
@@ -30,12 +21,14 @@ class Owned:
     ``turns``/``applied_pos`` run ahead of ``committed_turns``/``committed_pos`` until the
     next commit lands; ``replies`` wait for that commit (no caller sees an uncommitted turn),
     and so do the journaled host calls those turns made (see :meth:`issued`).
+
+    What ran is the runtime's to say: ``submitted`` maps the caller of each message handed to
+    the actor to its mailbox entry, and a turn's outcome names the caller it answered.
     """
 
     actor_id: str
     keys: ActorKeys
-    epoch: str
-    lease_ok_at: float  # monotonic time the last successful acquire/renew was sent
+    lease: Lease
     committed_turns: int
     committed_pos: str
     journal: dict[int, bytes]
@@ -44,7 +37,7 @@ class Owned:
     applied_pos: str = "0-0"
     read_pos: str = "0-0"
     buffer: deque[Mail] = field(default_factory=deque)  # read from the stream, not yet submitted
-    running: deque[tuple[Mail, Reply]] = field(default_factory=deque)  # submitted, turn not yet run
+    submitted: dict[Reply, Mail] = field(default_factory=dict)  # handed to the actor, its turn not run yet
     replies: list[tuple[str, bytes]] = field(default_factory=list)  # (reply key, payload) for the next commit
     settling: list[tuple[str, Reply]] = field(default_factory=list)  # replies of async exports not settled yet
     more_mail: bool = True  # the stream may hold entries after read_pos
@@ -97,10 +90,43 @@ class Owned:
         return not self._gone
 
     @property
+    def epoch(self) -> str:
+        """The fencing epoch of this worker's lease."""
+        return self.lease.epoch
+
+    @property
     def uncommitted(self) -> int:
         return self.turns - self.committed_turns
 
     def quiet(self) -> bool:
         """Nothing to run or commit: a candidate for release."""
-        return (not self.buffer and not self.running and not self.more_mail and not self.committing
+        return (not self.buffer and not self.submitted and not self.more_mail and not self.committing
                 and self.uncommitted == 0)
+
+    def waiting_callers(self) -> list[str]:
+        """The reply keys of every caller waiting on this actor that this worker knows of: turns run
+        but not committed, async exports not settled, mail handed to the actor or read from the stream."""
+        keys = [key for key, _ in self.replies] + [key for key, _ in self.settling]
+        reply = self.keys.reply
+        keys += [reply(m.message_id) for m in self.submitted.values() if m.wants_reply]
+        keys += [reply(m.message_id) for m in self.buffer if m.wants_reply]
+        return keys
+
+    def collect_settled(self) -> None:
+        """Move the replies of async exports that settled (in a later turn than their call) to the next commit."""
+        still = []
+        for key, reply in self.settling:
+            if reply.done:
+                self.replies.append((key, reply_payload(reply)))
+            else:
+                still.append((key, reply))
+        self.settling = still
+
+    def settling_refs(self, actor: Actor) -> str:
+        """JSON [[promise key, reply key]...] for the replies of async exports not settled yet, by the key
+        each promise travels under in the record made at the same moment (``actor.record()``)."""
+        if not self.settling:
+            return ""
+        reply_key = {id(reply): key for key, reply in self.settling}
+        pairs = [[ref, reply_key[id(reply)]] for ref, reply in actor.awaiting().items() if id(reply) in reply_key]
+        return json.dumps(pairs) if pairs else ""

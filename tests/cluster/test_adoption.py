@@ -11,7 +11,7 @@ import pytest
 
 import mvactors
 from mvactors.cluster.crash import CRASH_EXIT_CODE
-from mvactors.cluster.store import HINT_FREE
+from mvactors.cluster.keys import HINT_FREE
 
 from .cluster_hosts import IMPORTS
 from .processes import eventually, worker
@@ -90,10 +90,10 @@ async def test_an_idle_actor_handed_back_to_redis_is_not_adopted_again_without_w
         hints_before = await client.redis.xlen(HINT_FREE)  # the call's own wake-up hint
 
         async def released() -> bool:
-            return worker.stats["released"] >= 1
+            return worker.stats()["released"] >= 1
 
         await eventually(released, 30, "the idle actor to be released")
         assert await client.redis.xlen(HINT_FREE) == hints_before  # nothing to do: nobody is woken
         assert (await client.describe(actor_id))["owner"] is None
         assert await client.call(actor_id, 1, "s", 2, timeout=10) == 2  # mail brings it back
-        assert worker.stats["acquired"] == 2
+        assert worker.stats()["acquired"] == 2

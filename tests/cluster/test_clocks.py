@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import mvactors
-import mvactors.cluster.worker
+import mvactors.cluster.lease
 
 from .cluster_hosts import IMPORTS
 from .processes import eventually, worker
@@ -57,7 +57,7 @@ async def test_a_worker_whose_clock_runs_behind_takes_a_dead_workers_actor_over_
             await eventually(parked, 30, "the host call to start")
             first.kill()
         killed = time.monotonic()
-        monkeypatch.setattr(mvactors.cluster.worker, "time", _SkewedTime(-60.0))
+        monkeypatch.setattr(mvactors.cluster.lease, "time", _SkewedTime(-60.0))
         async with mvactors.Worker(redis_url, IMPORTS, lease_ms=600) as taker:
             async def reissued() -> bool:
                 return log.read_text().count("fetch gate:g1") == 2
@@ -71,4 +71,4 @@ async def test_a_worker_whose_clock_runs_behind_takes_a_dead_workers_actor_over_
 
             assert await eventually(done, 30, "the call to complete") == ["gate:g1"]
             assert taken < 10, taken  # one lease TTL and a few scans, not the skew
-            assert taker.stats["acquired"] == 1
+            assert taker.stats()["acquired"] == 1

@@ -13,7 +13,8 @@ import mvactors
 from mvactors.actors import ActorRecord
 from mvactors.cluster import ActorFailedInRedis
 from mvactors.cluster.crash import CRASH_EXIT_CODE
-from mvactors.cluster.store import ActorKeys, stored_record
+from mvactors.cluster.keys import ActorKeys
+from mvactors.cluster.wire import stored_record
 
 from .cluster_hosts import IMPORTS
 from .processes import eventually, worker
@@ -67,7 +68,7 @@ async def test_a_corrupt_record_fails_that_actor_with_a_reason_and_the_others_ru
 
             assert await client.call(healthy, 1, "s", 2, timeout=10) == 2
             assert (await client.call(healthy, 2, timeout=10))["count"] == 2
-            assert worker.stats["failed"] == 1
+            assert worker.stats()["failed"] == 1
 
 
 async def test_a_corrupt_journal_entry_fails_that_actor_not_the_worker(
@@ -89,7 +90,7 @@ async def test_a_corrupt_journal_entry_fails_that_actor_not_the_worker(
             reason = await eventually(failed, 30, "the actor to fail")
             assert "journal" in reason, reason
             assert await client.call(healthy, 1, "s", 1, timeout=10) == 1
-            assert taker.stats["failed"] == 1
+            assert taker.stats()["failed"] == 1
     assert log.read_text().splitlines() == [f"charge o1 {broken}/1"]  # not charged again
 
 
@@ -105,4 +106,4 @@ async def test_a_corrupt_field_of_the_actor_hash_fails_that_actor(redis_url: str
             with anyio.fail_after(20), pytest.raises(ActorFailedInRedis, match="is corrupt"):
                 await client.call(broken, 1, "s", 1)
             assert await client.call(healthy, 1, "s", 1, timeout=10) == 1
-            assert worker.stats["failed"] == 1
+            assert worker.stats()["failed"] == 1

@@ -17,9 +17,11 @@ import anyio
 import pytest
 
 import mvactors
-from mvactors.cluster import Client
+from mvactors.cluster import ActorFailedInRedis, Client
+from mvactors.cluster.wire import REPLY_FAILED
 from mvactors.testing import RedisServer, redis_cluster
 
+from .failing import reply_of, send_wanting_reply
 from .processes import Process, eventually, feeder, worker
 
 pytestmark = pytest.mark.anyio
@@ -318,3 +320,32 @@ async def test_a_call_to_an_async_export_is_answered_once_by_the_owner_it_moved_
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_a_poison_actor_fails_alone_and_the_fleet_serves_the_others(
+        redis_url: str, actor_snapshot: bytes) -> None:
+    # Issue 13: every snapshot of one actor fails (MVACTORS_POISON, as an engine fault in
+    # create_snapshot would).  It is marked failed, its caller hears so at its reply key, no
+    # worker exits or adopts it again, and every other actor is served throughout.
+    env = {"MVACTORS_POISON": "poison"}
+    async with mvactors.connect(redis_url) as client:
+        actors = await spawn_counters(client, actor_snapshot, 9)
+        poison = await client.spawn(actor_snapshot, imports="counter", actor_id="poison")
+        workers = [worker(redis_url, *LEASE, env=env) for _ in range(3)]
+        try:
+            await send_wanting_reply(client, poison, "p1", 1, "s", 1)
+            for actor_id in actors:
+                assert await client.call(actor_id, 1, "s", 1, timeout=30) == 1
+            code, reason = await reply_of(client, poison, "p1", 30)
+            assert code == REPLY_FAILED and "MVACTORS_POISON" in reason, reason
+            failed = await client.describe(poison)
+            assert "MVACTORS_POISON" in failed["failed"] and failed["owner"] is None
+            with pytest.raises(ActorFailedInRedis):
+                await client.call(poison, 1, "s", 2, timeout=30)
+            for actor_id in actors:
+                assert await client.call(actor_id, 1, "s", 2, timeout=30) == 2
+            assert [p.proc.poll() for p in workers] == [None] * 3
+            assert await client.describe(poison) == failed  # nobody adopted it again
+        finally:
+            for p in workers:
+                p.kill()

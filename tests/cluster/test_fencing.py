@@ -7,7 +7,9 @@ from typing import Any
 import pytest
 import redis.asyncio
 
-from mvactors.cluster.store import ActorKeys, CommitEntry, commit_args, load_functions
+from mvactors.cluster.keys import ActorKeys
+from mvactors.cluster.link import load_functions
+from mvactors.cluster.wire import CommitEntry, commit_args
 
 pytestmark = pytest.mark.anyio
 

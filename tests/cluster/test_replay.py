@@ -19,7 +19,7 @@ import redis
 import mvactors
 from mvactors.cluster import Client
 from mvactors.cluster.crash import CRASH_EXIT_CODE
-from mvactors.cluster.store import ActorKeys
+from mvactors.cluster.keys import ActorKeys
 
 from .cluster_hosts import IMPORTS
 from .processes import eventually, worker

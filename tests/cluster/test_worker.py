@@ -11,7 +11,8 @@ import pytest
 import mvactors
 from mvactors.actors import ActorRecord
 from mvactors.cluster import ActorFailedInRedis
-from mvactors.cluster.store import ActorKeys, stored_record
+from mvactors.cluster.keys import ActorKeys
+from mvactors.cluster.wire import stored_record
 from tests.cluster.cluster_hosts import IMPORTS
 
 pytestmark = pytest.mark.anyio

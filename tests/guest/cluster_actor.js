@@ -40,9 +40,15 @@ async function remote(x) {
 function fail(message) {
   throw message;
 }
+async function stuck(x) {   // its completion turn never ends: the hard stop kills the VM
+  await fetch(x);
+  effect("looping " + x);
+  while (true) {}
+}
 
 vmExport(1, add);
 vmExport(2, state);
 vmExport(3, order);
 vmExport(4, remote);
 vmExport(5, fail);
+vmExport(6, stuck);
