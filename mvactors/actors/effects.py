@@ -40,11 +40,11 @@ class HostCalls:
         Default: a sleep arms the runtime's timer at ``call.due``; anything else
         runs :meth:`run` as a task of the actor's runtime.
         """
-        runtime = actor.runtime
+        services = actor.services
         if call.due is not None:
-            runtime._arm_timer(actor, call.token, call.due)
+            services.arm_timer(actor, call.token, call.due)
         else:
-            runtime._start_host_task(self.run, actor, call)
+            services.start_host_task(self.run, actor, call)
 
     async def run(self, actor: Actor, call: AsyncCall) -> tuple[bool, Any]:
         """Run ``call`` to its outcome: ``(True, value)``, or ``(False, rejection value)``.
@@ -53,7 +53,7 @@ class HostCalls:
         returns ``call`` while ``call.fn`` runs.
         """
         if call.due is not None:  # a sleep started through run() by an overriding start()
-            await actor.runtime.clock.sleep_until(call.due)
+            await actor.services.clock.sleep_until(call.due)
             return True, None
         reset = CURRENT_CALL.set(call)
         try:
