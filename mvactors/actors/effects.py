@@ -7,6 +7,10 @@ started through :meth:`HostCalls.start` once the turn has committed (a
 rolled-back turn leaves nothing running); their outcome comes back to the
 actor as a completion message (:meth:`Actor.deliver`).  Subclass to intercept:
 a cluster worker's journal overrides :meth:`run` to return a recorded result.
+
+All a HostCalls asks of the runtime goes through ``actor.services``
+(:class:`~mvactors.actors.services.RuntimeServices`): ``arm_timer``,
+``start_host_task`` and ``clock``; a subclass that overrides :meth:`start` uses the same.
 """
 
 from __future__ import annotations
