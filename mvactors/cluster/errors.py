@@ -41,9 +41,3 @@ class FunctionsMismatch(ClusterError):
     """Redis holds a newer version of the mvactors functions than this process knows."""
 
     default_code = "MVA_FUNCTIONS_VERSION"
-
-
-class NonDeterminism(ClusterError):
-    """A replay asked for a different journaled host call than the one recorded at that position."""
-
-    default_code = "MVA_NON_DETERMINISM"
