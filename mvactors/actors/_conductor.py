@@ -73,6 +73,10 @@ class Conductor:
         tg.start_soon(self.scheduler.run, self.turn, self.residency.enforce, self._when_idle)
         tg.start_soon(self.timers.run)
 
+    def stop(self) -> None:
+        """The runtime's task group is gone: no more turns inline, no more tasks."""
+        self.tg = None
+
     def task_group(self) -> anyio.abc.TaskGroup:
         if self.tg is None:
             raise RuntimeNotRunning("the runtime is not running; use `async with Runtime() as rt:`")

@@ -132,6 +132,10 @@ class Runtime:
     def host_calls(self) -> HostCalls:
         return self._conductor.host_calls
 
+    @host_calls.setter
+    def host_calls(self, host_calls: HostCalls) -> None:
+        self._conductor.host_calls = host_calls
+
     @property
     def max_resident(self) -> int | None:
         return self._residency.max_resident
@@ -179,7 +183,7 @@ class Runtime:
                 raise group.exceptions[0] from None
             raise
         finally:
-            self._conductor.tg = None
+            self._conductor.stop()
             for actor in self._actors.values():
                 # Callers still waiting get an error instead of waiting forever.
                 actor.cell.close(_stopped_error(actor.id))
