@@ -133,7 +133,7 @@ class Conductor:
             residency.touched(actor)
         if self.on_turn is not None and outcome.pause is None:
             self.on_turn(actor, outcome)
-        self.scheduler.schedule(actor)
+        self.schedule(actor)
 
     def _paused(self, actor: Actor, outcome: TurnOutcome) -> None:
         self.totals.pauses += 1

@@ -37,7 +37,8 @@ class Scheduler:
             return
         queued.add(actor)
         self.ready.append(actor)
-        self.wake()
+        if self._work is not None:  # the task waits for work (not already running turns): wake it
+            self.wake()
 
     def wake(self) -> None:
         """Let the scheduler task run its loop: new work, or idle-time duties (residency)."""
