@@ -23,16 +23,22 @@ class Scheduler:
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
         self.ready: deque[Actor] = deque()
+        # The actors in ``ready``, by identity: added and removed together with it, never across an await.
+        self._queued: set[Actor] = set()
         self._work: anyio.Event | None = None
         self._idle_scope: anyio.CancelScope | None = None  # the wait for the next idle deadline
 
     def schedule(self, actor: Actor) -> None:
-        cell = actor._cell
-        if cell.scheduled or not cell.mailbox or cell.pause is not None or cell.failure is not None:
+        queued = self._queued
+        if actor in queued:
             return
-        cell.scheduled = True
+        cell = actor.cell
+        if not cell.mailbox or cell.pause is not None or cell.failure is not None:
+            return
+        queued.add(actor)
         self.ready.append(actor)
-        self.wake()
+        if self._work is not None:  # the task waits for work (not already running turns): wake it
+            self.wake()
 
     def wake(self) -> None:
         """Let the scheduler task run its loop: new work, or idle-time duties (residency)."""
@@ -47,6 +53,7 @@ class Scheduler:
                   when_idle: Callable[[], float | None]) -> None:
         """Run turns forever.  ``when_idle()`` does idle duties and returns when to look again (or None)."""
         ready = self.ready
+        queued = self._queued
         turns = 0
         while True:
             if not ready:
@@ -61,8 +68,8 @@ class Scheduler:
                     self._idle_scope = None
                 continue
             actor = ready.popleft()
-            cell = actor._cell
-            cell.scheduled = False
+            queued.discard(actor)
+            cell = actor.cell
             if not cell.mailbox or cell.pause is not None or cell.failure is not None:
                 continue
             turn(actor)

@@ -17,6 +17,7 @@ from .record import ActorRecord
 
 if TYPE_CHECKING:
     from .runtime import Runtime
+    from .services import RuntimeServices
 
 
 class Actor:
@@ -27,54 +28,62 @@ class Actor:
     hibernate between turns).
     """
 
-    __slots__ = ("__weakref__", "_cell", "id", "runtime")
+    __slots__ = ("__weakref__", "cell", "id", "services")
 
-    def __init__(self, runtime: Runtime, actor_id: str) -> None:
-        self.runtime = runtime
+    def __init__(self, services: RuntimeServices, actor_id: str) -> None:
+        #: What the hosting runtime offers this actor and its HostCalls (see RuntimeServices).
+        self.services = services
         self.id = actor_id
-        self._cell: Cell  # set by the runtime right after
+        #: The actor's state and turn machinery, for its runtime's components (not an application API:
+        #: read the properties below).  Set by the runtime right after.
+        self.cell: Cell
+
+    @property
+    def runtime(self) -> Runtime:
+        """The Runtime that hosts this actor."""
+        return self.services.runtime
 
     # ---- what it is ----
 
     @property
     def state(self) -> ActorState:
         """``"idle"``, ``"running"``, ``"paused"``, ``"hibernated"``, ``"failed"`` or ``"evicted"``."""
-        return self._cell.state
+        return self.cell.state
 
     @property
     def mailbox_depth(self) -> int:
-        return len(self._cell.mailbox)
+        return len(self.cell.mailbox)
 
     @property
     def metrics(self) -> ActorMetrics:
-        return self._cell.metrics
+        return self.cell.metrics
 
     @property
     def pause(self) -> PauseEvent | None:
         """Why the actor is paused (out of gas), or None."""
-        return self._cell.pause
+        return self.cell.pause
 
     @property
     def failure(self) -> BaseException | None:
         """What made the actor fail for good, or None."""
-        return self._cell.failure
+        return self.cell.failure
 
     @property
     def last_failure(self) -> BaseException | None:
         """What the actor's most recent failed turn raised (also a ``send()`` nobody awaited), or None."""
-        return self._cell.last_failure
+        return self.cell.last_failure
 
     @property
     def gas(self) -> GasPolicy:
-        return self._cell.gas
+        return self.cell.gas
 
     @property
     def quota_left(self) -> int | None:
         """Instructions left in the gas quota (None without a quota)."""
-        return self._cell.quota_left
+        return self.cell.quota_left
 
     def __repr__(self) -> str:
-        return f"<Actor {self.id} {self.state} mailbox={len(self._cell.mailbox)}>"
+        return f"<Actor {self.id} {self.state} mailbox={len(self.cell.mailbox)}>"
 
     # ---- messages ----
 
@@ -88,11 +97,11 @@ class Actor:
         """
         reply = Reply()
         message = Message(export_id=export_id, args=args, reply=reply)
-        runtime = self.runtime
-        if timeout is None and runtime._can_run_inline(self):
+        services = self.services
+        if timeout is None and services.can_run_inline(self):
             self._check(message)
-            self._cell.mail().append(message)
-            runtime._run_inline(self)
+            self.cell.mail().append(message)
+            services.run_inline(self)
             # A cancellation point (and a turn of the loop for others) as the scheduled path has.
             await anyio.lowlevel.checkpoint()
             return await reply.wait()
@@ -101,21 +110,21 @@ class Actor:
                 await self._enqueue(message)
                 return await reply.wait()
             # The timeout covers waiting for mailbox space too.
-            if isinstance(runtime.clock, WallClock):
+            if isinstance(services.clock, WallClock):
                 with anyio.fail_after(timeout):
                     await self._enqueue(message)
                     return await reply.wait()
-            return await self._call_until(message, reply, runtime.clock.now() + timeout)
+            return await self._call_until(message, reply, services.clock.now() + timeout)
         except BaseException as exc:
             if reply.done and isinstance(exc, TimeoutError):
                 # The deadline raced with the reply: the turn ran, so report its outcome.
                 return reply.result()
-            self._cell.withdraw(message)
+            self.cell.withdraw(message)
             raise
 
     async def _call_until(self, message: Message, reply: Reply, deadline: float) -> Any:
         """A call with its deadline on the runtime's clock (simulated seconds on a virtual clock)."""
-        clock = self.runtime.clock
+        clock = self.services.clock
         scope = anyio.CancelScope()
         timer_scope = anyio.CancelScope()
         expired = False
@@ -127,7 +136,7 @@ class Actor:
                 expired = True
                 scope.cancel()
 
-        self.runtime._task_group().start_soon(expire)
+        self.services.start_soon(expire)
         try:
             with scope:
                 await self._enqueue(message)
@@ -165,23 +174,21 @@ class Actor:
 
     def _put_nowait(self, message: Message) -> None:
         self._check(message)
-        if self._cell.full():
+        if self.cell.full():
             raise self._mailbox_full()
-        self._cell.mail().append(message)
-        self.runtime._schedule(self)
+        self.cell.mail().append(message)
+        self.services.schedule(self)
 
     async def _enqueue(self, message: Message) -> None:
         self._check(message)
-        cell = self._cell
+        cell = self.cell
         while cell.full():
             if cell.overflow == "raise":
                 raise self._mailbox_full()
-            if cell.space is None:
-                cell.space = anyio.Event()
-            await cell.space.wait()
+            await cell.room()
             self._check_alive()  # the actor may have failed while we waited
         cell.mail().append(message)
-        self.runtime._schedule(self)
+        self.services.schedule(self)
 
     def deliver(self, token: int, ok: bool, value: Any) -> None:
         """Hand the outcome of async host call ``token`` to the actor (for HostCalls implementations).
@@ -189,24 +196,24 @@ class Actor:
         ``ok`` fulfils the guest's promise with ``value``, else rejects it.
         Ignored when nothing awaits ``token`` any more (failed, evicted, delivered).
         """
-        if self._cell.deliver(token, ok, value):
-            self.runtime._schedule(self)
+        if self.cell.deliver(token, ok, value):
+            self.services.schedule(self)
 
     def _check(self, message: Message) -> None:
         self._check_alive()
         check_message(message.export_id, message.args)
 
     def _check_alive(self) -> None:
-        cell = self._cell
+        cell = self.cell
         if cell.evicted:
             raise ActorEvicted(f"actor {self.id} was evicted from this runtime")
         if cell.failure is not None:
             raise ActorFailed(f"actor {self.id} failed: {cell.failure}")
-        if not self.runtime.running:
+        if not self.services.running:
             raise RuntimeNotRunning(f"actor {self.id}'s runtime is not running")
 
     def _mailbox_full(self) -> MailboxFull:
-        return MailboxFull(f"actor {self.id}'s mailbox is full ({self._cell.mailbox_size} messages)")
+        return MailboxFull(f"actor {self.id}'s mailbox is full ({self.cell.mailbox_size} messages)")
 
     # ---- gas, residency, records ----
 
@@ -216,18 +223,18 @@ class Actor:
         After a ``"quota"`` pause, ``extra_gas`` is also added to the quota; after a
         ``"per_turn"`` pause it is this turn's budget only (still within the quota).
         """
-        if self._cell.pause is None:
+        if self.cell.pause is None:
             raise ActorError(f"actor {self.id} is not paused (state {self.state})", "MVA_NOT_PAUSED")
         if extra_gas is not None and (
                 not isinstance(extra_gas, int) or isinstance(extra_gas, bool) or not 0 < extra_gas <= 0x7FFFFFFF):
             raise ValueError(f"extra_gas must be a positive int below 2**31, got {extra_gas!r}")
-        self._cell.resume(extra_gas)
-        self.runtime._schedule(self)
+        self.cell.resume(extra_gas)
+        self.services.schedule(self)
         await anyio.lowlevel.checkpoint()
 
     async def hibernate(self) -> None:
         """Snapshot the VM to bytes and release its instance now (also with queued mail or paused)."""
-        self.runtime._hibernate(self)
+        self.services.hibernate(self)
         await anyio.lowlevel.checkpoint()
 
     def record(self, *, collect: bool | None = True) -> ActorRecord:
@@ -238,7 +245,7 @@ class Actor:
         collection (None: cheaper for a record taken every turn), or never (False).
         """
         self._check_alive()
-        return self._cell.record(collect)
+        return self.cell.record(collect)
 
     def awaiting(self) -> dict[int, Reply]:
         """The callers whose async exports have not settled, by the key :meth:`record` keeps each
@@ -247,7 +254,7 @@ class Actor:
         Another runtime that adopts the record gets a caller for a key with :meth:`reply_for`.
         """
         self._check_alive()
-        return self._cell.awaiting()
+        return self.cell.awaiting()
 
     def reply_for(self, key: int) -> Reply:
         """Wait, here, on the promise the adopted record kept under ``key`` (a key of the
@@ -258,7 +265,7 @@ class Actor:
         (never kept, already claimed, or dropped).
         """
         self._check_alive()
-        return self._cell.reply_for(key)
+        return self.cell.reply_for(key)
 
     async def checkpoint(self) -> None:
         """Save this actor's record to the runtime's store (ActorFailed if it failed)."""

@@ -7,6 +7,10 @@ started through :meth:`HostCalls.start` once the turn has committed (a
 rolled-back turn leaves nothing running); their outcome comes back to the
 actor as a completion message (:meth:`Actor.deliver`).  Subclass to intercept:
 a cluster worker's journal overrides :meth:`run` to return a recorded result.
+
+All a HostCalls asks of the runtime goes through ``actor.services``
+(:class:`~mvactors.actors.services.RuntimeServices`): ``arm_timer``,
+``start_host_task`` and ``clock``; a subclass that overrides :meth:`start` uses the same.
 """
 
 from __future__ import annotations
@@ -40,11 +44,11 @@ class HostCalls:
         Default: a sleep arms the runtime's timer at ``call.due``; anything else
         runs :meth:`run` as a task of the actor's runtime.
         """
-        runtime = actor.runtime
+        services = actor.services
         if call.due is not None:
-            runtime._arm_timer(actor, call.token, call.due)
+            services.arm_timer(actor, call.token, call.due)
         else:
-            runtime._start_host_task(self.run, actor, call)
+            services.start_host_task(self.run, actor, call)
 
     async def run(self, actor: Actor, call: AsyncCall) -> tuple[bool, Any]:
         """Run ``call`` to its outcome: ``(True, value)``, or ``(False, rejection value)``.
@@ -53,7 +57,7 @@ class HostCalls:
         returns ``call`` while ``call.fn`` runs.
         """
         if call.due is not None:  # a sleep started through run() by an overriding start()
-            await actor.runtime.clock.sleep_until(call.due)
+            await actor.services.clock.sleep_until(call.due)
             return True, None
         reset = CURRENT_CALL.set(call)
         try:

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+from ..errors import MicroviumError
 from .clock import Clock
+
+if TYPE_CHECKING:
+    from ..vm import VM, Savepoint
 
 
 @dataclass(frozen=True)
@@ -63,9 +67,14 @@ class PauseEvent:
 
 
 class GasMeter:
-    """One actor's remaining quota and the budget of its next turn (only actors with a GasPolicy have one)."""
+    """One actor's remaining quota, and the budget and savepoint of its current turn.
 
-    __slots__ = ("clock", "extra", "policy", "quota_left", "refilled_at")
+    Only actors with an active GasPolicy have one.  A metered turn is bracketed by
+    :meth:`begin` and either :meth:`end` (it ran, or failed) or :meth:`pause` (it ran out
+    and is undone).
+    """
+
+    __slots__ = ("budget", "clock", "extra", "host_calls", "policy", "quota_left", "refilled_at", "savepoint")
 
     def __init__(self, policy: GasPolicy, clock: Clock) -> None:
         self.policy = policy
@@ -73,6 +82,41 @@ class GasMeter:
         self.quota_left: int | None = policy.quota
         self.refilled_at = clock.now()
         self.extra: int | None = None  # the budget of the next turn only, set by resume(extra_gas)
+        self.budget = 0  # of the turn running now
+        # The VM's used memory when the running turn began; None between turns (it can be KBs).
+        self.savepoint: Savepoint | None = None
+        # The synchronous host calls the running turn made: a rolled-back turn reports them.
+        self.host_calls: list[HostCallRecord] = []
+
+    # ---- one turn ----
+
+    def begin(self, vm: VM) -> None:
+        """A turn starts on ``vm``: set its budget, and copy the VM's used memory aside (cheap) to undo it."""
+        self.savepoint = vm.savepoint()
+        budget = self.budget = self.turn_budget()
+        vm.stop_after_n_instructions(budget)
+        self.host_calls.clear()
+
+    def rollback(self, vm: VM) -> None:
+        """Undo the running turn (the VM comes back from the savepoint, in a fresh instance if need be)."""
+        assert self.savepoint is not None
+        vm.rollback(self.savepoint)
+
+    def pause(self, vm: VM, message: str) -> PauseEvent:
+        """The running turn (``message`` describes it) ran out of gas: undo it and say why."""
+        self.rollback(vm)
+        self.savepoint = None
+        budget = self.budget
+        return PauseEvent(self.pause_reason(budget), message, tuple(self.host_calls), budget)
+
+    def end(self, vm: VM) -> int:
+        """The running turn ran to its end (or failed): charge and return the instructions it used."""
+        self.savepoint = None
+        used = _spent(vm, self.budget)
+        self.turn_done(used)
+        return used
+
+    # ---- budgets and the quota ----
 
     def turn_budget(self) -> int:
         """Instructions the next turn may run (refilling the quota first)."""
@@ -117,3 +161,12 @@ class GasMeter:
         if not rate or quota is None or left is None:
             return None
         return self.clock.now() + (quota - left) / rate
+
+
+def _spent(vm: VM, budget: int) -> int:
+    """Instructions a turn used out of ``budget`` (0 when unreadable)."""
+    try:
+        remaining = vm.get_remaining_instructions()
+    except MicroviumError:
+        return 0
+    return budget - remaining if 0 <= remaining <= budget else 0

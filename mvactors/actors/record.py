@@ -10,13 +10,16 @@ time they had left when the record was written.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import msgpack
 
-from ..errors import RecordCorrupt
+from ..errors import ActorError, RecordCorrupt
+from ..imports import AsyncCall, AsyncImport, sleep
 from ..vm import Hibernation
+from .clock import Clock, from_wall_time
 
 RECORD_VERSION = 2  # 1: sleeps stored as seconds left, no turn count, no written_at
 
@@ -64,6 +67,20 @@ class ActorRecord:
         pending, refs = self.pending, self.refs
         return Hibernation(self.snapshot, {p.token: p.location for p in pending} if pending else {},
                            dict(refs) if refs else {}, self.next_token)
+
+    def awaited_calls(self, actor_id: str, imports: Mapping[int, Callable[..., Any]], clock: Clock) -> list[AsyncCall]:
+        """The async host calls the recorded actor awaits, to start again where it is adopted (a sleep
+        keeps its due time, on ``clock``).  ActorError ``MVA_UNRESOLVED_IMPORT`` for one ``imports`` lacks."""
+        calls = []
+        for p in self.pending:
+            due = None if p.due is None else from_wall_time(clock, p.due, self.written_at)
+            fn = imports.get(p.import_id, sleep if due is not None else None)
+            if fn is None:
+                raise ActorError(f"actor {actor_id!r} awaits host function {p.import_id}, which is not in "
+                                 "the import map", "MVA_UNRESOLVED_IMPORT")
+            fn = fn.fn if isinstance(fn, AsyncImport) else fn
+            calls.append(AsyncCall(actor_id, p.token, p.import_id, fn, p.args, due))
+        return calls
 
     def encode(self) -> bytes:
         """msgpack bytes, versioned.  Arguments msgpack cannot carry are recorded as None."""

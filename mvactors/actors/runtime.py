@@ -11,12 +11,10 @@ move actors between runtimes (and processes) as :class:`ActorRecord` values.
 
 from __future__ import annotations
 
-import inspect
 import itertools
 import logging
 import time
-from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import anyio
@@ -24,23 +22,18 @@ import anyio.abc
 import anyio.lowlevel
 
 from ..errors import ActorError, ActorEvicted, ActorExists, ActorFailed, RuntimeNotRunning
-from ..imports import AsyncCall
 from ..store.base import CheckpointStore
 from ..vm import SnapshotLike
 from ..vm.machine import DEFAULT_TIME_LIMIT, check_time_limit
+from ._conductor import Conductor, ErrorHook, PauseHook, TurnHook
 from ._residency import Residency
-from ._scheduler import Scheduler
-from ._timers import REFILL, Timers
 from .actor import Actor
-from .cell import Cell, TurnOutcome
+from .cell import Cell
 from .clock import Clock, VirtualClock, WallClock
 from .effects import HostCalls
-from .gas import GasPolicy, PauseEvent
-from .metrics import ActorMetrics, percentile
+from .gas import GasPolicy
+from .metrics import percentile
 from .record import ActorRecord
-
-TurnHook = Callable[[Actor, TurnOutcome], None]
-ErrorHook = Callable[[Actor, BaseException], Any]
 
 _log = logging.getLogger("mvactors")
 
@@ -79,7 +72,7 @@ class Runtime:
         hibernate_after: float | None = None,
         mailbox_size: int | None = None,
         overflow: Literal["wait", "raise"] = "wait",
-        on_pause: Callable[[Actor, PauseEvent], Any] | None = None,
+        on_pause: PauseHook | None = None,
         host_calls: HostCalls | None = None,
         on_turn: TurnHook | None = None,
         on_error: ErrorHook | None = None,
@@ -101,22 +94,47 @@ class Runtime:
         self.store = store
         self.mailbox_size = mailbox_size
         self.overflow: Literal["wait", "raise"] = overflow
-        self.on_pause = on_pause
-        self.on_turn = on_turn
-        self.on_error = on_error
-        self.host_calls = host_calls if host_calls is not None else HostCalls()
         self._actors: dict[str, Actor] = {}
         self._residency = Residency(self.clock, max_resident, hibernate_after)
-        self._scheduler = Scheduler(self.clock)
-        self._timers = Timers(self.clock, self._fire_timer, self._check_idle)
+        # The turn machinery, and the RuntimeServices every Actor and the HostCalls use.
+        self._conductor = Conductor(self, self.clock, self._residency,
+                                    host_calls if host_calls is not None else HostCalls(), on_turn, on_error, on_pause)
         self._ids = itertools.count(1)
-        self._tg: anyio.abc.TaskGroup | None = None
-        self._in_flight = 0
-        self._idle_waiters: list[anyio.Event] = []
-        self._latencies: deque[float] = deque(maxlen=8192)
-        self._totals = ActorMetrics()
-        self._unawaited_failures = 0
         self._started = 0.0
+
+    # The hooks live on the conductor, which reads them on every turn without a hop.
+
+    @property
+    def on_pause(self) -> PauseHook | None:
+        return self._conductor.on_pause
+
+    @on_pause.setter
+    def on_pause(self, hook: PauseHook | None) -> None:
+        self._conductor.on_pause = hook
+
+    @property
+    def on_turn(self) -> TurnHook | None:
+        return self._conductor.on_turn
+
+    @on_turn.setter
+    def on_turn(self, hook: TurnHook | None) -> None:
+        self._conductor.on_turn = hook
+
+    @property
+    def on_error(self) -> ErrorHook | None:
+        return self._conductor.on_error
+
+    @on_error.setter
+    def on_error(self, hook: ErrorHook | None) -> None:
+        self._conductor.on_error = hook
+
+    @property
+    def host_calls(self) -> HostCalls:
+        return self._conductor.host_calls
+
+    @host_calls.setter
+    def host_calls(self, host_calls: HostCalls) -> None:
+        self._conductor.host_calls = host_calls
 
     @property
     def max_resident(self) -> int | None:
@@ -139,21 +157,19 @@ class Runtime:
     @property
     def running(self) -> bool:
         """Inside ``async with``: actors can be spawned and take messages."""
-        return self._tg is not None
+        return self._conductor.running
 
     async def __aenter__(self) -> Runtime:
         tg = anyio.create_task_group()
         await tg.__aenter__()
-        self._tg = tg
         self._started = time.perf_counter()
-        tg.start_soon(self._scheduler.run, self._turn, self._residency.enforce, self._when_idle)
-        tg.start_soon(self._timers.run)
+        self._conductor.start(tg)
         if isinstance(self.clock, VirtualClock) and self.clock.autojump:
             tg.start_soon(self.clock.drive)
         return self
 
     async def __aexit__(self, *exc: Any) -> bool | None:
-        tg = self._tg
+        tg = self._conductor.tg
         assert tg is not None
         tg.cancel_scope.cancel()
         try:
@@ -167,23 +183,18 @@ class Runtime:
                 raise group.exceptions[0] from None
             raise
         finally:
-            self._tg = None
+            self._conductor.stop()
             for actor in self._actors.values():
                 # Callers still waiting get an error instead of waiting forever.
-                actor._cell.close(_stopped_error(actor.id))
-
-    def _task_group(self) -> anyio.abc.TaskGroup:
-        if self._tg is None:
-            raise RuntimeNotRunning("the runtime is not running; use `async with Runtime() as rt:`")
-        return self._tg
+                actor.cell.close(_stopped_error(actor.id))
 
     # ---- actors ----
 
     def _new_actor(self, actor_id: str | None, imports: Mapping[int, Callable[..., Any]] | None,
                    gas: GasPolicy | None, mailbox_size: int | None, overflow: Literal["wait", "raise"] | None) -> Actor:
-        actor = Actor(self, self._new_id(actor_id))
+        actor = Actor(self._conductor, self._new_id(actor_id))
         host_calls = self.host_calls
-        actor._cell = Cell(actor.id, self.clock, imports or {}, gas or GasPolicy(),
+        actor.cell = Cell(actor.id, self.clock, imports or {}, gas or GasPolicy(),
                            mailbox_size if mailbox_size is not None else self.mailbox_size, overflow or self.overflow,
                            lambda imports, record: host_calls.bind(actor, imports, record), self.time_limit)
         return actor
@@ -199,9 +210,9 @@ class Runtime:
         overflow: Literal["wait", "raise"] | None = None,
     ) -> Actor:
         """Restore ``snapshot`` as a new actor (no guest code runs until its first message)."""
-        self._task_group()
+        self._conductor.task_group()
         actor = self._new_actor(actor_id, imports, gas, mailbox_size, overflow)
-        actor._cell.start(snapshot)
+        actor.cell.start(snapshot)
         self._actors[actor.id] = actor
         self._residency.added(actor)
         self._residency.enforce()
@@ -226,9 +237,9 @@ class Runtime:
         ``imports`` lacks, and the VM's errors for a snapshot that does not
         restore; either way nothing is left behind.
         """
-        self._task_group()
+        self._conductor.task_group()
         actor = self._new_actor(actor_id, imports, gas, mailbox_size, overflow)
-        calls = actor._cell.adopt(record)
+        calls = actor.cell.adopt(record)
         self._actors[actor.id] = actor
         self._residency.added(actor)
         for call in calls:
@@ -245,7 +256,7 @@ class Runtime:
         A failed actor is removed too, and ActorFailed raised: it has no record to give.
         """
         actor = self.get(actor_id)
-        cell = actor._cell
+        cell = actor.cell
         if cell.running:
             raise ActorError(f"actor {actor_id!r} is running a turn; evict it between turns", "MVA_ACTOR_RUNNING")
         failure = cell.failure
@@ -257,12 +268,9 @@ class Runtime:
                 cell.fail(exc)
                 failure = exc
         del self._actors[actor_id]
-        self._residency.removed(actor)
         cell.evicted = True
         cell.close(lambda: ActorEvicted(f"actor {actor_id} was evicted from this runtime before it answered"))
-        self._timers.dead += cell.timers
-        cell.timers = 0
-        self._check_idle()
+        self._conductor.forget(actor)
         if record is None:
             raise ActorFailed(f"actor {actor_id} failed ({failure}); it is removed, with no record to give")
         return record
@@ -278,7 +286,7 @@ class Runtime:
         Pending host calls are run again (at-least-once); pending sleeps fire
         at their absolute due time.
         """
-        self._task_group()
+        self._conductor.task_group()
         if self.store is None:
             raise ActorError("the runtime has no store; pass store= to Runtime", "MVA_NO_STORE")
         if actor_id in self._actors:
@@ -316,28 +324,15 @@ class Runtime:
 
     async def wait_idle(self) -> None:
         """Return once no actor has mail, no async host call is running and no timer is pending."""
-        if self._is_idle():
-            await anyio.lowlevel.checkpoint()
-            return
-        event = anyio.Event()
-        self._idle_waiters.append(event)
-        await event.wait()
-
-    def _is_idle(self) -> bool:
-        return not self._scheduler.ready and not self._in_flight and not len(self._timers)
-
-    def _check_idle(self) -> None:
-        if self._idle_waiters and self._is_idle():
-            waiters, self._idle_waiters = self._idle_waiters, []
-            for event in waiters:
-                event.set()
+        await self._conductor.wait_idle()
 
     def stats(self) -> dict[str, Any]:
         """Counters across all actors."""
-        totals = self._totals
-        lat = sorted(self._latencies)
+        conductor = self._conductor
+        totals = conductor.totals
+        lat = sorted(conductor.latencies)
         elapsed = time.perf_counter() - self._started if self._started else 0.0
-        cells = [a._cell for a in self._actors.values()]
+        cells = [a.cell for a in self._actors.values()]
         return {
             "actors": len(cells),
             "resident": len(self._residency),
@@ -346,15 +341,15 @@ class Runtime:
             "failed": sum(1 for c in cells if c.failure is not None),
             "turns": totals.turns,
             "failed_turns": totals.failed_turns,
-            "unawaited_failures": self._unawaited_failures,
+            "unawaited_failures": conductor.unawaited_failures,
             "turns_per_second": totals.turns / elapsed if elapsed else 0.0,
             "pauses": totals.pauses,
             "gas_used": totals.gas_used,
             "hibernations": sum(c.metrics.hibernations for c in cells),
             "rehydrations": sum(c.metrics.rehydrations for c in cells),
             "mailbox_depth": sum(len(c.mailbox) for c in cells),
-            "host_calls_in_flight": self._in_flight,
-            "timers": len(self._timers),
+            "host_calls_in_flight": conductor.in_flight,
+            "timers": len(conductor.timers),
             "turn_latency_p50_us": percentile(lat, 50) * 1e6,
             "turn_latency_p99_us": percentile(lat, 99) * 1e6,
         }
@@ -369,116 +364,6 @@ class Runtime:
         elif actor_id in self._actors:
             raise ActorExists(f"an actor with ID {actor_id!r} already exists")
         return actor_id
-
-    # ---- turns (the handle and the scheduler call these) ----
-
-    def _schedule(self, actor: Actor) -> None:
-        self._scheduler.schedule(actor)
-
-    def _can_run_inline(self, actor: Actor) -> bool:
-        """Whether a call can run its turn in the caller's task right away.
-
-        Only when nothing else is waiting to run (no ready actors) and this
-        actor is idle with an empty mailbox: order and fairness are the same as
-        going through the scheduler, minus two task switches and an event.
-        """
-        cell = actor._cell
-        return (not self._scheduler.ready and self.running and not cell.mailbox and not cell.scheduled
-                and cell.pause is None and cell.failure is None and not cell.running and not cell.evicted)
-
-    def _run_inline(self, actor: Actor) -> None:
-        self._turn(actor)
-        if self._residency.limited:
-            self._scheduler.wake()  # it enforces residency when idle, off the caller's path
-
-    def _turn(self, actor: Actor) -> None:
-        """Run one turn of ``actor`` (synchronously) and act on its outcome."""
-        cell = actor._cell
-        metrics = cell.metrics
-        turns, gas_used, failed_turns = metrics.turns, metrics.gas_used, metrics.failed_turns
-        try:
-            outcome = cell.run_turn()
-        except Exception as exc:  # a host-side failure outside the guest call: that actor only
-            outcome = cell.fail(exc)
-        totals = self._totals
-        if metrics.turns != turns:
-            totals.turns += metrics.turns - turns
-            self._latencies.append(metrics.last_latency)
-        totals.gas_used += metrics.gas_used - gas_used
-        totals.failed_turns += metrics.failed_turns - failed_turns
-        if outcome.error is not None:
-            self._unawaited_failures += 1
-        problem = outcome.error or outcome.failure
-        if problem is not None and self.on_error is not None:
-            self._task_group().start_soon(self._run_hook, self.on_error, actor, problem)
-        if outcome.failure is not None:
-            self._residency.removed(actor)
-        elif outcome.woke:
-            self._residency.added(actor)
-        for call in outcome.calls:
-            self.host_calls.start(actor, call)
-        if outcome.pause is not None:
-            self._paused(actor, outcome)
-        residency = self._residency
-        if residency.max_resident is not None or residency.hibernate_after is not None:
-            residency.touched(actor)
-        if self.on_turn is not None and outcome.pause is None:
-            self.on_turn(actor, outcome)
-        self._scheduler.schedule(actor)
-
-    def _paused(self, actor: Actor, outcome: TurnOutcome) -> None:
-        self._totals.pauses += 1
-        if outcome.refill_at is not None:
-            # Wake it when its bucket is full again (a timer, so virtual time jumps there).
-            self._arm_timer(actor, REFILL, outcome.refill_at)
-        if self.on_pause is not None and outcome.pause is not None:
-            # Run as a task, not inside the turn: the hook may be async (e.g. await actor.resume()),
-            # and an exception in it is the host's bug, which surfaces from the runtime.
-            self._task_group().start_soon(self._run_hook, self.on_pause, actor, outcome.pause)
-
-    @staticmethod
-    async def _run_hook(hook: Callable[[Actor, Any], Any], actor: Actor, event: Any) -> None:
-        result = hook(actor, event)
-        if inspect.isawaitable(result):
-            await result
-
-    def _when_idle(self) -> float | None:
-        """The scheduler ran out of work: residency duties, idle waiters; when to look again."""
-        self._residency.enforce()
-        self._check_idle()
-        return self._residency.next_idle_deadline()
-
-    def _hibernate(self, actor: Actor) -> bool:
-        return self._residency.hibernate(actor)
-
-    # ---- async host calls and timers (HostCalls.start uses these) ----
-
-    def _start_host_task(self, run: Callable[[Actor, AsyncCall], Awaitable[tuple[bool, Any]]], actor: Actor,
-                         call: AsyncCall) -> None:
-        self._in_flight += 1
-        self._task_group().start_soon(self._host_task, run, actor, call)
-
-    async def _host_task(self, run: Callable[[Actor, AsyncCall], Awaitable[tuple[bool, Any]]], actor: Actor,
-                         call: AsyncCall) -> None:
-        try:
-            ok, value = await run(actor, call)
-        finally:
-            self._in_flight -= 1
-        actor.deliver(call.token, ok, value)
-        self._check_idle()
-
-    def _arm_timer(self, actor: Actor, token: int, due: float) -> None:
-        actor._cell.timers += 1
-        self._timers.arm(actor, token, due)
-
-    def _fire_timer(self, actor: Actor, token: int) -> None:
-        cell = actor._cell
-        if cell.evicted:
-            self._timers.dead -= 1
-            return
-        cell.timers -= 1
-        if cell.refilled() if token == REFILL else cell.deliver(token, True, None):
-            self._scheduler.schedule(actor)
 
 
 def _stopped_error(actor_id: str) -> Callable[[], BaseException]:

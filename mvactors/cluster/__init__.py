@@ -5,8 +5,8 @@ Runs on asyncio (redis-py's asyncio client).
 """
 
 from .client import Client, connect
-from .errors import ActorExistsInRedis, ActorFailedInRedis, ActorNotFound, NonDeterminism, RedisUnreachable
+from .errors import ActorExistsInRedis, ActorFailedInRedis, ActorNotFound, RedisUnreachable
 from .worker import Worker
 
-__all__ = ["ActorExistsInRedis", "ActorFailedInRedis", "ActorNotFound", "Client", "NonDeterminism",
-           "RedisUnreachable", "Worker", "connect"]
+__all__ = ["ActorExistsInRedis", "ActorFailedInRedis", "ActorNotFound", "Client", "RedisUnreachable", "Worker",
+           "connect"]

@@ -43,12 +43,6 @@ class FunctionsMismatch(ClusterError):
     default_code = "MVA_FUNCTIONS_VERSION"
 
 
-class NonDeterminism(ClusterError):
-    """A replay asked for a different journaled host call than the one recorded at that position."""
-
-    default_code = "MVA_NON_DETERMINISM"
-
-
 class EvictionPolicyRefused(ClusterError):
     """Redis may evict keys (``maxmemory-policy`` is not ``noeviction``), which would lose actors."""
 

@@ -57,6 +57,28 @@ async def _busy_actor(rt: mvactors.Runtime, snapshot: bytes, host: Host,
     return actor, gate
 
 
+async def test_readopted_under_the_same_id_only_its_own_sleep_fires(rt_actor):
+    # The evicted actor's sleep stays in the runtime's timer heap until due: it must fire
+    # into nothing, not into the new actor that took the same ID meanwhile.
+    host, clock = Host(), ManualClock()
+    async with mvactors.Runtime(clock=clock) as rt:
+        with anyio.fail_after(TIMEOUT):
+            first = await rt.spawn(rt_actor, host.imports("a"), actor_id="a")
+            await first.send(NAP, 2000, "late")
+            await host.seen("nap").wait()
+            assert rt.stats()["timers"] == 1
+            record = rt.evict("a")
+            assert rt.stats()["timers"] == 0
+            again = await rt.adopt(record, "a", host.imports("a"))
+            assert rt.stats()["timers"] == 1  # the adopted sleep (the evicted one no longer counts)
+            clock.advance(2.0)
+            await host.seen("woke").wait()
+            await rt.wait_idle()
+            assert rt.stats()["timers"] == 0
+            assert len(host.kinds("woke")) == 1
+            assert first.state == "evicted" and again.state == "idle"
+
+
 @pytest.mark.parametrize("hibernated", [False, True], ids=["resident", "hibernated"])
 async def test_evict_then_adopt_carries_state_sleeps_and_awaited_calls(rt_actor, hibernated):
     host1, clock1 = Host(), ManualClock()

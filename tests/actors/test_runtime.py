@@ -554,6 +554,6 @@ async def test_no_time_limit_runs_actors_on_the_engine_without_its_checks(rt_act
         with anyio.fail_after(TIMEOUT):
             assert await actor.call(INCREMENT, 3) == 3
             assert await actor.call(INCREMENT, 1) == 4  # woken from hibernation on the same engine
-        cell = actor._cell
+        cell = actor.cell
         assert cell.vm is None or not cell.vm._inst.stoppable
         assert cell.time_limit is None
