@@ -344,7 +344,7 @@ class Cell:
             try:
                 vm = self._wake()
             except MicroviumError as exc:
-                return self.fail(exc, self._kind_of(message))
+                return self.fail(exc, _kind_of(message, self._callers))
         if message.token:
             return self._apply_completion(vm, message, woke)
         return self._apply_message(vm, message, woke)
@@ -504,14 +504,6 @@ class Cell:
             message.reply.fail(exc)
         return self.fail(exc, kind, message.reply)
 
-    def _kind_of(self, message: Message) -> TurnKind:
-        """The kind of turn ``message`` makes (before its awaited call is taken from the callers book)."""
-        if not message.token:
-            return "message"
-        callers = self._callers
-        call = callers.awaited.get(message.token) if callers is not None else None
-        return "timer" if call is not None and call.due is not None else "completion"
-
     def fail(self, exc: BaseException, kind: TurnKind | None = None, reply: Reply | None = None) -> TurnOutcome:
         """The actor failed for good: every waiting caller gets ActorFailed, the VM is released.
 
@@ -519,12 +511,20 @@ class Cell:
         it applied one; without ``kind``, the turn of the message at the head of the mailbox.
         """
         if kind is None:
-            kind = self._kind_of(self.mailbox[0]) if self.mailbox else "message"
+            kind = _kind_of(self.mailbox[0], self._callers) if self.mailbox else "message"
         self.running = False
         self.failure = self.last_failure = exc
         _log.error("actor %s failed for good: %s", self.id, exc)
         self.close(lambda: ActorFailed(f"actor {self.id} failed: {exc}"))
         return TurnOutcome(kind, True, failure=exc, reply=reply)
+
+
+def _kind_of(message: Message, callers: Callers | None) -> TurnKind:
+    """The kind of turn ``message`` makes (before its awaited call is taken from the callers book)."""
+    if not message.token:
+        return "message"
+    call = callers.awaited.get(message.token) if callers is not None else None
+    return "timer" if call is not None and call.due is not None else "completion"
 
 
 def _detached(exc: Exception) -> Exception:
