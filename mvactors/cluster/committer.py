@@ -68,6 +68,9 @@ class Committer:
         self.dirty: set[Owned] = set()
         self._hooks = hooks
         self._failures: list[tuple[Owned, str]] = []
+        # Actors whose failure is not yet written: their lease may have lapsed during the fatal
+        # turn (the hard stop is 5 s, a lease 2 s), and re-acquiring one here would fence the write.
+        self.failing: set[str] = set()
         self._wake = anyio.Event()
         self._in_flight = 0  # commit() calls running
         self._quiet: anyio.Event | None = None  # set when _in_flight drops to 0 (made by the first waiter)
@@ -83,6 +86,7 @@ class Committer:
     def fail_later(self, owned: Owned, reason: str) -> None:
         """Mark ``owned`` failed in Redis soon (it is out of the owned set already)."""
         self.dirty.discard(owned)
+        self.failing.add(owned.actor_id)
         self._failures.append((owned, reason))
         self._wake.set()
 
@@ -98,7 +102,10 @@ class Committer:
                     failures, self._failures = self._failures, []
                     for owned, reason in failures:
                         self._hooks.evict_failed(owned)
-                        await self.fail_in_redis(owned, reason)
+                        try:
+                            await self.fail_in_redis(owned, reason)
+                        finally:
+                            self.failing.discard(owned.actor_id)
                 batch = [o for o in self.dirty if self._due(o)]
                 self.dirty.difference_update(batch)
                 if not batch:

@@ -8,6 +8,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import anyio
@@ -33,19 +34,21 @@ Adopt = Callable[[ActorKeys, Acquired | CorruptState, float], Awaitable[None]]
 class Discovery:
     """Finds actors for one worker and feeds it their mail.
 
-    ``held`` is the worker's owned set (read here); ``limit()`` its current cap on actors (None:
+    ``held`` is the worker's owned set and ``failing`` the actors whose failure it has yet to write
+    (both read here, neither acquired); ``limit()`` its current cap on actors (None:
     none); ``adopt`` runs an acquired actor; ``feed(owned)`` hands read mail to the actor;
     ``each_pass()`` runs after every round (the worker releases quiet actors there).
     """
 
     def __init__(self, link: RedisLink, worker_id: str, leases: Leases, held: Mapping[str, Owned],
-                 limit: Callable[[], int | None], adopt: Adopt, feed: Callable[[Owned], None],
-                 each_pass: Callable[[], None]) -> None:
+                 failing: AbstractSet[str], limit: Callable[[], int | None], adopt: Adopt,
+                 feed: Callable[[Owned], None], each_pass: Callable[[], None]) -> None:
         self.link = link
         self.worker_id = worker_id
         self.leases = leases
         self.acquiring: set[str] = set()
         self._held = held
+        self._failing = failing
         self._limit = limit
         self._adopt = adopt
         self._feed = feed
@@ -169,7 +172,8 @@ class Discovery:
         """Lease and adopt those of ``actor_ids`` this worker has room for."""
         if self._stopping:
             return
-        actor_ids = [a for a in actor_ids if a not in self._held and a not in self.acquiring][:max(self.room(), 0)]
+        actor_ids = [a for a in actor_ids if a not in self._held and a not in self.acquiring
+                     and a not in self._failing][:max(self.room(), 0)]
         if not actor_ids:
             return
         self.acquiring.update(actor_ids)

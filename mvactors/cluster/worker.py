@@ -107,8 +107,8 @@ class Worker:
         leases = self._leases = Leases(link, self.worker_id, self.lease_ms, self._owned, self._drop)
         self._committer = Committer(link, self.worker_id, self.checkpoint_every, leases.safe, self._stats,
                                     _CommitHooks(self))
-        self._discovery = Discovery(link, self.worker_id, leases, self._owned, lambda: self.max_actors,
-                                    self._adopt, self._feed, self._release_quiet)
+        self._discovery = Discovery(link, self.worker_id, leases, self._owned, self._committer.failing,
+                                    lambda: self.max_actors, self._adopt, self._feed, self._release_quiet)
         journal = RedisJournal(link, self.worker_id, self._owned, leases.safe, self._drop, self._fail_now)
         try:
             await link.load_functions()
