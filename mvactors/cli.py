@@ -192,6 +192,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.set_defaults(run=_cmd_call)
 
     _add_worker_parser(commands)
+    from .dashboard.cli import add_parser as add_dashboard_parser  # its own module: needs no extra to register
+
+    add_dashboard_parser(commands)
 
     args = parser.parse_args(argv)
     try:

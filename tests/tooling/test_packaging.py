@@ -53,8 +53,11 @@ def test_every_module_level_import_is_a_declared_dependency():
             continue
         for name in _module_level_imports(path) - set(sys.stdlib_module_names) - {"mvactors"}:
             providers = {d.lower() for d in dists.get(name, [name])}
-            # The cluster floor may use its extra (mvactors[redis]); `import mvactors` loads it lazily.
-            extra = PYPROJECT["project"]["optional-dependencies"]["redis"] if "cluster" in path.parts else []
+            # The cluster floor may use its extra (mvactors[redis]), the dashboard its own (mvactors[dashboard]);
+            # `import mvactors` loads neither.
+            extras = PYPROJECT["project"]["optional-dependencies"]
+            extra = extras["redis"] if "cluster" in path.parts else extras["dashboard"] if "dashboard" in path.parts \
+                else []
             if not providers & (declared | {Requirement(r).name.lower() for r in extra}):
                 missing.setdefault(name, set()).add(str(path.relative_to(ROOT)))
     assert not missing, f"imported at module level but not in [project] dependencies: {missing}"
