@@ -8,11 +8,10 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qs, quote, urlencode
 
 import jinja2
 from starlette.applications import Starlette
-from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -239,7 +238,7 @@ class Dashboard:
         if self.read_only:
             return PlainTextResponse("this dashboard is read-only (--read-only): actions are refused",
                                      status_code=403)
-        form = await request.form()
+        form = await _form(request)
         if not self.guard.csrf_ok(request.cookies.get(CSRF_COOKIE), _field(form, CSRF_FIELD)):
             return PlainTextResponse("missing or wrong CSRF token: reload the page and try again", status_code=403)
         actor_id = request.path_params["actor_id"]
@@ -249,8 +248,7 @@ class Dashboard:
             error = f"unknown action {action!r}"
         else:
             try:
-                result = await self.source.act(actor_id, action,
-                                               {k: v for k, v in form.items() if isinstance(v, str)})
+                result = await self.source.act(actor_id, action, form)
             except (ValueError, Unavailable) as exc:
                 error = str(exc)
             except Exception as exc:  # what the operation raised is what the operator needs to see
@@ -284,7 +282,7 @@ class Dashboard:
     async def login(self, request: Request) -> Response:
         if self.guard.token is None:
             return RedirectResponse(_prefix(request.scope) + "/", status_code=303)
-        form = await request.form()
+        form = await _form(request)
         if not self.guard.csrf_ok(request.cookies.get(CSRF_COOKIE), _field(form, CSRF_FIELD)):
             return PlainTextResponse("missing or wrong CSRF token: reload the login page", status_code=403)
         target = _local_path(_field(form, "next"))
@@ -296,7 +294,7 @@ class Dashboard:
         return response
 
     async def logout(self, request: Request) -> Response:
-        form = await request.form()
+        form = await _form(request)
         if not self.guard.csrf_ok(request.cookies.get(CSRF_COOKIE), _field(form, CSRF_FIELD)):
             return PlainTextResponse("missing or wrong CSRF token", status_code=403)
         response = RedirectResponse(_prefix(request.scope) + "/login", status_code=303)
@@ -304,9 +302,27 @@ class Dashboard:
         return response
 
 
-def _field(form: FormData, name: str) -> str | None:
-    value = form.get(name)
-    return value if isinstance(value, str) else None
+_FORM_LIMIT = 64 * 1024  # the dashboard's forms carry a few short fields
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """A POST's urlencoded fields (what browsers and htmx send for these forms).
+
+    Parsed here rather than by Starlette, whose form parser needs python-multipart for no gain:
+    no form of the dashboard uploads files.
+    """
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/x-www-form-urlencoded":
+        return {}
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > _FORM_LIMIT:
+            return {}
+    return {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items()}
+
+
+def _field(form: Mapping[str, str], name: str) -> str | None:
+    return form.get(name)
 
 
 def _local_path(target: str | None) -> str:
