@@ -27,6 +27,12 @@ class Timeline:
     turns: list[int] = field(default_factory=list)
     p50_us: list[float] = field(default_factory=list)  # empty where the latencies are not known
     p99_us: list[float] = field(default_factory=list)
+    # Devices in each state at each sample (empty where the states are not seen: --workers).
+    states: dict[str, list[int]] = field(default_factory=dict)
+
+    def add_states(self, counts: dict[str, int]) -> None:
+        for name in STATE_NAMES:
+            self.states.setdefault(name, []).append(counts.get(name, 0))
 
 
 def status_columns(status: dict[str, Any]) -> dict[str, Any]:
@@ -107,19 +113,40 @@ def write_report(result: dict[str, Any], directory: Path) -> list[Path]:
         writer.writerows(devices)
 
     latencies = bool(timeline.p50_us)
-    fig, axes = plt.subplots(3 if latencies else 2, 1, figsize=(9, 10 if latencies else 7), layout="constrained")
+    states = bool(timeline.states)
+    panels = 2 + latencies + states
+    fig, axes = plt.subplots(panels, 1, figsize=(9, 3.3 * panels + 0.4), layout="constrained")
+    # Which run this is, on the picture itself: a chart passed around loses its command line.
+    if "simulated_hours" in result:
+        length = f"{result['simulated_hours']:.2f} simulated hours"
+    else:
+        length = f"{result['wall_seconds']:g} wall seconds on {result['workers']} worker processes"
+    fig.suptitle(f"{result['devices']:,} devices, seed {result['seed']}, {length}", fontweight="bold")
     turns_ax, error_ax = axes[0], axes[-1]
     # A rate, since samples need not be one unit apart (the last one, the worker fleet's).
     pairs = zip(timeline.at, timeline.at[1:], timeline.turns, timeline.turns[1:], strict=False)
     rates = [(t1, (n1 - n0) / (t1 - t0)) for t0, t1, n0, n1 in pairs if t1 > t0]
     turns_ax.plot([t for t, _ in rates], [rate for _, rate in rates], drawstyle="steps-pre")
     turns_ax.set(title=f"Turns per {timeline.unit}", xlabel=timeline.unit, ylabel="turns")
+    # From 0, as the dashboard's turns/s chart: a small dip should look small.
+    turns_ax.set_ylim(bottom=0)
+    next_ax = 1
     if latencies:
-        latency_ax = axes[1]
+        latency_ax = axes[next_ax]
+        next_ax += 1
         latency_ax.plot(timeline.at[1:], timeline.p50_us[1:], label="p50")
         latency_ax.plot(timeline.at[1:], timeline.p99_us[1:], label="p99")
         latency_ax.set(title="Turn latency (recent turns, wall time)", xlabel=timeline.unit, ylabel="µs")
+        latency_ax.set_ylim(bottom=0)
         latency_ax.legend()
+    if states:
+        states_ax = axes[next_ax]
+        at = timeline.at[:len(next(iter(timeline.states.values())))]
+        states_ax.stackplot(at, *(timeline.states[name] for name in STATE_NAMES), labels=list(STATE_NAMES),
+                            step="post")
+        states_ax.set(title="Devices by state over time", xlabel=timeline.unit, ylabel="devices")
+        states_ax.set_ylim(0, result["devices"])
+        states_ax.legend(loc="upper right")
     error_ax.hist([d["abs_error_c"] for d in devices], bins=40)
     error_ax.set(title="|temperature - setpoint| per device at the end", xlabel="°C", ylabel="devices")
     chart = directory / "fleet.png"

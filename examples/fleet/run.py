@@ -16,10 +16,12 @@ With ``--workers N`` (workers.py) the devices are durable actors in Redis run by
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import hashlib
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -56,18 +58,68 @@ def rss_kib() -> tuple[int, int]:
     return values.get("VmRSS", 0), values.get("VmHWM", 0)
 
 
-def sample(timeline: Timeline, rt: mvactors.Runtime) -> None:
+def sample(timeline: Timeline, rt: mvactors.Runtime, rooms: list[Room]) -> None:
     """The runtime's counters now (once a simulated minute, for the report's charts)."""
     stats = rt.stats()
     timeline.at.append(rt.clock.now() / 60)
     timeline.turns.append(stats["turns"])
     timeline.p50_us.append(stats["turn_latency_p50_us"])
     timeline.p99_us.append(stats["turn_latency_p99_us"])
+    # A device's relay mirrors its state (off IDLE, heat HEATING, cool COOLING): counting the
+    # relays reads every device's state without a turn, so the run's turn counts stay as they are.
+    modes = [0, 0, 0]
+    for room in rooms:
+        modes[room.mode] += 1
+    timeline.add_states(dict(zip(STATE_NAMES, modes, strict=True)))
+
+
+async def spawn_devices(rt: mvactors.Runtime, snapshot: bytes, devices: int, seed: int, period_s: int, samples: int,
+                        rooms: list[Room], setpoints: list[float]) -> list[mvactors.Actor]:
+    """One running thermostat per device (``dev-000000``...), its room appended to ``rooms``."""
+    actors = []
+    for device in range(devices):
+        room, rng = make_room(rt.clock, seed, device)
+        rooms.append(room)
+        actor = await rt.spawn(snapshot, {READ_TEMPERATURE: room.read_temperature, SET_OUTPUT: room.set_output,
+                                          SLEEP: mvactors.imports.sleep}, actor_id=f"dev-{device:06d}")
+        setpoint = round(rng.uniform(19.0, 23.0), 1)
+        setpoints.append(setpoint)
+        await actor.send(CONFIGURE, setpoint, 0.5)
+        # Devices boot at random moments within one period, which spreads
+        # their sampling over time instead of one burst per period.
+        phase_ms = rng.randrange(period_s) * 1000
+        await actor.send(RUN, period_s * 1000, samples, phase_ms)
+        actors.append(actor)
+    return actors
+
+
+@contextlib.asynccontextmanager
+async def serve_dashboard(rt: mvactors.Runtime, port: int | None) -> AsyncIterator[None]:
+    """With ``--dashboard PORT``: the web dashboard of ``rt`` on 127.0.0.1, in this event loop, while the body runs.
+
+    At the end, on a terminal, it stays up until Enter, to look at the fleet's final state.
+    """
+    if port is None:
+        yield
+        return
+    from mvactors.dashboard import Server, create_app
+
+    server = Server(create_app(runtime=rt), port=port)
+    async with anyio.create_task_group() as tg:
+        url = await tg.start(server.serve)
+        print(f"dashboard: {url}", file=sys.stderr, flush=True)
+        try:
+            yield
+            if sys.stdin.isatty():
+                print(f"simulation finished; the dashboard stays up at {url}: press Enter to stop",
+                      file=sys.stderr, flush=True)
+                await anyio.to_thread.run_sync(sys.stdin.readline)
+        finally:
+            server.stop()
 
 
 async def simulate(args: argparse.Namespace) -> dict[str, Any]:
     snapshot = mvactors.compile(HERE / "thermostat.js")
-    period_ms = args.period * 1000
     samples = max(1, round(args.hours * 3600 / args.period))
     total_s = samples * args.period + args.period  # plus the start-up jitter
     rooms: list[Room] = []
@@ -77,21 +129,8 @@ async def simulate(args: argparse.Namespace) -> dict[str, Any]:
     cpu_start = time.process_time()
     rss_before, _ = rss_kib()
     async with mvactors.Runtime(clock="virtual", max_resident=args.max_resident,
-                             hibernate_after=args.hibernate_after) as rt:
-        actors = []
-        for device in range(args.devices):
-            room, rng = make_room(rt.clock, args.seed, device)
-            rooms.append(room)
-            actor = await rt.spawn(snapshot, {READ_TEMPERATURE: room.read_temperature, SET_OUTPUT: room.set_output,
-                                              SLEEP: mvactors.imports.sleep}, actor_id=f"dev-{device:06d}")
-            setpoint = round(rng.uniform(19.0, 23.0), 1)
-            setpoints.append(setpoint)
-            await actor.send(CONFIGURE, setpoint, 0.5)
-            # Devices boot at random moments within one period, which spreads
-            # their sampling over time instead of one burst per period.
-            phase_ms = rng.randrange(args.period) * 1000
-            await actor.send(RUN, period_ms, samples, phase_ms)
-            actors.append(actor)
+                             hibernate_after=args.hibernate_after) as rt, serve_dashboard(rt, args.dashboard):
+        actors = await spawn_devices(rt, snapshot, args.devices, args.seed, args.period, samples, rooms, setpoints)
         spawn_wall = time.perf_counter() - wall_start
         # Tens of thousands of long-lived actors make every full cyclic-GC pass scan
         # them all; they live until the end, so take them out of the collector's view.
@@ -107,7 +146,7 @@ async def simulate(args: argparse.Namespace) -> dict[str, Any]:
 
         async def sample_every_minute() -> None:
             while True:
-                sample(timeline, rt)
+                sample(timeline, rt, rooms)
                 await rt.sleep(60)
 
         async def show_progress(progress: Progress) -> None:
@@ -125,7 +164,7 @@ async def simulate(args: argparse.Namespace) -> dict[str, Any]:
                 await rt.wait_idle()
                 tg.cancel_scope.cancel()
             progress.update(progress.task_ids[0], completed=total_s / 3600, detail=rt.resident_count)
-        sample(timeline, rt)
+        sample(timeline, rt, rooms)
         simulated_s = rt.clock.now()
         stats_before_status = rt.stats()
         run_wall = time.perf_counter() - wall_start
@@ -145,6 +184,7 @@ async def simulate(args: argparse.Namespace) -> dict[str, Any]:
     ]
     return {
         "devices": args.devices,
+        "seed": args.seed,
         "simulated_hours": simulated_s / 3600,
         "samples_per_device": samples,
         "sampling_period_s": args.period,
@@ -263,7 +303,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="run the devices as durable actors on N `mvactors worker` processes over Redis "
                              "(wall clock: seconds, not hours)")
     parser.add_argument("--redis", metavar="URL", help="with --workers: this Redis instead of a private redis-server")
+    parser.add_argument("--dashboard", type=int, metavar="PORT",
+                        help="serve the web dashboard of the fleet's actors on 127.0.0.1:PORT while it runs "
+                             '(needs pip install "mvactors[dashboard]")')
     args = parser.parse_args(argv)
+    if args.dashboard is not None:
+        if args.workers is not None:
+            parser.error("--dashboard shows the in-process fleet; with --workers, run "
+                         "`mvactors dashboard --redis URL` against the fleet's Redis (give it with --redis)")
+        if args.backend != "asyncio":
+            parser.error("--dashboard is served by uvicorn, which runs on asyncio: drop --backend trio")
     resolve_run_length(parser, args)
     command = "python examples/fleet/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
     if args.workers is not None:

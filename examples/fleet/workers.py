@@ -223,6 +223,7 @@ def summarize(args: argparse.Namespace, url: str, devices: list[Device], statuse
     ]
     return {
         "devices": args.devices,
+        "seed": args.seed,
         "workers": args.workers,
         "redis": url,
         "wall_seconds": samples * args.period,

@@ -49,7 +49,7 @@ class Overview:
 
     counts: dict[str, int | None]
     turns: int | None  # total turns so far, sampled by the page into a turns/s chart
-    failures: list[dict[str, Any]] = field(default_factory=list)  # describe-dicts of failed actors
+    failures: list[dict[str, Any]] | None = None  # describe-dicts of failed actors (None: cannot tell)
     notes: list[str] = field(default_factory=list)  # what is not available, and why
 
 
@@ -341,7 +341,7 @@ class RedisSource:
     async def overview(self) -> Overview:
         notes: list[str] = []
         counts: dict[str, int | None] = dict.fromkeys(STATES)
-        failures: list[dict[str, Any]] = []
+        failures: list[dict[str, Any]] | None = None
         turns: int | None = None
         if self.has("actors"):
             # Failed and paused actors are read from their indexes (small); idle and running
@@ -353,11 +353,9 @@ class RedisSource:
                     failures = found[:10]
         else:
             notes.append("actors by state and the latest failures need client.actors() (the operations API)")
-        if self.has("workers"):
+        if self.has("workers"):  # (without it, the page says so where it lists workers)
             workers = await self.workers()
             turns = sum(int(w.get("turns") or 0) for w in workers)
-        else:
-            notes.append("workers and turns/s need client.workers() (the operations API)")
         return Overview(counts=counts, turns=turns, failures=failures, notes=notes)
 
     async def actors(self, filters: Mapping[str, str], cursor: str | None, limit: int) -> ActorPage:
@@ -408,7 +406,7 @@ class RedisSource:
 
     async def workers(self) -> list[dict[str, Any]]:
         if not self.has("workers"):
-            raise Unavailable("the workers list needs client.workers() (the operations API)")
+            raise Unavailable("workers and turns/s need client.workers() (the operations API)")
         client = await self.client()
         workers: list[dict[str, Any]] = await getattr(client, "workers")()  # noqa: B009
         return workers
@@ -441,7 +439,8 @@ class RedisSource:
                 return f"resumed {actor_id}"
             await method(actor_id)
         except ActorNotFound as exc:
-            raise ValueError(str(exc)) from None
+            # The client names its URL; the page shows it without a password.
+            raise ValueError(str(exc).replace(self.url, display_url(self.url))) from None
         past = {"pause": "paused", "retry": "retried", "delete": "deleted"}[action]
         return f"{past} {actor_id}"
 

@@ -1,0 +1,78 @@
+"""The dashboard over Redis, by plain HTTP: a real redis-server and the client's methods of today.
+
+Where the client lacks an operations method (actors, workers, history, pause...), the page must
+say "not available" and still render; the parts that exist (describe, delete) must work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from urllib.parse import quote
+
+import pytest
+
+import mvactors
+from mvactors.dashboard import create_app
+from mvactors.dashboard.sources import RedisSource, display_url
+
+from .support import GUEST, HOSTILE_ID, SCRIPT, client_for, csrf_of
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    from mvactors.testing import redis_server
+
+    with redis_server() as url:
+        yield url
+
+
+async def test_pages_render_with_the_client_of_today_and_say_what_is_missing(redis_url: str, compile_js) -> None:  # type: ignore[no-untyped-def]
+    snapshot = compile_js(GUEST)
+    async with mvactors.connect(redis_url) as client:
+        await client.spawn(snapshot, imports=SCRIPT, actor_id=HOSTILE_ID)
+        await client.spawn(snapshot, actor_id="plain")
+    app = create_app(redis_url=redis_url)
+    async with client_for(app) as http:
+        for path in ("/", "/actors", "/workers", "/actors?state=failed&imports=x&owner=y&code=z"):
+            page = await http.get(path)
+            assert page.status_code == 200, (path, page.text)
+            if not hasattr(mvactors.cluster.Client, "actors") and path != "/workers":
+                assert "Not available" in page.text
+        hostile = await http.get("/actors/" + quote(HOSTILE_ID, safe=""))
+        assert hostile.status_code == 200
+        assert "<script>" not in hostile.text.split("<main>")[1]
+        assert 'data-field="imports">&lt;script&gt;' in hostile.text
+        found = await http.get("/actors", params={"q": "plain"})
+        assert found.status_code == 303 and found.headers["location"] == "/actors/plain"
+        assert (await http.get("/actors/ghost")).status_code == 404
+
+        page = await http.get("/actors/plain")
+        assert 'data-action="delete"' in page.text
+        done = await http.post("/actors/plain", data={"action": "delete", "csrf": csrf_of(page.text)},
+                               headers={"HX-Request": "true"})
+        assert "deleted plain" in done.text
+        gone = await http.post("/actors/plain", data={"action": "delete", "csrf": csrf_of(page.text)},
+                               headers={"HX-Request": "true"})
+        assert "no actor &#39;plain&#39;" in gone.text  # said, not a 500
+
+
+async def test_actions_the_client_lacks_are_neither_shown_nor_done(redis_url: str) -> None:
+    source = RedisSource(redis_url)
+    try:
+        offered = source.actions()
+        assert "delete" in offered
+        for action in ("pause", "resume", "retry", "cancel", "fork", "reset"):
+            assert (action in offered) == hasattr(mvactors.cluster.Client, action)
+        missing = [a for a in ("pause", "retry") if a not in offered]
+        for action in missing:
+            with pytest.raises(ValueError, match="operations API"):
+                await source.act("x", action, {})
+    finally:
+        await source.aclose()
+
+
+def test_the_header_never_shows_a_redis_password() -> None:
+    assert display_url("redis://:hunter2@db.internal:6379/0") == "redis://db.internal:6379/0"
+    assert display_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
