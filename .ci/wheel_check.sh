@@ -17,6 +17,9 @@ names = zipfile.ZipFile(sys.argv[1]).namelist()
 meta = zipfile.ZipFile(sys.argv[1]).read(next(n for n in names if n.endswith("/METADATA"))).decode()
 assert "mvactors/vm/_engine/mvx.wasm" in names, "wheel has no engine"
 assert "mvactors/_compiler/microvium.cjs" in names, "wheel has no bundled compiler"
+for shipped in ("static/htmx.min.js", "static/htmx.LICENSE.txt", "static/dashboard.css", "templates/actor.html"):
+    assert f"mvactors/dashboard/{shipped}" in names, f"wheel has no dashboard {shipped}"
+assert "Provides-Extra: dashboard" in meta, meta
 assert not [n for n in names if n.endswith((".so", ".dylib", ".dll"))], "a py3-none-any wheel with native code"
 assert "License-Expression: MIT" in meta and "Requires-Dist: sniffio" in meta, meta
 print("wheel contents and metadata ok:", len(names), "files")

@@ -177,9 +177,13 @@ class Dashboard:
         workers = await self._workers(notes)
         now = time.monotonic()
         points = list(self.rate.points)
-        line, top = svg_path(points, 600, 120, self.rate.window, now)
+        # The x-axis spans what has been sampled (a minute at least, ten at most), so a page
+        # opened a moment ago shows a line, not a sliver at the right edge.
+        span = min(self.rate.window, max(60.0, now - points[0].at if points else 0.0))
+        line, top = svg_path(points, 600, 120, span, now)
         return self.render(request, "overview.html", overview=ov, states=STATES, workers=workers, notes=notes,
-                           chart_line=line, chart_top=top, rate=self.rate.current, samples=len(points))
+                           chart_line=line, chart_top=top, rate=self.rate.current, samples=len(points),
+                           span=span)
 
     async def _workers(self, notes: list[str]) -> list[dict[str, Any]] | None:
         try:
