@@ -42,4 +42,7 @@ grep -qx "Hello, World!" "$work/out"
 bare mvactors --version
 bare python -m mvactors call "$root/examples/hello/hello.js" 1 '"wheel"' --print-import 1 | tee "$work/out"
 grep -qx "Hello, wheel! (greeting #1)" "$work/out"
+# The dashboard extra: its pages and vendored htmx come from the wheel itself.
+bare pip install --quiet "$wheel[dashboard]" 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
+bare python "$root/.ci/dashboard_smoke.py"
 echo "wheel check passed"

@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .charts import TurnRate, WorkerRates, svg_path
 from .security import CSRF_COOKIE, CSRF_FIELD, SESSION_COOKIE, Guard, host_header_name, is_loopback
-from .sources import ACTIONS, FILTERS, STATES, DataSource, Unavailable
+from .sources import ACTIONS, COUNT_CAP, FILTERS, STATES, DataSource, Unavailable
 
 HERE = Path(__file__).resolve().parent
 PAGE_SIZE = 50
@@ -183,7 +183,7 @@ class Dashboard:
         line, top = svg_path(points, 600, 120, span, now)
         return self.render(request, "overview.html", overview=ov, states=STATES, workers=workers, notes=notes,
                            chart_line=line, chart_top=top, rate=self.rate.current, samples=len(points),
-                           span=span)
+                           span=span, count_cap=COUNT_CAP)
 
     async def _workers(self, notes: list[str]) -> list[dict[str, Any]] | None:
         try:

@@ -348,9 +348,10 @@ class RedisSource:
             # would take a walk over every actor, so the overview leaves them out.
             for state in ("failed", "paused"):
                 found = await self._take(COUNT_CAP + 1, state=state)
-                counts[state] = len(found)
+                counts[state] = len(found)  # COUNT_CAP + 1 reads "1000+" on the page
                 if state == "failed":
                     failures = found[:10]
+            notes.append("idle and running counts: they would take a walk over every actor in Redis")
         else:
             notes.append("actors by state and the latest failures need client.actors() (the operations API)")
         if self.has("workers"):  # (without it, the page says so where it lists workers)
@@ -450,5 +451,5 @@ class RedisSource:
             self._client = None
 
 
-__all__ = ["ACTIONS", "FILTERS", "STATES", "ActorPage", "DataSource", "Overview", "RedisSource", "RuntimeSource",
-           "Unavailable", "display_url"]
+__all__ = ["ACTIONS", "COUNT_CAP", "FILTERS", "STATES", "ActorPage", "DataSource", "Overview", "RedisSource",
+           "RuntimeSource", "Unavailable", "display_url"]
