@@ -113,7 +113,7 @@ async def serve_dashboard(rt: mvactors.Runtime, port: int | None) -> AsyncIterat
             if sys.stdin.isatty():
                 print(f"simulation finished; the dashboard stays up at {url}: press Enter to stop",
                       file=sys.stderr, flush=True)
-                await anyio.to_thread.run_sync(sys.stdin.readline)
+                await anyio.to_thread.run_sync(sys.stdin.readline, abandon_on_cancel=True)  # Ctrl-C works too
         finally:
             server.stop()
 
