@@ -78,7 +78,7 @@ class Guard:
             scheme, _, credentials = authorization.partition(" ")
             if scheme.lower() == "bearer" and self.token_matches(credentials.strip()):
                 return True
-        return bool(session) and hmac.compare_digest(str(session), self.session_value())
+        return bool(session) and _same(str(session), self.session_value())
 
     # ---- CSRF ----
 
@@ -95,7 +95,13 @@ class Guard:
         """A POST's token was made for its own CSRF cookie (constant time)."""
         if not browser_id or not submitted:
             return False
-        return hmac.compare_digest(self.csrf_token(browser_id), str(submitted))
+        return _same(self.csrf_token(browser_id), str(submitted))
+
+
+def _same(expected: str, given: str) -> bool:
+    """Constant-time equality of two strings; as bytes, since compare_digest refuses non-ASCII str
+    (a request could otherwise turn a forged cookie into a server error)."""
+    return hmac.compare_digest(expected.encode(), given.encode("utf-8", "surrogateescape"))
 
 
 __all__ = ["CSRF_COOKIE", "CSRF_FIELD", "SESSION_COOKIE", "Guard", "host_header_name", "is_loopback"]

@@ -190,6 +190,7 @@ def test_guard_helpers() -> None:
     guard = Guard("t")
     assert guard.token_matches("t") and not guard.token_matches("") and not guard.token_matches("tt")
     assert guard.csrf_ok("browser", guard.csrf_token("browser")) and not guard.csrf_ok("other", guard.csrf_token("b"))
+    assert not guard.allows(None, "é" * 64) and not guard.csrf_ok("browser", "é")  # refused, not a TypeError
     with pytest.raises(ValueError):
         Guard("")
 
