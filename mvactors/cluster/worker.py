@@ -95,6 +95,8 @@ class Worker:
         self._leases: Leases | None = None
         self._discovery: Discovery | None = None
         self._committer: Committer | None = None
+        self._host = socket.gethostname()
+        self._started = round(time.time(), 3)
 
     # ---- lifecycle ----
 
@@ -104,7 +106,7 @@ class Worker:
         load_engine()
         link = self._link = RedisLink(self.url, blocking_timeout=HINT_BLOCK_MS / 1000 + 10,
                                       who=f"worker {self.worker_id}")
-        leases = self._leases = Leases(link, self.worker_id, self.lease_ms, self._owned, self._drop)
+        leases = self._leases = Leases(link, self.worker_id, self.lease_ms, self._owned, self._drop, self._info)
         self._committer = Committer(link, self.worker_id, self.checkpoint_every, leases.safe, self._stats,
                                     _CommitHooks(self))
         self._discovery = Discovery(link, self.worker_id, leases, self._owned, self._committer.failing,
@@ -183,8 +185,14 @@ class Worker:
         return list(self._owned)
 
     def stats(self) -> dict[str, int]:
-        """Counters since start: acquired, released, dropped, commits, turns, committed_turns, failed."""
+        """Counters since start: acquired, released, dropped, commits, turns, committed_turns, failed,
+        unawaited_failures (turns of a ``send()`` that raised or whose promise rejected)."""
         return self._stats.as_dict()
+
+    def _info(self) -> dict[str, str | int | float]:
+        """What each heartbeat publishes about this worker (``Client.workers()``)."""
+        return {"host": self._host, "pid": os.getpid(), "started": self._started, "actors": len(self._owned),
+                "turns": self._stats.turns}
 
     # ---- turns (the per-turn path: every line here runs once per turn) ----
 
@@ -204,15 +212,26 @@ class Worker:
             mail = owned.submitted.pop(reply, None)  # the runtime says which message ran
             if mail is not None:
                 owned.applied_pos = mail.stream_id
-                if mail.wants_reply:
-                    owned.settling.append((owned.keys.reply(mail.message_id), reply))
+                unawaited = owned.watch(mail, reply)
+                if unawaited is not None:
+                    self._unawaited(owned, [unawaited])
         if owned.settling:
-            owned.collect_settled()
+            unawaited_later = owned.collect_settled()
+            if unawaited_later:
+                self._unawaited(owned, unawaited_later)
         if outcome.failure is not None:
             self._fail_now(actor, f"{type(outcome.failure).__name__}: {outcome.failure}")
             return
         assert self._committer is not None
         self._committer.mark(owned)
+
+    def _unawaited(self, owned: Owned, failures: list[tuple[str, BaseException]]) -> None:
+        """Turns of a ``send()`` that failed with no caller to tell: logged and counted, as a Runtime does
+        (describe's ``last_failure`` gets the last one with the next commit)."""
+        for message_id, error in failures:
+            self._stats.unawaited_failures += 1
+            log.warning("worker %s: actor %s: message %s (a send, nobody awaits it) failed: %s: %s",
+                        self.worker_id, owned.actor_id, message_id, type(error).__name__, error)
 
     def _feed(self, owned: Owned) -> None:
         """Submit buffered mail within the checkpoint budget; ask for more when the buffer is empty."""
@@ -254,7 +273,9 @@ class Worker:
                 return
             self._claim_replies(owned, owned.actor, got.settling)
             # Turns that ran before adopt() returned (see _on_turn) may have settled a claimed promise.
-            owned.collect_settled()
+            unawaited = owned.collect_settled()
+            if unawaited:
+                self._unawaited(owned, unawaited)
             if owned.replies or owned.uncommitted:
                 assert self._committer is not None
                 self._committer.mark(owned)
@@ -272,6 +293,11 @@ class Worker:
             await self._committer.fail_in_redis(owned, f"{type(exc).__name__}: {exc}")
             return
         owned.at_rest_with(record.pending)
+        if got.previous_owner and got.previous_owner != self.worker_id:
+            log.info("worker %s took over actor %s from worker %s (its lease lapsed without a release)",
+                     self.worker_id, actor_id, got.previous_owner)
+        else:
+            log.info("worker %s adopted actor %s (turn %d)", self.worker_id, actor_id, got.turns)
         self._feed(owned)
 
     async def _corrupt(self, keys: ActorKeys, error: CorruptState) -> None:
@@ -381,10 +407,12 @@ class Worker:
                 records[owned] = record, settling
         return records
 
-    async def _release(self, records: dict[Owned, tuple[ActorRecord, str]]) -> None:
+    async def _release(self, records: dict[Owned, tuple[ActorRecord, str]], why: str = "idle") -> None:
         assert self._committer is not None
         await self._committer.commit(list(records), release=True, records=records)
         self._stats.released += len(records)
+        for owned in records:
+            log.info("worker %s released actor %s (%s)", self.worker_id, owned.actor_id, why)
 
     async def _hand_over_all(self) -> None:
         """Graceful close: commit every actor as it is now and release its lease."""
@@ -393,7 +421,7 @@ class Worker:
             await self._committer.quiesce()  # a commit in flight must land before the releasing one
         records = self._take_out([o for o in self._owned.values() if not o.gone])
         if records:
-            await self._release(records)
+            await self._release(records, "the worker is closing")
         await self._leases.leave()
         log.info("worker %s handed over %d actors", self.worker_id, len(records))
 
