@@ -93,7 +93,7 @@ local function send(keys, args)
   return {'OK', id, owner or ''}
 end
 
--- acquire(a, l, j, work, ready, c; actor, worker, ttl_ms)
+-- acquire(a, l, j, work, ready, c[, paused index]; actor, worker, ttl_ms)
 --   -> {'OK', epoch, record or snapshot, fresh, turns, pos, imports, gas, settling, previous owner,
 --       extra gas, history, journal...} | {'BUSY', holder} | {'PAUSED'} | ...
 -- previous owner: the worker whose lease lapsed without a release ('' when released: not a takeover).
@@ -109,15 +109,22 @@ local function acquire(keys, args)
     redis.call('ZREM', work, actor)
     return {'FAILED', f[2]}
   end
+  local now = now_ms()
   if f[4] then  -- paused: no turns until resumed (resume puts it back in the work index)
-    local holder = lease_holder(l)
-    if not holder or holder == worker then
-      redis.call('ZREM', work, actor)
+    local z = cjson.decode(f[4])
+    if keys[7] and z['until'] and now >= z['until'] then
+      -- A quota with refill_per_second is full again: it resumes by itself (Redis's clock), and the
+      -- worker that adopts it fills the bucket ('q').
+      redis.call('HDEL', a, 'z')
+      redis.call('HSET', a, 'q', 'refill:')
+      redis.call('ZREM', keys[7], actor)
+    elseif not lease_holder(l) or lease_holder(l) == worker then
+      -- (a refilling quota stays in the work index for the moment it is full)
+      if z['until'] then redis.call('ZADD', work, z['until'], actor) else redis.call('ZREM', work, actor) end
       if f[3] then redis.call('ZREM', ready, f[3] .. '|' .. actor) end
       return {'PAUSED'}
     end
   end
-  local now = now_ms()
   local holder = lease_holder(l)
   if holder and holder ~= worker then
     redis.call('ZADD', work, now + math.max(redis.call('PTTL', l), 0), actor)
@@ -175,13 +182,22 @@ local function release(a, l, m, work, ready, actor, worker, due)
   end
 end
 
+-- A gas pause, written by the releasing commit of the turns before it: the rolled-back turn's message
+-- stays at the head of the mailbox; a refilling quota is looked at again when it is full ('until').
+local function gas_pause(a, work, paused, actor, z)
+  redis.call('HSET', a, 'z', z)
+  redis.call('ZADD', paused, 0, actor)
+  local due = cjson.decode(z)['until']
+  if due then redis.call('ZADD', work, due, actor) else redis.call('ZREM', work, actor) end
+end
+
 -- One actor's commit; every check comes before its first write.
 -- e: [actor, epoch, prev_turns, turns, pos, release, due ms or '', next_token, pending tokens, settling,
---     record, reply payloads, last failure JSON or '']
-local function commit_one(a, l, m, j, c, work, ready, worker, e, reply_keys)
+--     record, reply payloads, last failure JSON or '', gas pause JSON or '']
+local function commit_one(a, l, m, j, c, work, ready, paused, worker, e, reply_keys)
   local actor, epoch, prev, turns, pos = e[1], e[2], e[3], e[4], e[5]
   local rel, due, next_token, pending_tokens, settling = e[6], e[7], e[8], e[9], e[10]
-  local f = redis.call('HMGET', a, 'e', 't', 'p', 'f', 's')
+  local f = redis.call('HMGET', a, 'e', 't', 'p', 'f', 's', 'q')
   if not f[1] then return 'UNKNOWN' end
   if f[1] ~= epoch then return 'FENCED ' .. f[1] end
   local ours = redis.call('GET', l) == worker .. ':' .. epoch
@@ -200,6 +216,7 @@ local function commit_one(a, l, m, j, c, work, ready, worker, e, reply_keys)
   end
   if f[4] then redis.call('HDEL', a, 'f') end  -- (each write costs Redis an AOF entry: only those needed)
   if e[13] ~= '' then redis.call('HSET', a, 'u', e[13]) end  -- a failed turn (rare: one compare per turn)
+  if f[6] and not dup then redis.call('HDEL', a, 'q') end  -- resume(extra_gas=) was for the turn that ran
   if pos ~= '0-0' then redis.call('XTRIM', m, 'MINID', after(pos)) end
   if redis.call('EXISTS', j) == 1 then
     local pending = {}
@@ -210,6 +227,7 @@ local function commit_one(a, l, m, j, c, work, ready, worker, e, reply_keys)
   end
   if dup then  -- its replies went out with the first attempt
     release(a, l, m, work, ready, actor, worker, due)
+    if e[14] ~= '' then gas_pause(a, work, paused, actor, e[14]) end
     return 'DUP'
   end
   local payloads = e[12]
@@ -218,19 +236,21 @@ local function commit_one(a, l, m, j, c, work, ready, worker, e, reply_keys)
     redis.call('PEXPIRE', reply_keys[i], REPLY_TTL_MS)
   end
   if rel then release(a, l, m, work, ready, actor, worker, due) end
+  if e[14] ~= '' then gas_pause(a, work, paused, actor, e[14]) end
   return 'OK'
 end
 
--- commit(work, ready, then per actor: a, l, m, j, c, its reply keys...; worker, actors) -> a status per actor
+-- commit(work, ready, paused index, then per actor: a, l, m, j, c, its reply keys...; worker, actors)
+--   -> a status per actor
 -- actors: one msgpack array of commit_one's entries (one argument, not dozens: cheaper to send and parse).
 -- Actors of one partition commit in one call (group commit); each actor's outcome is its own.
 local function commit(keys, args)
-  local work, ready, worker = keys[1], keys[2], args[1]
-  local k, out = 3, {}
+  local work, ready, paused, worker = keys[1], keys[2], keys[3], args[1]
+  local k, out = 4, {}
   for n, e in ipairs(cmsgpack.unpack(args[2])) do
     local reply_keys = {}
     for i = 1, #e[12] do reply_keys[i] = keys[k + 4 + i] end
-    out[n] = commit_one(keys[k], keys[k + 1], keys[k + 2], keys[k + 3], keys[k + 4], work, ready, worker, e,
+    out[n] = commit_one(keys[k], keys[k + 1], keys[k + 2], keys[k + 3], keys[k + 4], work, ready, paused, worker, e,
                         reply_keys)
     k = k + 5 + #e[12]
   end
@@ -351,6 +371,117 @@ local function inventory(keys, args)
   return cmsgpack.pack(out)
 end
 
+-- ---- operating actors (issue 16): pause, resume, retry, cancel ----
+-- Each checks before its first write, and answers a repeat (redis-py re-sends after a connection
+-- error) as it answered the first: pause is idempotent, resume and retry remember the request ID
+-- that applied them ('r'), cancel finds the reply it wrote.
+
+-- Take the actor from its owner, if any: the epoch moves on, so the owner's next commit, renewal
+-- or journal write is refused and it drops the actor; turns it did not commit run again later
+-- from the mailbox (as after a takeover).
+local function fence_out(a, l, ready, actor)
+  local o = redis.call('HGET', a, 'o')
+  if o or redis.call('EXISTS', l) == 1 then
+    redis.call('HINCRBY', a, 'e', 1)
+    redis.call('DEL', l)
+    redis.call('HDEL', a, 'o')
+    if o then redis.call('ZREM', ready, o .. '|' .. actor) end
+  end
+end
+
+-- pause(a, l, work, ready, paused index; actor, detail) -> {'OK', pause} | {'ALREADY', pause} | {'FAILED', why}
+--   | {'UNKNOWN'}
+local function pause(keys, args)
+  local a, l, work, ready, paused = keys[1], keys[2], keys[3], keys[4], keys[5]
+  local f = redis.call('HMGET', a, 'e', 'x', 'z')
+  if not f[1] then return {'UNKNOWN'} end
+  if f[2] then return {'FAILED', f[2]} end
+  if f[3] then return {'ALREADY', f[3]} end
+  fence_out(a, l, ready, args[1])
+  local z = cjson.encode({reason = 'operator', since = now_ms() / 1000, detail = args[2]})
+  redis.call('HSET', a, 'z', z)
+  redis.call('ZADD', paused, 0, args[1])
+  redis.call('ZREM', work, args[1])
+  return {'OK', z}
+end
+
+-- resume(a, work, paused index; actor, request ID, extra gas or '') -> {'OK', pause} | {'NOT_PAUSED'} | {'UNKNOWN'}
+local function resume(keys, args)
+  local a, work, paused = keys[1], keys[2], keys[3]
+  local f = redis.call('HMGET', a, 'e', 'z', 'r')
+  if not f[1] then return {'UNKNOWN'} end
+  if not f[2] then
+    if f[3] == args[2] then return {'OK', ''} end
+    return {'NOT_PAUSED'}
+  end
+  local z = cjson.decode(f[2])
+  redis.call('HDEL', a, 'z')
+  redis.call('HSET', a, 'r', args[2])
+  if args[3] ~= '' then redis.call('HSET', a, 'q', (z.gas or 'per_turn') .. ':' .. args[3]) end
+  redis.call('ZREM', paused, args[1])
+  redis.call('ZADD', work, 0, args[1])  -- a worker looks at once (mail, a timer, or nothing: it releases)
+  return {'OK', f[2]}
+end
+
+-- retry(a, l, work, ready, failed index; actor, request ID) -> {'OK'} | {'NOT_FAILED'} | {'UNKNOWN'}
+-- The failure is cleared; the next owner starts from the last committed record, and the mail after
+-- it (the turn that failed first) runs again.
+local function retry(keys, args)
+  local a, l, work, ready, failed = keys[1], keys[2], keys[3], keys[4], keys[5]
+  local f = redis.call('HMGET', a, 'e', 'x', 'r')
+  if not f[1] then return {'UNKNOWN'} end
+  if not f[2] then
+    if f[3] == args[2] then return {'OK'} end
+    return {'NOT_FAILED'}
+  end
+  fence_out(a, l, ready, args[1])
+  redis.call('HDEL', a, 'x')
+  redis.call('HSET', a, 'r', args[2])
+  redis.call('ZREM', failed, args[1])
+  redis.call('ZADD', work, 0, args[1])
+  return {'OK'}
+end
+
+-- cancel(a, l, m, d, work, ready, paused index, reply key; actor, message_id, cancelled payload)
+--   -> {'OK'} (dropped before it ran) | {'APPLIED'} | {'NOT_SENT'} | {'UNKNOWN'}
+-- The owner (it may have read the message, or run it without committing) is fenced out first.
+local function cancel(keys, args)
+  local a, l, m, d, work, ready, paused, reply = keys[1], keys[2], keys[3], keys[4], keys[5], keys[6], keys[7], keys[8]
+  local f = redis.call('HMGET', a, 'e', 'z')
+  if not f[1] then return {'UNKNOWN'} end
+  local found, head = nil, nil
+  for n, entry in ipairs(redis.call('XRANGE', m, '-', '+')) do
+    local fields = entry[2]
+    for i = 1, #fields, 2 do
+      if fields[i] == 'i' and fields[i + 1] == args[2] then found, head = entry[1], n == 1 end
+    end
+    if found then break end
+  end
+  if not found then
+    if redis.call('EXISTS', reply) == 1 then
+      local last = redis.call('XREVRANGE', reply, '+', '-', 'COUNT', 1)
+      if last[1] and last[1][2][2] == args[3] then return {'OK'} end  -- this cancel, re-sent
+    end
+    if redis.call('ZSCORE', d, args[2]) then return {'APPLIED'} end
+    return {'NOT_SENT'}
+  end
+  fence_out(a, l, ready, args[1])
+  redis.call('XDEL', m, found)
+  redis.call('XADD', reply, 'MAXLEN', 1, '*', 'v', args[3])
+  redis.call('PEXPIRE', reply, REPLY_TTL_MS)
+  local still_paused = f[2] ~= nil
+  if f[2] and head then
+    local z = cjson.decode(f[2])
+    if z.reason == 'gas' then  -- the paused turn's own message is gone: go on with the next
+      redis.call('HDEL', a, 'z')
+      redis.call('ZREM', paused, args[1])
+      still_paused = false
+    end
+  end
+  if not still_paused then redis.call('ZADD', work, 0, args[1]) end
+  return {'OK'}
+end
+
 local function version(keys, args) return VERSION end
 
 redis.register_function('mva_spawn', spawn)
@@ -365,5 +496,9 @@ redis.register_function('mva_take_ready', take_ready)
 redis.register_function{function_name='mva_describe', callback=describe, flags={'no-writes'}}
 redis.register_function('mva_delete', delete)
 redis.register_function{function_name='mva_inventory', callback=inventory, flags={'no-writes'}}
+redis.register_function('mva_pause', pause)
+redis.register_function('mva_resume', resume)
+redis.register_function('mva_retry', retry)
+redis.register_function('mva_cancel', cancel)
 redis.register_function{function_name='mva_version', callback=version, flags={'no-writes'}}
 """.replace("@VERSION@", str(VERSION))

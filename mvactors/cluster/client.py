@@ -10,8 +10,8 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from ..actors import GasPolicy
-from ..errors import GuestError
+from ..actors import ActorRecord, GasPolicy
+from ..errors import Cancelled, GuestError
 from ..vm import SnapshotLike
 from ..vm.snapshot import check_size, snapshot_bytes
 from .errors import ActorExistsInRedis, ActorFailedInRedis, ActorNotFound
@@ -29,6 +29,7 @@ from .keys import (
 )
 from .link import Redis, RedisLink
 from .wire import (
+    REPLY_CANCELLED,
     REPLY_GUEST_ERROR,
     REPLY_OK,
     REPLY_UNSENDABLE,
@@ -40,8 +41,10 @@ from .wire import (
     inventoried,
     inventory_args,
     message_payload,
+    pack,
     spawn_args,
     spawned,
+    stored_record,
     text,
 )
 
@@ -172,6 +175,8 @@ class Client:
             return value
         if status == REPLY_GUEST_ERROR:
             raise GuestError(value)
+        if status == REPLY_CANCELLED:
+            raise Cancelled(f"actor {actor_id!r}: {value}")
         if status == REPLY_UNSENDABLE:
             raise TypeError(f"actor {actor_id!r} returned a value that cannot cross processes: {value}")
         raise ActorFailedInRedis(actor_id, str(value))
@@ -219,6 +224,100 @@ class Client:
         found = await self.link.fcall("mva_delete", delete_args(ActorKeys.of(actor_id)))
         if not int(found):
             raise ActorNotFound(f"no actor {actor_id!r} in Redis at {self.url}")
+
+    # ---- repair: pause, resume, retry, cancel, snapshot ----
+
+    def _not_found(self, actor_id: str) -> ActorNotFound:
+        return ActorNotFound(f"no actor {actor_id!r} in Redis at {self.url}")
+
+    async def pause(self, actor_id: str, detail: str = "") -> None:
+        """Run no more turns of the actor until :meth:`resume`; mail is still accepted.
+
+        Durable (the pause is in Redis) and idempotent.  A worker running the actor loses it at
+        once (its epoch moves on); turns it had not committed run again after the resume.
+        ``detail`` is kept in ``describe()["paused"]``.  A failed actor cannot be paused (ValueError).
+        """
+        keys = ActorKeys.of(actor_id)
+        raw = await self.link.fcall("mva_pause", [5, keys.state, keys.lease, keys.work, keys.ready, keys.paused,
+                                                  actor_id, detail])
+        status = text(raw[0])
+        if status == "UNKNOWN":
+            raise self._not_found(actor_id)
+        if status == "FAILED":
+            raise ValueError(f"actor {actor_id!r} has failed ({text(raw[1])}); repair it with retry(), not pause()")
+
+    async def resume(self, actor_id: str, extra_gas: int | None = None) -> None:
+        """End an operator pause or a gas pause.  After a gas pause the rolled-back turn runs again, with
+        ``extra_gas`` instructions (as ``Actor.resume`` gives); its caller, still waiting, gets the result.
+        ValueError when the actor is not paused."""
+        if extra_gas is not None and (
+                not isinstance(extra_gas, int) or isinstance(extra_gas, bool) or not 0 < extra_gas <= 0x7FFFFFFF):
+            raise ValueError(f"extra_gas must be a positive int below 2**31, got {extra_gas!r}")
+        keys = ActorKeys.of(actor_id)
+        raw = await self.link.fcall("mva_resume", [3, keys.state, keys.work, keys.paused, actor_id,
+                                                   uuid.uuid4().hex, "" if extra_gas is None else extra_gas])
+        status = text(raw[0])
+        if status == "UNKNOWN":
+            raise self._not_found(actor_id)
+        if status == "NOT_PAUSED":
+            raise ValueError(f"actor {actor_id!r} is not paused; nothing to resume")
+        await self._hint(actor_id)
+
+    async def retry(self, actor_id: str) -> None:
+        """Repair a failed actor: the failure is cleared and it goes back to its last committed record;
+        the turn that failed runs again (fix its cause first).  ValueError when it has not failed."""
+        keys = ActorKeys.of(actor_id)
+        raw = await self.link.fcall("mva_retry", [5, keys.state, keys.lease, keys.work, keys.ready, keys.failed,
+                                                  actor_id, uuid.uuid4().hex])
+        status = text(raw[0])
+        if status == "UNKNOWN":
+            raise self._not_found(actor_id)
+        if status == "NOT_FAILED":
+            raise ValueError(f"actor {actor_id!r} has not failed; nothing to retry")
+        await self._hint(actor_id)
+
+    async def cancel(self, actor_id: str, message_id: str) -> bool:
+        """Drop message ``message_id`` if it has not run: True (its caller gets :class:`mvactors.Cancelled`),
+        False when it was already applied.  The message a gas pause holds at the head of the mailbox can be
+        dropped too; the actor then goes on with the next.  ValueError for a message never sent."""
+        if not isinstance(message_id, str) or not message_id:
+            raise TypeError("message_id must be a non-empty str")
+        keys = ActorKeys.of(actor_id)
+        payload = pack([REPLY_CANCELLED, f"message {message_id} was cancelled before it ran"])
+        raw = await self.link.fcall("mva_cancel", [8, keys.state, keys.lease, keys.mailbox, keys.dedupe, keys.work,
+                                                   keys.ready, keys.paused, keys.reply(message_id), actor_id,
+                                                   message_id, payload])
+        status = text(raw[0])
+        if status == "UNKNOWN":
+            raise self._not_found(actor_id)
+        if status == "NOT_SENT":
+            raise ValueError(f"actor {actor_id!r} has no message {message_id!r} (never sent, or sent over a day ago)")
+        if status == "OK":
+            await self._hint(actor_id)
+        return status == "OK"
+
+    async def snapshot(self, actor_id: str) -> bytes:
+        """The actor's last committed state as a plain snapshot (``VM.restore`` and ``mvactors info`` open it),
+        to debug it locally.  Awaited host calls are not part of a plain snapshot."""
+        keys = ActorKeys.of(actor_id)
+        link = self.link
+
+        def reads(pipe: Any) -> None:
+            pipe.hget(keys.state, "f")
+            pipe.get(keys.record)
+            pipe.exists(keys.state)
+
+        fresh, saved, exists = await link.guarded(lambda: link.pipeline_once(reads))
+        if not exists or saved is None:
+            raise self._not_found(actor_id)
+        if fresh:
+            return bytes(saved)
+        return ActorRecord.decode(stored_record(bytes(saved))).snapshot
+
+    async def _hint(self, actor_id: str) -> None:
+        """Wake the workers waiting for actors with no owner (they also find it by scanning)."""
+        redis = self.redis
+        await self.link.guarded(lambda: redis.xadd(HINT_FREE, {"a": actor_id}, maxlen=64, approximate=True))
 
     # ---- inventory ----
 

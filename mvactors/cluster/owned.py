@@ -49,6 +49,7 @@ class Owned:
     committed_next_token: int = 1  # async calls with a smaller token were made by committed turns
     journal_due: bool = False  # a turn made a journaled call: commit without waiting for a full batch
     last_failure: str = ""  # JSON of the last failed turn since the last commit (describe's last_failure)
+    pause: str = ""  # JSON of a gas pause, for the releasing commit
     _gone: bool = False
     _progress: anyio.Event | None = None  # set at each commit and when gone (made by the first waiter)
 

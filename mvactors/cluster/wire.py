@@ -63,7 +63,7 @@ def text(value: Any) -> str:
 
 # ---- reply payloads: [code, value] ----
 
-REPLY_OK, REPLY_GUEST_ERROR, REPLY_FAILED, REPLY_UNSENDABLE = 0, 1, 2, 3
+REPLY_OK, REPLY_GUEST_ERROR, REPLY_FAILED, REPLY_UNSENDABLE, REPLY_CANCELLED = 0, 1, 2, 3, 4
 
 
 def reply_payload(reply: Reply) -> bytes:
@@ -253,7 +253,7 @@ def spawned(raw: list[Any]) -> bool:
 
 def acquire_args(keys: ActorKeys, worker_id: str, lease_ms: int) -> list[Any]:
     """The keys and arguments of ``mva_acquire``."""
-    return [6, keys.state, keys.lease, keys.journal, keys.work, keys.ready, keys.record,
+    return [7, keys.state, keys.lease, keys.journal, keys.work, keys.ready, keys.record, keys.paused,
             keys.actor_id, worker_id, lease_ms]
 
 
@@ -270,7 +270,7 @@ class Acquired(NamedTuple):
     settling: str  # JSON [[promise key, reply key]...]
     journal: dict[int, bytes]
     previous_owner: str = ""  # the worker whose lease lapsed (a takeover); "" when it was released
-    extra_gas: int | None = None  # resume(extra_gas=): the next turn's budget
+    gas_grant: str = ""  # "<per_turn|quota>:<extra gas>" (resume(extra_gas=)), "refill:" (the quota refilled), ""
     history: int = 0  # turns of history to keep
 
 
@@ -300,7 +300,7 @@ def decode_acquire(raw: list[Any]) -> Acquired | NotAcquired:
         return Acquired(epoch, bytes(raw[2]), text(raw[3]) == "1", int(raw[4]), text(raw[5]), text(raw[6]),
                         decode_gas(raw[7]), text(raw[8]),
                         {int(journal_raw[i]): journal_raw[i + 1] for i in range(0, len(journal_raw), 2)},
-                        text(raw[9]), int(raw[10]) if raw[10] else None, int(raw[11]))
+                        text(raw[9]), text(raw[10]), int(raw[11]))
     except (ValueError, TypeError, IndexError) as exc:  # (UnicodeDecodeError is a ValueError)
         raise CorruptState(epoch, f"{type(exc).__name__}: {exc}") from None
 
@@ -339,6 +339,7 @@ class CommitEntry:
     replies: list[tuple[str, bytes]] = field(default_factory=list)  # (reply key, payload)
     settling: str = ""
     last_failure: str = ""  # JSON of the last failed turn since the previous commit ("" for none)
+    pause: str = ""  # JSON of a gas pause, written with this (releasing) commit ("" for none)
 
 
 def commit_args(worker_id: str, entries: list[CommitEntry]) -> list[Any]:
@@ -347,7 +348,7 @@ def commit_args(worker_id: str, entries: list[CommitEntry]) -> list[Any]:
     Every key is declared; everything else travels as one msgpack argument (Lua's cmsgpack
     reads no bin type, so bytes go as raw strings)."""
     keys = entries[0].keys
-    names: list[Any] = [keys.work, keys.ready]
+    names: list[Any] = [keys.work, keys.ready, keys.paused]
     body = []
     for e in entries:
         k = e.keys
@@ -355,7 +356,7 @@ def commit_args(worker_id: str, entries: list[CommitEntry]) -> list[Any]:
         names += [key for key, _ in e.replies]
         body.append([k.actor_id, e.epoch, e.prev_turns, e.turns, e.pos, e.release,
                      "" if e.due_ms is None else str(e.due_ms), e.next_token, e.pending, e.settling, e.record,
-                     [payload for _, payload in e.replies], e.last_failure])
+                     [payload for _, payload in e.replies], e.last_failure, e.pause])
     return [len(names), *names, worker_id, msgpack.packb(body, use_bin_type=False)]
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import socket
 import time
@@ -29,6 +30,7 @@ import anyio
 import anyio.abc
 
 from ..actors import Actor, ActorRecord, Runtime, TurnOutcome
+from ..actors.gas import PauseEvent
 from ..errors import ActorError, EngineExhausted
 from ..imports import Journaled
 from ..vm import load_engine
@@ -115,7 +117,7 @@ class Worker:
         try:
             await link.load_functions()
             await link.guarded(leases.heartbeat)
-            self._runtime = Runtime(host_calls=journal.host_calls(), on_turn=self._on_turn)
+            self._runtime = Runtime(host_calls=journal.host_calls(), on_turn=self._on_turn, on_pause=self._on_pause)
             await self._runtime.__aenter__()
             self._tg = anyio.create_task_group()
             await self._tg.__aenter__()
@@ -225,6 +227,33 @@ class Worker:
         assert self._committer is not None
         self._committer.mark(owned)
 
+    def _on_pause(self, actor: Actor, event: PauseEvent) -> None:
+        """A turn ran out of gas and was rolled back: the actor pauses in Redis (reason "gas") and is
+        released in one commit; its message stays first in the mailbox and its caller keeps waiting
+        until ``client.resume`` (or ``cancel``).  A quota that refills resumes by itself on Redis's
+        clock ("until"), on whichever worker acquires it then."""
+        owned = self._owned.get(actor.id)
+        if owned is None or owned.actor is not actor or owned.gone or self._closing:
+            return
+        assert self._leases is not None
+        pause: dict[str, Any] = {"reason": "gas", "since": round(self._leases.redis_time(), 3),
+                                 "detail": f"{event.reason} budget of {event.gas_budget} instructions ran out "
+                                           f"in the {event.message}", "gas": event.reason}
+        head = next(iter(owned.submitted.values()), None)
+        if head is not None and event.message.startswith("call of export"):
+            pause["message_id"] = head.message_id
+        meter = actor.cell.meter
+        full_at = meter.full_at() if event.reason == "quota" and meter is not None else None
+        if full_at is not None and math.isfinite(full_at):
+            # (the runtime's clock is monotonic; the work index keeps Redis's wall clock)
+            pause["until"] = self._leases.work_due_ms(time.time() + max(0.0, full_at - actor.cell.clock.now()))
+        owned.pause = json.dumps(pause)
+        log.info("worker %s: actor %s paused: %s", self.worker_id, actor.id, pause["detail"])
+        records = self._take_out([owned])
+        if records:
+            assert self._tg is not None
+            self._tg.start_soon(self._release, records, "paused: out of gas")
+
     def _unawaited(self, owned: Owned, failures: list[tuple[str, BaseException]]) -> None:
         """Turns of a ``send()`` that failed with no caller to tell: logged and counted, as a Runtime does
         (describe's ``last_failure`` gets the last one with the next commit)."""
@@ -268,6 +297,10 @@ class Worker:
             record = ActorRecord(snapshot=got.saved) if got.fresh else ActorRecord.decode(stored_record(got.saved))
             owned.committed_next_token = record.next_token  # the calls it awaits may run (again) at once
             owned.actor = await self.runtime.adopt(record, actor_id, imports, got.gas)
+            if got.gas_grant:  # resumed after a gas pause: the next turn gets what resume() gives
+                reason, _, extra = got.gas_grant.partition(":")
+                owned.actor.grant_gas(int(extra) if extra else None,
+                                      reason="quota" if reason == "quota" else "per_turn", refill=reason == "refill")
             if owned.gone:  # dropped while adopt() yielded (its lease lapsed): nothing may stay behind
                 self._evict(owned)
                 return

@@ -7,12 +7,16 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import anyio
 import pytest
 
 import mvactors
+from mvactors.cluster import ActorNotFound
 from mvactors.cluster.keys import ActorKeys
+from mvactors.cluster.wire import REPLY_CANCELLED
 from tests.cluster.cluster_hosts import IMPORTS
 
+from .failing import reply_of, send_wanting_reply
 from .processes import eventually
 
 pytestmark = pytest.mark.anyio
@@ -106,3 +110,174 @@ async def test_failures_nobody_awaits_are_logged_counted_and_described(
         info = await client.describe(actor_id)
         assert info["last_failure"]["message_id"] == "awaited" and info["last_failure"]["awaited"] is True
     assert f"released actor {actor_id}" in caplog.text
+
+
+# ---- pause, resume, retry, cancel, snapshot ----
+
+
+async def test_pause_holds_turns_and_keeps_mail_until_resume(redis_url: str, ops_snapshot: bytes) -> None:
+    async with mvactors.Worker(redis_url, IMPORTS), mvactors.connect(redis_url) as client:
+        actor_id = await client.spawn(ops_snapshot, imports="counter")
+        assert await client.call(actor_id, 1, "a", timeout=10) == 1
+        await client.pause(actor_id, "deploying")
+        await client.pause(actor_id)  # idempotent
+        info = await client.describe(actor_id)
+        assert info["state"] == "paused" and info["paused"]["reason"] == "operator"
+        assert info["paused"]["detail"] == "deploying" and info["owner"] is None
+        assert await _ids(client, state="paused") == {actor_id}
+        await client.send(actor_id, 1, "b")  # mail is still accepted
+        with pytest.raises(TimeoutError):
+            await client.call(actor_id, 1, "c", timeout=0.5)
+        assert (await client.describe(actor_id))["turns"] == 1
+        await client.resume(actor_id)
+        assert (await client.call(actor_id, 2, timeout=10))["seen"] == ["a", "b", "c"]
+        assert await _ids(client, state="paused") == set()
+        with pytest.raises(ValueError, match="not paused"):
+            await client.resume(actor_id)
+        with pytest.raises(ValueError, match="has not failed"):
+            await client.retry(actor_id)
+        for request in (client.pause("nobody"), client.resume("nobody"), client.retry("nobody"),
+                        client.cancel("nobody", "m"), client.snapshot("nobody")):
+            with pytest.raises(ActorNotFound):
+                await request
+
+
+async def test_retry_repairs_an_actor_whose_import_table_was_missing(redis_url: str, ops_snapshot: bytes) -> None:
+    async with mvactors.connect(redis_url) as client:
+        actor_id = await client.spawn(ops_snapshot, imports="orders")
+        await client.send(actor_id, 1, "first", message_id="first")
+        async with mvactors.Worker(redis_url, IMPORTS):
+            async def failed() -> bool:
+                return (await client.describe(actor_id))["state"] == "failed"
+
+            await eventually(failed, 10, "the actor to fail without its import table")
+        assert [i["id"] async for i in client.actors(state="failed")] == [actor_id]
+        with pytest.raises(ValueError, match="resume"):
+            await client.resume(actor_id)
+        async with mvactors.Worker(redis_url, {**IMPORTS, "orders": IMPORTS["counter"]}):
+            await client.retry(actor_id)
+            state = await client.call(actor_id, 2, timeout=10)
+            assert state["seen"] == ["first"]  # the turn that failed ran again
+            with pytest.raises(ValueError, match="has not failed"):
+                await client.retry(actor_id)
+        assert await _ids(client, state="failed") == set()
+
+
+async def test_cancel_drops_mail_before_it_runs_and_reports_applied_mail(redis_url: str, ops_snapshot: bytes) -> None:
+    async with mvactors.connect(redis_url) as client:
+        actor_id = await client.spawn(ops_snapshot, imports="counter")
+        await send_wanting_reply(client, actor_id, "m1", 1, "one")
+        await client.send(actor_id, 1, "two", message_id="m2")
+        assert await client.cancel(actor_id, "m1") is True
+        assert await client.cancel(actor_id, "m1") is True  # a repeat is answered as the first
+        code, reason = await reply_of(client, actor_id, "m1", 10)
+        assert code == REPLY_CANCELLED and "cancelled" in reason
+        with pytest.raises(ValueError, match="no message 'never'"):
+            await client.cancel(actor_id, "never")
+        async with mvactors.Worker(redis_url, IMPORTS):
+            assert (await client.call(actor_id, 2, timeout=10))["seen"] == ["two"]
+            assert await client.cancel(actor_id, "m2") is False
+
+
+async def test_a_cancelled_call_raises_cancelled(redis_url: str, ops_snapshot: bytes) -> None:
+    async with mvactors.connect(redis_url) as client:
+        actor_id = await client.spawn(ops_snapshot)
+        async with anyio.create_task_group() as tg:
+            async def cancel_it() -> None:
+                async def queued() -> bool:
+                    return (await client.describe(actor_id))["mailbox"] == 1
+                await eventually(queued, 10, "the call in the mailbox")
+                [entry] = await client.redis.xrange(ActorKeys.of(actor_id).mailbox)
+                assert await client.cancel(actor_id, entry[1][b"i"].decode())
+
+            tg.start_soon(cancel_it)
+            with pytest.raises(mvactors.Cancelled):
+                await client.call(actor_id, 1, "x", timeout=10)
+
+
+async def test_snapshot_is_a_plain_snapshot_of_the_committed_state(redis_url: str, ops_snapshot: bytes) -> None:
+    async with mvactors.Worker(redis_url, IMPORTS), mvactors.connect(redis_url) as client:
+        actor_id = await client.spawn(ops_snapshot, imports="counter")
+        assert await client.snapshot(actor_id) == ops_snapshot
+        for tag in ("a", "b"):
+            await client.call(actor_id, 1, tag, timeout=10)
+        data = await client.snapshot(actor_id)
+    with mvactors.VM.restore(data, imports={3: lambda x: x}) as vm:
+        assert list(vm.exports[2]()["seen"]) == ["a", "b"]
+
+
+# ---- gas in the cluster ----
+
+
+async def test_a_gas_pause_rolls_back_keeps_the_caller_waiting_and_resumes(redis_url: str, ops_snapshot: bytes) -> None:
+    async with mvactors.Worker(redis_url, IMPORTS), mvactors.connect(redis_url) as client:
+        actor_id = await client.spawn(ops_snapshot, imports="counter", gas=mvactors.GasPolicy(per_turn=20_000))
+        assert await client.call(actor_id, 8, 10, timeout=10) == 1
+        result: list[Any] = []
+        async with anyio.create_task_group() as tg:
+            async def heavy() -> None:
+                result.append(await client.call(actor_id, 8, 100_000, timeout=30))
+
+            tg.start_soon(heavy)
+
+            async def paused() -> Any:
+                return (await client.describe(actor_id))["paused"]
+
+            pause = await eventually(paused, 10, "the gas pause")
+            assert pause["reason"] == "gas" and "per_turn" in pause["detail"]
+            info = await client.describe(actor_id)
+            assert info["state"] == "paused" and info["turns"] == 1 and info["mailbox"] == 1
+            await client.send(actor_id, 1, "behind")
+            await client.resume(actor_id, extra_gas=10_000_000)
+        assert result == [2]
+        assert (await client.call(actor_id, 2, timeout=10))["seen"] == ["behind"]
+
+
+async def test_cancel_drops_the_message_a_gas_pause_holds(redis_url: str, ops_snapshot: bytes) -> None:
+    async with mvactors.Worker(redis_url, IMPORTS), mvactors.connect(redis_url) as client:
+        actor_id = await client.spawn(ops_snapshot, imports="counter", gas=mvactors.GasPolicy(per_turn=20_000))
+        await send_wanting_reply(client, actor_id, "heavy", 8, 100_000)
+        await client.send(actor_id, 1, "next", message_id="next")
+
+        async def paused() -> Any:
+            return (await client.describe(actor_id))["paused"]
+
+        assert (await eventually(paused, 10, "the gas pause"))["message_id"] == "heavy"
+        assert await client.cancel(actor_id, "heavy") is True
+        assert (await reply_of(client, actor_id, "heavy", 10)).code == REPLY_CANCELLED
+        assert (await client.call(actor_id, 2, timeout=10))["seen"] == ["next"]
+
+
+async def test_a_refilling_quota_resumes_by_itself_in_the_cluster(
+        redis_url: str, ops_snapshot: bytes, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="mvactors")
+    async with mvactors.Worker(redis_url, IMPORTS), mvactors.connect(redis_url) as client:
+        gas = mvactors.GasPolicy(quota=60_000, refill_per_second=100_000)
+        actor_id = await client.spawn(ops_snapshot, imports="counter", gas=gas)
+        # spin(5000) costs 55,015 instructions: the second runs out of the quota, pauses (released to
+        # Redis with "until" on Redis's clock), and runs once the bucket is full again (~0.6 s), with no
+        # resume().
+        assert await client.call(actor_id, 8, 5000, timeout=10) == 1
+        assert await client.call(actor_id, 8, 5000, timeout=20) == 2
+        assert "quota budget" in caplog.text and "paused" in caplog.text
+        info = await client.describe(actor_id)
+        assert info["paused"] is None and info["state"] != "paused"
+        assert await _ids(client, state="paused") == set()
+
+
+async def test_cancel_paused_in_process(ops_snapshot: bytes) -> None:
+    async with mvactors.Runtime() as rt:
+        actor = await rt.spawn(ops_snapshot, imports={3: lambda x: x}, gas=mvactors.GasPolicy(per_turn=20_000))
+        heavy = actor.submit(8, 100_000)
+        light = actor.submit(1, "light")
+
+        async def paused() -> bool:
+            return actor.pause is not None
+
+        await eventually(paused, 10, "the gas pause")
+        await actor.cancel_paused()
+        with pytest.raises(mvactors.Cancelled):
+            await heavy.wait()
+        assert await light.wait() == 1
+        with pytest.raises(mvactors.ActorError, match="not paused"):
+            await actor.cancel_paused()
