@@ -17,7 +17,7 @@ from mvactors.cluster.wire import REPLY_CANCELLED
 from tests.cluster.cluster_hosts import IMPORTS
 
 from .failing import reply_of, send_wanting_reply
-from .processes import eventually
+from .processes import eventually, worker
 
 pytestmark = pytest.mark.anyio
 
@@ -281,3 +281,24 @@ async def test_cancel_paused_in_process(ops_snapshot: bytes) -> None:
         assert await light.wait() == 1
         with pytest.raises(mvactors.ActorError, match="not paused"):
             await actor.cancel_paused()
+
+
+async def test_pause_and_resume_survive_a_worker_kill_9(redis_url: str, ops_snapshot: bytes) -> None:
+    async with mvactors.connect(redis_url) as client:
+        actor_id = await client.spawn(ops_snapshot, imports="counter")
+        with worker(redis_url) as first:
+            assert await client.call(actor_id, 1, "before", timeout=30) == 1
+            await client.pause(actor_id)
+            await client.send(actor_id, 1, "while-paused-1")
+            first.kill()
+        await client.send(actor_id, 1, "while-paused-2")
+        with worker(redis_url) as second:
+            second.wait_for("started on")
+            with pytest.raises(TimeoutError):  # a live worker, mail waiting: still no turn runs
+                await client.call(actor_id, 1, "held", timeout=1.5)
+            info = await client.describe(actor_id)
+            assert info["state"] == "paused" and info["turns"] == 1 and info["mailbox"] == 3
+            await client.resume(actor_id)
+            state = await client.call(actor_id, 2, timeout=30)
+            assert state["seen"] == ["before", "while-paused-1", "while-paused-2", "held"]
+            assert second.proc.poll() is None
