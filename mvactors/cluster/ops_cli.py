@@ -17,8 +17,8 @@ from typing import Any
 
 import anyio
 
-from .client import STATES, Client
 from ..errors import ClusterError
+from .client import STATES, Client
 from .errors import ActorNotFound
 
 _ENV = "MVACTORS_REDIS"
