@@ -214,9 +214,12 @@ class Worker:
             mail = owned.submitted.pop(reply, None)  # the runtime says which message ran
             if mail is not None:
                 owned.applied_pos = mail.stream_id
-                unawaited = owned.watch(mail, reply)
-                if unawaited is not None:
-                    self._unawaited(owned, [unawaited])
+                if mail.wants_reply:
+                    owned.settling.append((owned.keys.reply(mail.message_id), reply))
+                elif not reply.done or reply.error is not None:  # (a send that ran to its end: nothing)
+                    unawaited = owned.watch(mail, reply)
+                    if unawaited is not None:
+                        self._unawaited(owned, [unawaited])
         if owned.settling:
             unawaited_later = owned.collect_settled()
             if unawaited_later:
