@@ -273,7 +273,7 @@ async def inventory(url: str, snapshot: bytes, n: int, failed: int) -> dict[str,
             k = ActorKeys.of(actor_id)
             got = decode_acquire(await client.redis.fcall("mva_acquire", 7, k.state, k.lease, k.journal, k.work,
                                                           k.ready, k.record, k.paused, actor_id, "bench", 2000))
-            epoch = getattr(got, "epoch")
+            epoch = got.epoch
             await client.redis.fcall("mva_fail", *fail_args(k, "bench", epoch, "bench failure", "", []))
         find = []
         for _ in range(5):
