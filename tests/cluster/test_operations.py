@@ -77,6 +77,11 @@ async def test_inventory_index_follows_fail_then_retry_then_delete(redis_url: st
             workers = await client.workers()
             assert [w["id"] for w in workers] == [worker.worker_id]
             assert workers[0]["pid"] > 0 and workers[0]["host"] and workers[0]["seen"] >= workers[0]["started"]
+        await client.retry(broken)  # out of the failed index at once; it fails again (still no table)
+        assert await client.redis.zrange(keys.failed, 0, -1) == []
+        async with mvactors.Worker(redis_url, IMPORTS):
+            await eventually(failed, 10, "the actor to fail again")
+        assert await _ids(client, state="failed") == {broken}
         await client.delete(broken)
         assert await _ids(client, state="failed") == set() and await _ids(client) == {fine}
         for index in (keys.failed, keys.all, keys.paused):
