@@ -31,7 +31,16 @@ import mvactors
 from mvactors.actors import ActorRecord
 from mvactors.cluster.keys import WORKERS, ActorKeys
 from mvactors.cluster.link import load_functions
-from mvactors.cluster.wire import CommitEntry, commit_args, pack, stored_record, text
+from mvactors.cluster.wire import (
+    CommitEntry,
+    commit_args,
+    decode_acquire,
+    fail_args,
+    pack,
+    spawn_args,
+    stored_record,
+    text,
+)
 from mvactors.testing import RedisServer
 
 HERE = Path(__file__).resolve().parent
@@ -250,6 +259,35 @@ async def handover_ms(url: str, snapshot: bytes, how: int, rounds: int, lease_ms
     return times
 
 
+async def inventory(url: str, snapshot: bytes, n: int, failed: int) -> dict[str, float]:
+    """``actors(state="failed")`` among ``n`` actors of which ``failed`` failed (ms), and the rate of
+    listing every actor with ``actors()`` (actors/s)."""
+    async with mvactors.connect(url) as client:
+        ids = [f"inv-{i}" for i in range(n)]
+        for start in range(0, n, 5000):  # spawned as spawn() does (indexed), 5,000 per pipeline
+            pipe = client.redis.pipeline(transaction=False)
+            for actor_id in ids[start:start + 5000]:
+                pipe.fcall("mva_spawn", *spawn_args(ActorKeys.of(actor_id), snapshot, "bench", b"", "c0de", 0))
+            await pipe.execute()
+        for actor_id in ids[::n // failed][:failed]:  # failed through the worker's own path: acquire, fail
+            k = ActorKeys.of(actor_id)
+            got = decode_acquire(await client.redis.fcall("mva_acquire", 7, k.state, k.lease, k.journal, k.work,
+                                                          k.ready, k.record, k.paused, actor_id, "bench", 2000))
+            epoch = got.epoch
+            await client.redis.fcall("mva_fail", *fail_args(k, "bench", epoch, "bench failure", "", []))
+        find = []
+        for _ in range(5):
+            start = time.perf_counter()
+            found = [info async for info in client.actors(state="failed")]
+            find.append((time.perf_counter() - start) * 1000)
+            assert len(found) == failed, len(found)
+        start = time.perf_counter()
+        listed = sum([1 async for _ in client.actors()])
+        rate = listed / (time.perf_counter() - start)
+        assert listed == n, listed
+    return {"find_ms": statistics.median(find), "list_per_s": rate}
+
+
 async def hibernated_bytes(url: str, snapshot: bytes) -> dict[str, float]:
     async with mvactors.connect(url) as client:
         actor_id = await client.spawn(snapshot, imports="bench", actor_id="sleepy")
@@ -274,6 +312,12 @@ async def main_async(quick: bool) -> None:
     load_before = os.getloadavg()
     with RedisServer() as server:
         url = server.url
+        inv = await inventory(url, snapshot, 100_000, 10)
+        rows.append(["find 10 failed among 100,000 actors (actors(state=\"failed\"))", f"{inv['find_ms']:.1f} ms",
+                     "—", "", "< 100 ms", inv["find_ms"] < 100])
+        rows.append(["list all 100,000 actors (actors(), describe dicts)", f"{inv['list_per_s']:,.0f}/s", "—", "",
+                     "≥ 20,000/s", inv["list_per_s"] >= 20_000])
+        await server_flush(url)
         c = await commit_vs_set(url, snapshot, 1000, 3 if quick else 20)
         ratio = c["commits_per_s"] / c["sets_per_s"]
         rows.append(["turn commit, 1,000 actors, pipelined", f"{c['commits_per_s']:,.0f} commits/s",
@@ -320,6 +364,15 @@ async def main_async(quick: bool) -> None:
     print(f"Migration ms: graceful {[round(x) for x in graceful]}, crash {[round(x) for x in crash]}. "
           f"Hibernated actor: record {h['record']:,} B; its mailbox stream and dedupe set add {h['rest']:,} B "
           "(the dedupe set keeps a day of message IDs).")
+
+
+async def server_flush(url: str) -> None:
+    """Start the next rows on an empty Redis (the functions stay loaded)."""
+    client = redis.asyncio.Redis.from_url(url)
+    try:
+        await client.flushall()
+    finally:
+        await client.aclose()
 
 
 def main() -> None:

@@ -31,6 +31,7 @@ from .errors import (
     ActorEvicted,
     ActorExists,
     ActorFailed,
+    Cancelled,
     ClusterError,
     CompileError,
     EngineExhausted,
@@ -41,6 +42,7 @@ from .errors import (
     RecordCorrupt,
     RuntimeNotRunning,
     TimeLimitExceeded,
+    UpgradeFailed,
     VMUnusable,
 )
 from .imports import current_call, journaled
@@ -88,6 +90,7 @@ __all__ = [
     "Actor",
     "ActorError",
     "ActorEvicted",
+    "Cancelled",
     "ActorExists",
     "ActorFailed",
     "ActorRecord",
@@ -96,6 +99,7 @@ __all__ = [
     "HostCalls",
     "PendingCall",
     "RecordCorrupt",
+    "UpgradeFailed",
     "Reply",
     "RuntimeNotRunning",
     "TurnOutcome",

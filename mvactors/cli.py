@@ -159,6 +159,8 @@ def _add_worker_parser(commands: Any) -> None:
         p.set_defaults(run=_worker_needs_redis)
         return
     add_parser(commands)
+    from .cluster.ops_cli import add_parsers
+    add_parsers(commands)
 
 
 def _worker_needs_redis(args: argparse.Namespace) -> int:

@@ -215,6 +215,18 @@ class RuntimeNotRunning(ActorError):
     default_code = "MVA_RUNTIME_NOT_RUNNING"
 
 
+class Cancelled(ActorError):
+    """The message was dropped before it ran (``client.cancel``, ``actor.cancel_paused()``)."""
+
+    default_code = "MVA_CANCELLED"
+
+
+class UpgradeFailed(ActorError):
+    """An upgrade was not applied (the actor keeps its old code and state); the message says why."""
+
+    default_code = "MVA_UPGRADE_FAILED"
+
+
 class RecordCorrupt(ActorError):
     """Bytes given as an actor record are not one (truncated, garbage, or an unknown version)."""
 

@@ -32,7 +32,7 @@ from mvactors.testing import redis_server
 
 HERE = Path(__file__).resolve().parent
 WORKER = "import sys; from mvactors.cli import main; sys.exit(main(sys.argv[1:]))"
-WORKERS_KEY = "mva:{workers}"  # the workers' heartbeat zset (mvactors/cluster/worker.py)
+WORKERS_KEY = "mva:{workers}"  # the workers' heartbeat zset (mvactors/cluster/keys.py)
 START_TIMEOUT_S = 60.0
 
 

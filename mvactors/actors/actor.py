@@ -10,7 +10,7 @@ import anyio.lowlevel
 from ..errors import ActorError, ActorEvicted, ActorFailed, MailboxFull, RuntimeNotRunning
 from .cell import ActorState, Cell
 from .clock import WallClock
-from .gas import GasPolicy, PauseEvent
+from .gas import GasPolicy, PauseEvent, PauseReason
 from .mailbox import Message, Reply, check_message
 from .metrics import ActorMetrics
 from .record import ActorRecord
@@ -231,6 +231,24 @@ class Actor:
         self.cell.resume(extra_gas)
         self.services.schedule(self)
         await anyio.lowlevel.checkpoint()
+
+    async def cancel_paused(self) -> None:
+        """Drop the message whose turn ran out of gas: its caller gets :class:`mvactors.Cancelled`,
+        and the actor goes on with the next message (ActorError if it is not paused, or paused in
+        the completion of a host call, which guest code awaits: resume that one)."""
+        self.cell.cancel_paused()
+        self.services.schedule(self)
+        await anyio.lowlevel.checkpoint()
+
+    def grant_gas(self, extra_gas: int | None = None, *, reason: PauseReason = "per_turn",
+                  refill: bool = False) -> None:
+        """Give the next turn what :meth:`resume` would, for an actor that paused in another process
+        (a cluster worker adopting it after ``client.resume``): ``extra_gas`` instructions (added
+        to the quota too with ``reason="quota"``), and with ``refill`` a full quota bucket."""
+        if extra_gas is not None and (
+                not isinstance(extra_gas, int) or isinstance(extra_gas, bool) or not 0 < extra_gas <= 0x7FFFFFFF):
+            raise ValueError(f"extra_gas must be a positive int below 2**31, got {extra_gas!r}")
+        self.cell.grant_gas(extra_gas, reason, refill)
 
     async def hibernate(self) -> None:
         """Snapshot the VM to bytes and release its instance now (also with queued mail or paused)."""

@@ -17,12 +17,12 @@ from typing import Any, Literal, NamedTuple
 
 import anyio
 
-from ..errors import ActorError, ActorFailed, GasExhausted, GuestError, MicroviumError, VMUnusable
+from ..errors import ActorError, ActorFailed, Cancelled, GasExhausted, GuestError, MicroviumError, VMUnusable
 from ..imports import AsyncCall
 from ..vm import VM, GuestPromise, SnapshotLike
 from ._callers import Callers, TurnCalls, Unawaited
 from .clock import Clock
-from .gas import GasMeter, GasPolicy, HostCallRecord, PauseEvent
+from .gas import GasMeter, GasPolicy, HostCallRecord, PauseEvent, PauseReason
 from .mailbox import NO_MAIL, Message, Reply, plain
 from .metrics import ActorMetrics
 from .record import ActorRecord
@@ -316,6 +316,34 @@ class Cell:
         assert pause is not None and self.meter is not None
         self.meter.resume(extra_gas, pause.reason)
         self.pause = None
+
+    def grant_gas(self, extra_gas: int | None, reason: PauseReason, refill: bool) -> None:
+        """What :meth:`resume` gives, for an actor paused in another process: ``extra_gas`` for the next
+        turn (added to the quota too when ``reason`` is "quota"), and a full quota bucket (``refill``)."""
+        meter = self.meter
+        if meter is None:
+            return
+        if refill and meter.policy.quota is not None:
+            meter.quota_left = meter.policy.quota
+        if extra_gas is not None:
+            meter.resume(extra_gas, reason)
+
+    def cancel_paused(self) -> Message:
+        """Drop the message whose turn ran out of gas (its caller gets Cancelled); the pause ends."""
+        if self.pause is None:
+            raise ActorError(f"actor {self.id} is not paused (state {self.state})", "MVA_NOT_PAUSED")
+        head = self.mailbox[0]
+        if head.token:
+            raise ActorError(f"actor {self.id} paused in the {head.describe()}: a completion cannot be dropped "
+                             "(its guest code awaits it); resume it with more gas instead", "MVA_NOT_CANCELLABLE")
+        self.mailbox.popleft()
+        self._made_room()
+        if head.reply is not None:
+            head.reply.fail(Cancelled(f"actor {self.id}: the {head.describe()} was cancelled before it ran"))
+        self.pause = None
+        if self.meter is not None:
+            self.meter.extra = None
+        return head
 
     def refilled(self) -> bool:
         """The quota bucket is full again after a quota pause: True if the paused turn may run again."""

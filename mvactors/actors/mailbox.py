@@ -36,6 +36,11 @@ class Reply:
             if self._event is not None:
                 self._event.set()
 
+    @property
+    def error(self) -> BaseException | None:
+        """What the turn raised, once done (None while it runs, or when it succeeded)."""
+        return self._error
+
     async def wait(self) -> Any:
         """The turn's result (a plain Python copy), once it ran; raises the turn's error."""
         if not self.done:

@@ -11,7 +11,10 @@ Key names per actor (T = the partition's hash tag):
                    i: imports name, g: gas policy, o: owner (worker ID of the last acquire, absent
                    once released), x: why it failed, f: "1" while T:c holds the spawned snapshot,
                    not a record, s: settling (JSON [[promise key, reply key]...]: calls whose async
-                   export the record's promises will answer; set with each record).
+                   export the record's promises will answer; set with each record),
+                   k: code (hex SHA-256 of the snapshot given to spawn/upgrade), h: turns of history kept
+                   (absent: 0), z: paused (JSON {reason, since, detail[, message_id]}), u: the last failed
+                   turn (JSON {at, message_id, export, error, awaited}), q: extra gas for the next turn.
                    One-letter names, and no empty fields: every hibernated actor keeps this hash.
   T:c:<id>  string the last committed record (a plain string: no hash overhead on big values)
   T:l:<id>  string the lease, "<worker>:<epoch>" with a PX expiry
@@ -19,15 +22,20 @@ Key names per actor (T = the partition's hash tag):
   T:d:<id>  zset   message_id -> ms it was accepted, for idempotent sends (kept DEDUPE_WINDOW_MS)
   T:j:<id>  hash   token -> journaled host call result
   T:r:<id>:<message_id>  stream with the reply of one call (expires)
+  T:h:<id>  list   the kept history, oldest first (msgpack entries, capped at h)
 Per partition:
   T:work    zset   actor -> ms (server clock) when a worker should look: 0 for mail with no
                    owner, a timer's due time, or the owner's lease expiry (orphan check)
   T:ready   zset   "<owner>|<actor>" (score 0) for mail that arrived at an owned actor
+  T:all     zset   every actor (score 0: pages by ZRANGE BYLEX), kept by spawn and delete
+  T:failed  zset   failed actors (score 0), kept by fail, retry and delete
+  T:paused  zset   paused actors (score 0), kept by pause, resume and delete
+(The three inventory indexes let `actors(state="failed")` read a few members instead of scanning.)
 """
 
 from __future__ import annotations
 
-VERSION = 10
+VERSION = 11
 
 LIBRARY = r"""#!lua name=mvactors
 -- mvactors cluster functions
@@ -52,13 +60,16 @@ local function after(id)  -- the smallest stream ID greater than id
   return ms .. '-' .. tostring(tonumber(seq) + 1)
 end
 
--- spawn(a, c; snapshot, imports, gas)
+-- spawn(a, c, all; snapshot, imports, gas, code, history, actor)
 local function spawn(keys, args)
   if redis.call('EXISTS', keys[1]) == 1 then return {'EXISTS'} end
   redis.call('SET', keys[2], args[1])
   redis.call('HSET', keys[1], 'f', '1', 'e', 0, 't', 0, 'p', '0-0')
   if args[2] ~= '' then redis.call('HSET', keys[1], 'i', args[2]) end
   if args[3] ~= '' then redis.call('HSET', keys[1], 'g', args[3]) end
+  if args[4] and args[4] ~= '' then redis.call('HSET', keys[1], 'k', args[4]) end
+  if args[5] and tonumber(args[5]) > 0 then redis.call('HSET', keys[1], 'h', args[5]) end
+  if keys[3] then redis.call('ZADD', keys[3], 0, args[6]) end
   return {'OK'}
 end
 
@@ -82,13 +93,14 @@ local function send(keys, args)
   return {'OK', id, owner or ''}
 end
 
--- acquire(a, l, j, work, ready, c; actor, worker, ttl_ms)
---   -> {'OK', epoch, record or snapshot, fresh, turns, pos, imports, gas, settling, journal...}
---      | {'BUSY', holder} | ...
+-- acquire(a, l, j, work, ready, c[, paused index]; actor, worker, ttl_ms)
+--   -> {'OK', epoch, record or snapshot, fresh, turns, pos, imports, gas, settling, previous owner,
+--       extra gas, history, journal...} | {'BUSY', holder} | {'PAUSED'} | ...
+-- previous owner: the worker whose lease lapsed without a release ('' when released: not a takeover).
 local function acquire(keys, args)
   local a, l, j, work, ready, c = keys[1], keys[2], keys[3], keys[4], keys[5], keys[6]
   local actor, worker, ttl = args[1], args[2], tonumber(args[3])
-  local f = redis.call('HMGET', a, 'e', 'x', 'o')
+  local f = redis.call('HMGET', a, 'e', 'x', 'o', 'z')
   if not f[1] then
     redis.call('ZREM', work, actor)
     return {'UNKNOWN'}
@@ -98,21 +110,41 @@ local function acquire(keys, args)
     return {'FAILED', f[2]}
   end
   local now = now_ms()
+  if f[4] then  -- paused: no turns until resumed (resume puts it back in the work index)
+    local z = cjson.decode(f[4])
+    if keys[7] and z['until'] and now >= z['until'] then
+      -- A quota with refill_per_second is full again: it resumes by itself (Redis's clock), and the
+      -- worker that adopts it fills the bucket ('q').
+      redis.call('HDEL', a, 'z')
+      redis.call('HSET', a, 'q', 'refill:')
+      redis.call('ZREM', keys[7], actor)
+    elseif not lease_holder(l) or lease_holder(l) == worker then
+      -- (a refilling quota stays in the work index for the moment it is full)
+      if z['until'] then redis.call('ZADD', work, z['until'], actor) else redis.call('ZREM', work, actor) end
+      if f[3] then redis.call('ZREM', ready, f[3] .. '|' .. actor) end
+      return {'PAUSED'}
+    end
+  end
   local holder = lease_holder(l)
   if holder and holder ~= worker then
     redis.call('ZADD', work, now + math.max(redis.call('PTTL', l), 0), actor)
     return {'BUSY', holder}
   end
+  local prev = ''
   if not holder then  -- (a held lease of our own is this same acquire, re-sent by a retry)
-    if f[3] then redis.call('ZREM', ready, f[3] .. '|' .. actor) end
+    if f[3] then
+      redis.call('ZREM', ready, f[3] .. '|' .. actor)
+      prev = f[3]
+    end
     local epoch = redis.call('HINCRBY', a, 'e', 1)
     redis.call('SET', l, worker .. ':' .. epoch, 'PX', ttl)
     redis.call('HSET', a, 'o', worker)
   end
   redis.call('ZADD', work, now + ttl, actor)
   redis.call('ZREM', ready, worker .. '|' .. actor)
-  local r = redis.call('HMGET', a, 'e', 'f', 't', 'p', 'i', 'g', 's')
-  local out = {'OK', r[1], redis.call('GET', c) or '', r[2] or '0', r[3], r[4], r[5] or '', r[6] or '', r[7] or ''}
+  local r = redis.call('HMGET', a, 'e', 'f', 't', 'p', 'i', 'g', 's', 'q', 'h')
+  local out = {'OK', r[1], redis.call('GET', c) or '', r[2] or '0', r[3], r[4], r[5] or '', r[6] or '', r[7] or '',
+               prev, r[8] or '', r[9] or '0'}
   local journal = redis.call('HGETALL', j)
   for i = 1, #journal do out[#out + 1] = journal[i] end
   return out
@@ -150,13 +182,22 @@ local function release(a, l, m, work, ready, actor, worker, due)
   end
 end
 
+-- A gas pause, written by the releasing commit of the turns before it: the rolled-back turn's message
+-- stays at the head of the mailbox; a refilling quota is looked at again when it is full ('until').
+local function gas_pause(a, work, paused, actor, z)
+  redis.call('HSET', a, 'z', z)
+  redis.call('ZADD', paused, 0, actor)
+  local due = cjson.decode(z)['until']
+  if due then redis.call('ZADD', work, due, actor) else redis.call('ZREM', work, actor) end
+end
+
 -- One actor's commit; every check comes before its first write.
 -- e: [actor, epoch, prev_turns, turns, pos, release, due ms or '', next_token, pending tokens, settling,
---     record, reply payloads]
-local function commit_one(a, l, m, j, c, work, ready, worker, e, reply_keys)
+--     record, reply payloads, last failure JSON or '', gas pause JSON or '']
+local function commit_one(a, l, m, j, c, work, ready, paused, worker, e, reply_keys)
   local actor, epoch, prev, turns, pos = e[1], e[2], e[3], e[4], e[5]
   local rel, due, next_token, pending_tokens, settling = e[6], e[7], e[8], e[9], e[10]
-  local f = redis.call('HMGET', a, 'e', 't', 'p', 'f', 's')
+  local f = redis.call('HMGET', a, 'e', 't', 'p', 'f', 's', 'q')
   if not f[1] then return 'UNKNOWN' end
   if f[1] ~= epoch then return 'FENCED ' .. f[1] end
   local ours = redis.call('GET', l) == worker .. ':' .. epoch
@@ -174,6 +215,8 @@ local function commit_one(a, l, m, j, c, work, ready, worker, e, reply_keys)
     if f[5] then redis.call('HDEL', a, 's') end
   end
   if f[4] then redis.call('HDEL', a, 'f') end  -- (each write costs Redis an AOF entry: only those needed)
+  if e[13] ~= '' then redis.call('HSET', a, 'u', e[13]) end  -- a failed turn (rare: one compare per turn)
+  if f[6] and not dup then redis.call('HDEL', a, 'q') end  -- resume(extra_gas=) was for the turn that ran
   if pos ~= '0-0' then redis.call('XTRIM', m, 'MINID', after(pos)) end
   if redis.call('EXISTS', j) == 1 then
     local pending = {}
@@ -184,6 +227,7 @@ local function commit_one(a, l, m, j, c, work, ready, worker, e, reply_keys)
   end
   if dup then  -- its replies went out with the first attempt
     release(a, l, m, work, ready, actor, worker, due)
+    if e[14] ~= '' then gas_pause(a, work, paused, actor, e[14]) end
     return 'DUP'
   end
   local payloads = e[12]
@@ -192,19 +236,21 @@ local function commit_one(a, l, m, j, c, work, ready, worker, e, reply_keys)
     redis.call('PEXPIRE', reply_keys[i], REPLY_TTL_MS)
   end
   if rel then release(a, l, m, work, ready, actor, worker, due) end
+  if e[14] ~= '' then gas_pause(a, work, paused, actor, e[14]) end
   return 'OK'
 end
 
--- commit(work, ready, then per actor: a, l, m, j, c, its reply keys...; worker, actors) -> a status per actor
+-- commit(work, ready, paused index, then per actor: a, l, m, j, c, its reply keys...; worker, actors)
+--   -> a status per actor
 -- actors: one msgpack array of commit_one's entries (one argument, not dozens: cheaper to send and parse).
 -- Actors of one partition commit in one call (group commit); each actor's outcome is its own.
 local function commit(keys, args)
-  local work, ready, worker = keys[1], keys[2], args[1]
-  local k, out = 3, {}
+  local work, ready, paused, worker = keys[1], keys[2], keys[3], args[1]
+  local k, out = 4, {}
   for n, e in ipairs(cmsgpack.unpack(args[2])) do
     local reply_keys = {}
     for i = 1, #e[12] do reply_keys[i] = keys[k + 4 + i] end
-    out[n] = commit_one(keys[k], keys[k + 1], keys[k + 2], keys[k + 3], keys[k + 4], work, ready, worker, e,
+    out[n] = commit_one(keys[k], keys[k + 1], keys[k + 2], keys[k + 3], keys[k + 4], work, ready, paused, worker, e,
                         reply_keys)
     k = k + 5 + #e[12]
   end
@@ -243,7 +289,7 @@ local function journal(keys, args)
   return {'OK'}
 end
 
--- fail(a, l, m, work, ready, reply keys...; actor, worker, epoch, reason, read pos, reply payload)
+-- fail(a, l, m, work, ready, failed index, reply keys...; actor, worker, epoch, reason, read pos, reply payload)
 --   -> {'OK'} | {'MORE'} (mail after read pos: read it, and name its callers too) | {'FENCED'} | {'UNKNOWN'}
 -- Every waiting caller gets the failure in the same write that marks the actor failed.
 local function fail(keys, args)
@@ -260,7 +306,8 @@ local function fail(keys, args)
   redis.call('DEL', l)
   redis.call('ZREM', work, args[1])
   redis.call('ZREM', ready, args[2] .. '|' .. args[1])
-  for i = 6, #keys do
+  redis.call('ZADD', keys[6], 0, args[1])
+  for i = 7, #keys do
     redis.call('XADD', keys[i], 'MAXLEN', 1, '*', 'v', args[6])
     redis.call('PEXPIRE', keys[i], REPLY_TTL_MS)
   end
@@ -280,21 +327,159 @@ local function take_ready(keys, args)
   return out
 end
 
--- describe(a, l, m) -> {turns, failed, imports, owner, mailbox, epoch} | {}
-local function describe(keys, args)
-  local f = redis.call('HMGET', keys[1], 't', 'x', 'i', 'e')
-  if not f[1] then return {} end
-  return {f[1], f[2] or '', f[3] or '', lease_holder(keys[2]) or '', redis.call('XLEN', keys[3]), f[4]}
+-- One actor as describe and inventory report it: {turns, failed, imports, owner, mailbox, epoch, code,
+-- history, paused, last failure} (strings, '' for none), or nil for an actor that is not stored.
+local function describe_one(a, l, m)
+  local f = redis.call('HMGET', a, 't', 'x', 'i', 'e', 'k', 'h', 'z', 'u')
+  if not f[1] then return nil end
+  return {f[1], f[2] or '', f[3] or '', lease_holder(l) or '', redis.call('XLEN', m), f[4], f[5] or '',
+          f[6] or '0', f[7] or '', f[8] or ''}
 end
 
--- delete(a, l, m, d, j, work, ready, c; actor) -> 1 | 0 (unknown)
+-- describe(a, l, m) -> describe_one's fields | {}
+local function describe(keys, args)
+  return describe_one(keys[1], keys[2], keys[3]) or {}
+end
+
+-- delete(a, l, m, d, j, work, ready, c[, all, failed, paused, h]; actor) -> 1 | 0 (unknown)
 local function delete(keys, args)
   local f = redis.call('HMGET', keys[1], 'e', 'o')
   if not f[1] then return 0 end
   redis.call('DEL', keys[1], keys[2], keys[3], keys[4], keys[5], keys[8])
   redis.call('ZREM', keys[6], args[1])
   if f[2] then redis.call('ZREM', keys[7], f[2] .. '|' .. args[1]) end
+  for i = 9, 11 do
+    if keys[i] then redis.call('ZREM', keys[i], args[1]) end
+  end
+  if keys[12] then redis.call('DEL', keys[12]) end
   return 1
+end
+
+-- ---- operating actors (issue 16): inventory ----
+
+-- inventory(a, l, m per actor; actor IDs) -> msgpack array of [actor, describe_one's fields...]
+-- (actors of one partition, one page of an index; members whose actor is gone are skipped)
+local function inventory(keys, args)
+  local out = {}
+  for n = 1, #args do
+    local one = describe_one(keys[3 * n - 2], keys[3 * n - 1], keys[3 * n])
+    if one then
+      table.insert(one, 1, args[n])
+      out[#out + 1] = one
+    end
+  end
+  return cmsgpack.pack(out)
+end
+
+-- ---- operating actors (issue 16): pause, resume, retry, cancel ----
+-- Each checks before its first write, and answers a repeat (redis-py re-sends after a connection
+-- error) as it answered the first: pause is idempotent, resume and retry remember the request ID
+-- that applied them ('r'), cancel finds the reply it wrote.
+
+-- Take the actor from its owner, if any: the epoch moves on, so the owner's next commit, renewal
+-- or journal write is refused and it drops the actor; turns it did not commit run again later
+-- from the mailbox (as after a takeover).
+local function fence_out(a, l, ready, actor)
+  local o = redis.call('HGET', a, 'o')
+  if o or redis.call('EXISTS', l) == 1 then
+    redis.call('HINCRBY', a, 'e', 1)
+    redis.call('DEL', l)
+    redis.call('HDEL', a, 'o')
+    if o then redis.call('ZREM', ready, o .. '|' .. actor) end
+  end
+end
+
+-- pause(a, l, work, ready, paused index; actor, detail) -> {'OK', pause} | {'ALREADY', pause} | {'FAILED', why}
+--   | {'UNKNOWN'}
+local function pause(keys, args)
+  local a, l, work, ready, paused = keys[1], keys[2], keys[3], keys[4], keys[5]
+  local f = redis.call('HMGET', a, 'e', 'x', 'z')
+  if not f[1] then return {'UNKNOWN'} end
+  if f[2] then return {'FAILED', f[2]} end
+  if f[3] then return {'ALREADY', f[3]} end
+  fence_out(a, l, ready, args[1])
+  local z = cjson.encode({reason = 'operator', since = now_ms() / 1000, detail = args[2]})
+  redis.call('HSET', a, 'z', z)
+  redis.call('ZADD', paused, 0, args[1])
+  redis.call('ZREM', work, args[1])
+  return {'OK', z}
+end
+
+-- resume(a, work, paused index; actor, request ID, extra gas or '') -> {'OK', pause} | {'NOT_PAUSED'} | {'UNKNOWN'}
+local function resume(keys, args)
+  local a, work, paused = keys[1], keys[2], keys[3]
+  local f = redis.call('HMGET', a, 'e', 'z', 'r')
+  if not f[1] then return {'UNKNOWN'} end
+  if not f[2] then
+    if f[3] == args[2] then return {'OK', ''} end
+    return {'NOT_PAUSED'}
+  end
+  local z = cjson.decode(f[2])
+  redis.call('HDEL', a, 'z')
+  redis.call('HSET', a, 'r', args[2])
+  if args[3] ~= '' then redis.call('HSET', a, 'q', (z.gas or 'per_turn') .. ':' .. args[3]) end
+  redis.call('ZREM', paused, args[1])
+  redis.call('ZADD', work, 0, args[1])  -- a worker looks at once (mail, a timer, or nothing: it releases)
+  return {'OK', f[2]}
+end
+
+-- retry(a, l, work, ready, failed index; actor, request ID) -> {'OK'} | {'NOT_FAILED'} | {'UNKNOWN'}
+-- The failure is cleared; the next owner starts from the last committed record, and the mail after
+-- it (the turn that failed first) runs again.
+local function retry(keys, args)
+  local a, l, work, ready, failed = keys[1], keys[2], keys[3], keys[4], keys[5]
+  local f = redis.call('HMGET', a, 'e', 'x', 'r')
+  if not f[1] then return {'UNKNOWN'} end
+  if not f[2] then
+    if f[3] == args[2] then return {'OK'} end
+    return {'NOT_FAILED'}
+  end
+  fence_out(a, l, ready, args[1])
+  redis.call('HDEL', a, 'x')
+  redis.call('HSET', a, 'r', args[2])
+  redis.call('ZREM', failed, args[1])
+  redis.call('ZADD', work, 0, args[1])
+  return {'OK'}
+end
+
+-- cancel(a, l, m, d, work, ready, paused index, reply key; actor, message_id, cancelled payload)
+--   -> {'OK'} (dropped before it ran) | {'APPLIED'} | {'NOT_SENT'} | {'UNKNOWN'}
+-- The owner (it may have read the message, or run it without committing) is fenced out first.
+local function cancel(keys, args)
+  local a, l, m, d, work, ready, paused, reply = keys[1], keys[2], keys[3], keys[4], keys[5], keys[6], keys[7], keys[8]
+  local f = redis.call('HMGET', a, 'e', 'z')
+  if not f[1] then return {'UNKNOWN'} end
+  local found, head = nil, nil
+  for n, entry in ipairs(redis.call('XRANGE', m, '-', '+')) do
+    local fields = entry[2]
+    for i = 1, #fields, 2 do
+      if fields[i] == 'i' and fields[i + 1] == args[2] then found, head = entry[1], n == 1 end
+    end
+    if found then break end
+  end
+  if not found then
+    if redis.call('EXISTS', reply) == 1 then
+      local last = redis.call('XREVRANGE', reply, '+', '-', 'COUNT', 1)
+      if last[1] and last[1][2][2] == args[3] then return {'OK'} end  -- this cancel, re-sent
+    end
+    if redis.call('ZSCORE', d, args[2]) then return {'APPLIED'} end
+    return {'NOT_SENT'}
+  end
+  fence_out(a, l, ready, args[1])
+  redis.call('XDEL', m, found)
+  redis.call('XADD', reply, 'MAXLEN', 1, '*', 'v', args[3])
+  redis.call('PEXPIRE', reply, REPLY_TTL_MS)
+  local still_paused = f[2] ~= nil
+  if f[2] and head then
+    local z = cjson.decode(f[2])
+    if z.reason == 'gas' then  -- the paused turn's own message is gone: go on with the next
+      redis.call('HDEL', a, 'z')
+      redis.call('ZREM', paused, args[1])
+      still_paused = false
+    end
+  end
+  if not still_paused then redis.call('ZADD', work, 0, args[1]) end
+  return {'OK'}
 end
 
 local function version(keys, args) return VERSION end
@@ -310,5 +495,10 @@ redis.register_function('mva_fail', fail)
 redis.register_function('mva_take_ready', take_ready)
 redis.register_function{function_name='mva_describe', callback=describe, flags={'no-writes'}}
 redis.register_function('mva_delete', delete)
+redis.register_function{function_name='mva_inventory', callback=inventory, flags={'no-writes'}}
+redis.register_function('mva_pause', pause)
+redis.register_function('mva_resume', resume)
+redis.register_function('mva_retry', retry)
+redis.register_function('mva_cancel', cancel)
 redis.register_function{function_name='mva_version', callback=version, flags={'no-writes'}}
 """.replace("@VERSION@", str(VERSION))

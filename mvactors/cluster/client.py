@@ -3,31 +3,56 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
-from ..actors import GasPolicy
-from ..errors import GuestError
+from ..actors import ActorRecord, GasPolicy
+from ..errors import Cancelled, GuestError
 from ..vm import SnapshotLike
 from ..vm.snapshot import check_size, snapshot_bytes
 from .errors import ActorExistsInRedis, ActorFailedInRedis, ActorNotFound
-from .keys import HINT_FREE, ActorKeys, hint_key
+from .keys import (
+    HINT_FREE,
+    PARTITIONS,
+    WORKERS,
+    ActorKeys,
+    all_key,
+    failed_key,
+    hint_key,
+    partition_tag,
+    paused_key,
+    worker_info_key,
+)
 from .link import Redis, RedisLink
 from .wire import (
+    REPLY_CANCELLED,
     REPLY_GUEST_ERROR,
     REPLY_OK,
     REPLY_UNSENDABLE,
     Described,
     ReplyPayload,
     SendReply,
+    delete_args,
     encode_gas,
+    inventoried,
+    inventory_args,
     message_payload,
+    pack,
+    spawn_args,
     spawned,
+    stored_record,
+    text,
 )
 
 _WAIT_SLICE_MS = 1000  # a call's blocking read returns this often to see whether the actor failed
+# Actors read per partition per round of ``actors()``: 32 partitions x 256 = up to 8,192 per round trip
+# pair (one ZRANGE BYLEX and one mva_inventory per partition, pipelined).
+_PAGE = 256
+STATES = ("idle", "running", "paused", "failed")
 
 
 class Client:
@@ -76,16 +101,19 @@ class Client:
     # ---- the contract ----
 
     async def spawn(self, snapshot: SnapshotLike, imports: str | None = None, actor_id: str | None = None,
-                    gas: GasPolicy | None = None) -> str:
+                    gas: GasPolicy | None = None, history: int = 0) -> str:
         """Store a new actor (no guest code runs until its first message); returns its ID.
 
         ``snapshot`` is anything :meth:`VM.restore` takes: bytes, or a snapshot file's path.
 
         ``imports`` names an import table every worker has (``None``: no imports).
+        ``history`` keeps the last K turns (see :meth:`history`); 0 keeps none.
         An ``actor_id`` that is already stored raises ActorExistsInRedis.
         """
         if imports is not None and not isinstance(imports, str):
             raise TypeError(f"imports= names a worker import table (a str), not {type(imports).__name__}")
+        if not isinstance(history, int) or isinstance(history, bool) or history < 0:
+            raise ValueError(f"history must be a non-negative int (turns to keep), not {history!r}")
         if actor_id is None:
             actor_id = uuid.uuid4().hex
         elif not isinstance(actor_id, str) or not actor_id:
@@ -93,7 +121,9 @@ class Client:
         data = snapshot_bytes(snapshot)  # what VM.restore takes: bytes, ints or a file's path
         check_size(data)  # the rest is checked by the worker's restore, which fails the actor saying why
         keys = ActorKeys.of(actor_id)
-        result = await self._fcall("mva_spawn", [keys.state, keys.record], [data, imports or "", encode_gas(gas)])
+        code = hashlib.sha256(data).hexdigest()
+        result = await self.link.fcall("mva_spawn", spawn_args(keys, data, imports or "", encode_gas(gas), code,
+                                                               history))
         if not spawned(result):
             raise ActorExistsInRedis(f"an actor with ID {actor_id!r} already exists")
         return actor_id
@@ -145,6 +175,8 @@ class Client:
             return value
         if status == REPLY_GUEST_ERROR:
             raise GuestError(value)
+        if status == REPLY_CANCELLED:
+            raise Cancelled(f"actor {actor_id!r}: {value}")
         if status == REPLY_UNSENDABLE:
             raise TypeError(f"actor {actor_id!r} returned a value that cannot cross processes: {value}")
         raise ActorFailedInRedis(actor_id, str(value))
@@ -173,28 +205,202 @@ class Client:
         return message_id
 
     async def describe(self, actor_id: str) -> dict[str, Any]:
-        """The actor as Redis has it: ``owner`` (worker ID or None), ``turns`` committed, ``mailbox``
-        (messages not yet applied), ``imports``, ``failed`` (reason or None), ``epoch`` (fencing token)."""
-        keys = ActorKeys.of(actor_id)
-        info = await self._describe(keys)
+        """The actor as Redis has it.
+
+        ``owner`` (worker ID or None), ``turns`` committed, ``mailbox`` (messages not yet applied),
+        ``imports``, ``failed`` (reason or None), ``epoch`` (fencing token), ``state`` ("idle",
+        "running", "paused" or "failed"), ``paused`` (None or {"reason": "gas" | "operator",
+        "since": unix seconds, "detail": str}), ``code`` (hex SHA-256 of the snapshot it runs),
+        ``history`` (turns kept) and ``last_failure`` (None or {"at", "message_id", "export",
+        "error", "awaited"}: the last turn that failed, awaited or not).
+        """
+        info = await self._describe(ActorKeys.of(actor_id))
         if info is None:
             raise ActorNotFound(f"no actor {actor_id!r} in Redis at {self.url}")
-        return {
-            "owner": info.owner or None,
-            "turns": info.turns,
-            "mailbox": info.mailbox,
-            "imports": info.imports or None,
-            "failed": info.failed or None,
-            "epoch": info.epoch,
-        }
+        return info.public()
 
     async def delete(self, actor_id: str) -> None:
         """Remove the actor, its mailbox and journal; a worker running it drops it at its next commit."""
-        keys = ActorKeys.of(actor_id)
-        found = await self._fcall("mva_delete", [keys.state, keys.lease, keys.mailbox, keys.dedupe, keys.journal,
-                                                 keys.work, keys.ready, keys.record], [actor_id])
+        found = await self.link.fcall("mva_delete", delete_args(ActorKeys.of(actor_id)))
         if not int(found):
             raise ActorNotFound(f"no actor {actor_id!r} in Redis at {self.url}")
+
+    # ---- repair: pause, resume, retry, cancel, snapshot ----
+
+    def _not_found(self, actor_id: str) -> ActorNotFound:
+        return ActorNotFound(f"no actor {actor_id!r} in Redis at {self.url}")
+
+    async def pause(self, actor_id: str, detail: str = "") -> None:
+        """Run no more turns of the actor until :meth:`resume`; mail is still accepted.
+
+        Durable (the pause is in Redis) and idempotent.  A worker running the actor loses it at
+        once (its epoch moves on); turns it had not committed run again after the resume.
+        ``detail`` is kept in ``describe()["paused"]``.  A failed actor cannot be paused (ValueError).
+        """
+        keys = ActorKeys.of(actor_id)
+        raw = await self.link.fcall("mva_pause", [5, keys.state, keys.lease, keys.work, keys.ready, keys.paused,
+                                                  actor_id, detail])
+        status = text(raw[0])
+        if status == "UNKNOWN":
+            raise self._not_found(actor_id)
+        if status == "FAILED":
+            raise ValueError(f"actor {actor_id!r} has failed ({text(raw[1])}); repair it with retry(), not pause()")
+
+    async def resume(self, actor_id: str, extra_gas: int | None = None) -> None:
+        """End an operator pause or a gas pause.  After a gas pause the rolled-back turn runs again, with
+        ``extra_gas`` instructions (as ``Actor.resume`` gives); its caller, still waiting, gets the result.
+        ValueError when the actor is not paused."""
+        if extra_gas is not None and (
+                not isinstance(extra_gas, int) or isinstance(extra_gas, bool) or not 0 < extra_gas <= 0x7FFFFFFF):
+            raise ValueError(f"extra_gas must be a positive int below 2**31, got {extra_gas!r}")
+        keys = ActorKeys.of(actor_id)
+        raw = await self.link.fcall("mva_resume", [3, keys.state, keys.work, keys.paused, actor_id,
+                                                   uuid.uuid4().hex, "" if extra_gas is None else extra_gas])
+        status = text(raw[0])
+        if status == "UNKNOWN":
+            raise self._not_found(actor_id)
+        if status == "NOT_PAUSED":
+            raise ValueError(f"actor {actor_id!r} is not paused; nothing to resume")
+        await self._hint(actor_id)
+
+    async def retry(self, actor_id: str) -> None:
+        """Repair a failed actor: the failure is cleared and it goes back to its last committed record;
+        the turn that failed runs again (fix its cause first).  ValueError when it has not failed."""
+        keys = ActorKeys.of(actor_id)
+        raw = await self.link.fcall("mva_retry", [5, keys.state, keys.lease, keys.work, keys.ready, keys.failed,
+                                                  actor_id, uuid.uuid4().hex])
+        status = text(raw[0])
+        if status == "UNKNOWN":
+            raise self._not_found(actor_id)
+        if status == "NOT_FAILED":
+            raise ValueError(f"actor {actor_id!r} has not failed; nothing to retry")
+        await self._hint(actor_id)
+
+    async def cancel(self, actor_id: str, message_id: str) -> bool:
+        """Drop message ``message_id`` if it has not run: True (its caller gets :class:`mvactors.Cancelled`),
+        False when it was already applied.  The message a gas pause holds at the head of the mailbox can be
+        dropped too; the actor then goes on with the next.  ValueError for a message never sent."""
+        if not isinstance(message_id, str) or not message_id:
+            raise TypeError("message_id must be a non-empty str")
+        keys = ActorKeys.of(actor_id)
+        payload = pack([REPLY_CANCELLED, f"message {message_id} was cancelled before it ran"])
+        raw = await self.link.fcall("mva_cancel", [8, keys.state, keys.lease, keys.mailbox, keys.dedupe, keys.work,
+                                                   keys.ready, keys.paused, keys.reply(message_id), actor_id,
+                                                   message_id, payload])
+        status = text(raw[0])
+        if status == "UNKNOWN":
+            raise self._not_found(actor_id)
+        if status == "NOT_SENT":
+            raise ValueError(f"actor {actor_id!r} has no message {message_id!r} (never sent, or sent over a day ago)")
+        if status == "OK":
+            await self._hint(actor_id)
+        return status == "OK"
+
+    async def snapshot(self, actor_id: str) -> bytes:
+        """The actor's last committed state as a plain snapshot (``VM.restore`` and ``mvactors info`` open it),
+        to debug it locally.  Awaited host calls are not part of a plain snapshot."""
+        keys = ActorKeys.of(actor_id)
+        link = self.link
+
+        def reads(pipe: Any) -> None:
+            pipe.hget(keys.state, "f")
+            pipe.get(keys.record)
+            pipe.exists(keys.state)
+
+        fresh, saved, exists = await link.guarded(lambda: link.pipeline_once(reads))
+        if not exists or saved is None:
+            raise self._not_found(actor_id)
+        if fresh:
+            return bytes(saved)
+        return ActorRecord.decode(stored_record(bytes(saved))).snapshot
+
+    async def _hint(self, actor_id: str) -> None:
+        """Wake the workers waiting for actors with no owner (they also find it by scanning)."""
+        redis = self.redis
+        await self.link.guarded(lambda: redis.xadd(HINT_FREE, {"a": actor_id}, maxlen=64, approximate=True))
+
+    # ---- inventory ----
+
+    async def actors(self, state: str | None = None, imports: str | None = None, owner: str | None = None,
+                     code: str | None = None) -> AsyncIterator[dict[str, Any]]:
+        """Every stored actor matching the filters, as :meth:`describe` dicts plus ``"id"``, streamed.
+
+        ``state`` is "idle", "running", "paused" or "failed" (None: any); "failed" and "paused"
+        read their own indexes, so finding a few among many costs a few reads.  ``imports``,
+        ``owner`` (a worker ID) and ``code`` (a digest, or a prefix of one) narrow it further.
+        Pages are read by cursor: actors spawned or deleted meanwhile may or may not appear.
+        """
+        if state is not None and state not in STATES:
+            raise ValueError(f"state must be one of {', '.join(STATES)} or None, not {state!r}")
+        index = failed_key if state == "failed" else paused_key if state == "paused" else all_key
+        link = self.link
+        cursors = {partition_tag(i): "-" for i in range(PARTITIONS)}
+        while cursors:
+            tags = list(cursors)
+
+            def ranges(pipe: Any, tags: list[str] = tags) -> None:
+                for tag in tags:
+                    pipe.zrangebylex(index(tag), cursors[tag], "+", start=0, num=_PAGE)
+
+            pages = await link.guarded(lambda: link.pipeline_once(ranges))
+            reads: list[tuple[str, list[ActorKeys]]] = []
+            for tag, page in zip(tags, pages, strict=True):
+                if isinstance(page, Exception):
+                    raise page
+                ids = [text(member) for member in page]
+                if len(ids) < _PAGE:
+                    del cursors[tag]
+                else:
+                    cursors[tag] = "(" + ids[-1]
+                if ids:
+                    reads.append((tag, [ActorKeys(actor_id, tag) for actor_id in ids]))
+            if not reads:
+                continue
+
+            def describe_all(pipe: Any, reads: list[tuple[str, list[ActorKeys]]] = reads) -> None:
+                for _, keys in reads:
+                    pipe.fcall("mva_inventory", *inventory_args(keys))
+
+            blobs = await link.guarded(lambda: link.pipeline_once(describe_all))
+            for blob in blobs:
+                if isinstance(blob, Exception):
+                    raise blob
+                for actor_id, info in inventoried(blob):
+                    if ((state is not None and info.state != state) or (imports is not None and info.imports != imports)
+                            or (owner is not None and info.owner != owner)
+                            or (code is not None and not info.code.startswith(code))):
+                        continue
+                    yield {"id": actor_id, **info.public()}
+
+    async def workers(self) -> list[dict[str, Any]]:
+        """The live workers: ``[{"id", "host", "pid", "actors", "turns", "started", "seen"}]``.
+
+        ``actors`` held and ``turns`` run are as of the worker's last heartbeat (every quarter
+        lease); ``started`` and ``seen`` (its last heartbeat) are unix seconds on Redis's clock.
+        """
+        link = self.link
+        seen: list[tuple[bytes, float]] = await link.guarded(
+            lambda: link.redis.zrange(WORKERS, 0, -1, withscores=True))  # type: ignore[arg-type,return-value]
+        ids = [text(member) for member, _ in seen]
+
+        def infos(pipe: Any) -> None:
+            for worker_id in ids:
+                pipe.hgetall(worker_info_key(worker_id))
+
+        rows = await link.guarded(lambda: link.pipeline_once(infos)) if ids else []
+        out = []
+        for (worker_id, (_, at)), row in zip(zip(ids, seen, strict=True), rows, strict=True):
+            fields = {} if isinstance(row, Exception) else {text(k): text(v) for k, v in row.items()}
+            out.append({
+                "id": worker_id,
+                "host": fields.get("host"),
+                "pid": int(fields["pid"]) if "pid" in fields else None,
+                "actors": int(fields.get("actors", 0)),
+                "turns": int(fields.get("turns", 0)),
+                "started": float(fields["started"]) if "started" in fields else None,
+                "seen": float(at),
+            })
+        return out
 
 
 def connect(url: str) -> Client:

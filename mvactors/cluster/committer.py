@@ -138,7 +138,8 @@ class Committer:
         return CommitEntry(owned.keys, owned.epoch, owned.committed_turns, owned.turns, owned.applied_pos,
                            storable_record(record.encode(), compress=release), release,
                            self._hooks.work_due_ms(min(dues)) if dues else None, record.next_token,
-                           [p.token for p in record.pending], owned.replies, settling)
+                           [p.token for p in record.pending], owned.replies, settling, owned.last_failure,
+                           owned.pause)
 
     async def commit(self, batch: list[Owned], release: bool = False,
                      records: Mapping[Owned, tuple[ActorRecord, str]] | None = None) -> None:
@@ -165,6 +166,7 @@ class Committer:
                 continue
             work.append((owned, record, entry))
             owned.replies = []
+            owned.last_failure = ""
             owned.journal_due = False
             owned.committing = True
         if not work:

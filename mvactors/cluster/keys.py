@@ -36,6 +36,26 @@ def ready_key(tag: str) -> str:
     return f"{tag}:ready"
 
 
+def all_key(tag: str) -> str:
+    """A partition's inventory of every actor (score 0: paged by ZRANGE BYLEX)."""
+    return f"{tag}:all"
+
+
+def failed_key(tag: str) -> str:
+    """A partition's index of failed actors (so finding them reads a few members, not every actor)."""
+    return f"{tag}:failed"
+
+
+def paused_key(tag: str) -> str:
+    """A partition's index of paused actors."""
+    return f"{tag}:paused"
+
+
+def worker_info_key(worker_id: str) -> str:
+    """A live worker's hash: host, pid, started, actors, turns (expires with its heartbeat)."""
+    return f"mva:{{workers}}:w:{worker_id}"
+
+
 def hint_key(worker_id: str) -> str:
     """The wake-up stream of one worker (same slot as HINT_FREE, so one XREAD blocks on both)."""
     return f"mva:{{hint}}:w:{worker_id}"
@@ -44,7 +64,8 @@ def hint_key(worker_id: str) -> str:
 class ActorKeys:
     """The Redis key names of one actor (all in its partition's slot), built once: every turn's commit names them."""
 
-    __slots__ = ("actor_id", "dedupe", "journal", "lease", "mailbox", "ready", "record", "state", "tag", "work")
+    __slots__ = ("actor_id", "dedupe", "history", "journal", "lease", "mailbox", "ready", "record", "state", "tag",
+                 "work")
 
     def __init__(self, actor_id: str, tag: str) -> None:
         self.actor_id, self.tag = actor_id, tag
@@ -54,6 +75,7 @@ class ActorKeys:
         self.mailbox = f"{tag}:m:{actor_id}"
         self.dedupe = f"{tag}:d:{actor_id}"
         self.journal = f"{tag}:j:{actor_id}"
+        self.history = f"{tag}:h:{actor_id}"
         self.work = work_key(tag)
         self.ready = ready_key(tag)
 
@@ -61,6 +83,21 @@ class ActorKeys:
     def of(cls, actor_id: str) -> ActorKeys:
         """The keys of ``actor_id``, in the partition its ID hashes to."""
         return cls(actor_id, partition_tag(partition(actor_id)))
+
+    @property
+    def all(self) -> str:
+        """The partition's inventory of every actor."""
+        return all_key(self.tag)
+
+    @property
+    def failed(self) -> str:
+        """The partition's index of failed actors."""
+        return failed_key(self.tag)
+
+    @property
+    def paused(self) -> str:
+        """The partition's index of paused actors."""
+        return paused_key(self.tag)
 
     def reply(self, message_id: str) -> str:
         """The stream a call's reply is written to (the caller blocks on it)."""

@@ -17,7 +17,7 @@ from typing import Any
 
 import anyio
 
-from .keys import WORKERS, ActorKeys
+from .keys import WORKERS, ActorKeys, worker_info_key
 from .link import UNREACHABLE, RedisLink
 from .wire import Acquired, CorruptState, NotAcquired, acquire_args, decode_acquire, renew_args, renewed
 
@@ -44,11 +44,13 @@ class Leases:
     """Heartbeat, renewals and the clock offset of one worker; ``on_lost(holder, why)`` drops an actor
     whose lease is, or may be, gone.
 
-    ``held`` is the worker's owned set (read, never changed here).
+    ``held`` is the worker's owned set (read, never changed here); ``info()`` what each heartbeat
+    publishes about the worker (``Client.workers()`` reads it).
     """
 
     def __init__(self, link: RedisLink, worker_id: str, lease_ms: int, held: Mapping[str, Any],
-                 on_lost: Callable[[Any, str], None]) -> None:
+                 on_lost: Callable[[Any, str], None],
+                 info: Callable[[], Mapping[str, str | int | float]] | None = None) -> None:
         self.link = link
         self.worker_id = worker_id
         self.lease_ms = lease_ms
@@ -59,6 +61,7 @@ class Leases:
         self.clock_offset = 0.0  # Redis's clock minus this machine's wall clock, in seconds
         self._held = held
         self._on_lost = on_lost
+        self._info = info
         self._stopping = False
 
     # ---- the clock ----
@@ -96,12 +99,18 @@ class Leases:
         pipe.zadd(WORKERS, {self.worker_id: now})
         pipe.zremrangebyscore(WORKERS, "-inf", now - 3 * self.lease_ms / 1000)
         pipe.zcard(WORKERS)
+        if self._info is not None:
+            # Expires with the heartbeat (3 TTLs), as the live set forgets the worker.
+            key = worker_info_key(self.worker_id)
+            pipe.hset(key, mapping={k: v for k, v in self._info().items()})  # type: ignore[misc]
+            pipe.pexpire(key, 3 * self.lease_ms)
         self.peers = max(1, int((await pipe.execute())[2]))
 
     async def leave(self) -> None:
         """Take this worker out of the live set (else its heartbeat ages out in 3 TTLs)."""
         try:
             await self.link.redis.zrem(WORKERS, self.worker_id)
+            await self.link.redis.delete(worker_info_key(self.worker_id))
         except UNREACHABLE:
             pass  # its heartbeat ages out
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -47,6 +48,8 @@ class Owned:
     quiet_since: float | None = None
     committed_next_token: int = 1  # async calls with a smaller token were made by committed turns
     journal_due: bool = False  # a turn made a journaled call: commit without waiting for a full batch
+    last_failure: str = ""  # JSON of the last failed turn since the last commit (describe's last_failure)
+    pause: str = ""  # JSON of a gas pause, for the releasing commit
     _gone: bool = False
     _progress: anyio.Event | None = None  # set at each commit and when gone (made by the first waiter)
 
@@ -112,15 +115,46 @@ class Owned:
         keys += [reply(m.message_id) for m in self.buffer if m.wants_reply]
         return keys
 
-    def collect_settled(self) -> None:
-        """Move the replies of async exports that settled (in a later turn than their call) to the next commit."""
+    def watch(self, mail: Mail, reply: Reply) -> tuple[str, BaseException] | None:
+        """The turn that applied ``mail`` ran: its caller waits on ``reply`` (it is settled, or kept in
+        ``settling`` until it is).  A ``send()`` has no caller, yet its failure is reported: its reply is
+        watched under ``"!" + message_id`` (a name no reply key has).  Returns (message ID, error) of
+        a turn that failed with nobody awaiting it."""
+        if mail.wants_reply:
+            self.settling.append((self.keys.reply(mail.message_id), reply))
+        elif not reply.done:
+            self.settling.append(("!" + mail.message_id, reply))
+        elif reply.error is not None:
+            self.note_failure(mail.message_id, reply.error, awaited=False)
+            return mail.message_id, reply.error
+        return None
+
+    def note_failure(self, message_id: str, error: BaseException, awaited: bool) -> None:
+        """Remember a failed turn for the next commit (describe's ``last_failure``)."""
+        self.last_failure = json.dumps({"at": round(time.time(), 3), "message_id": message_id,
+                                        "error": f"{type(error).__name__}: {error}", "awaited": awaited})
+
+    def collect_settled(self) -> list[tuple[str, BaseException]]:
+        """Move the replies of async exports that settled (in a later turn than their call) to the next commit.
+
+        Returns (message ID, error) of each that failed with nobody awaiting it (a ``send()``)."""
         still = []
+        unawaited: list[tuple[str, BaseException]] = []
         for key, reply in self.settling:
-            if reply.done:
-                self.replies.append((key, reply_payload(reply)))
-            else:
+            if not reply.done:
                 still.append((key, reply))
+                continue
+            error = reply.error
+            if key.startswith("!"):
+                if error is not None:
+                    self.note_failure(key[1:], error, awaited=False)
+                    unawaited.append((key[1:], error))
+                continue
+            if error is not None:
+                self.note_failure(key[len(self.keys.reply("")):], error, awaited=True)
+            self.replies.append((key, reply_payload(reply)))
         self.settling = still
+        return unawaited
 
     def settling_refs(self, actor: Actor) -> str:
         """JSON [[promise key, reply key]...] for the replies of async exports not settled yet, by the key

@@ -16,6 +16,7 @@ class WorkerStats:
     turns: int = 0
     committed_turns: int = 0
     failed: int = 0
+    unawaited_failures: int = 0  # turns of a send() (no caller) that raised, or whose promise rejected
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import json
 import zlib
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, cast
@@ -62,7 +63,7 @@ def text(value: Any) -> str:
 
 # ---- reply payloads: [code, value] ----
 
-REPLY_OK, REPLY_GUEST_ERROR, REPLY_FAILED, REPLY_UNSENDABLE = 0, 1, 2, 3
+REPLY_OK, REPLY_GUEST_ERROR, REPLY_FAILED, REPLY_UNSENDABLE, REPLY_CANCELLED = 0, 1, 2, 3, 4
 
 
 def reply_payload(reply: Reply) -> bytes:
@@ -160,7 +161,7 @@ class SendReply(NamedTuple):
 
 
 class Described(NamedTuple):
-    """``mva_describe``: the actor as Redis has it."""
+    """``mva_describe`` (and each actor of ``mva_inventory``): the actor as Redis has it."""
 
     turns: int
     failed: str  # why it failed, "" when it did not
@@ -168,13 +169,78 @@ class Described(NamedTuple):
     owner: str  # the lease holder, "" when none
     mailbox: int  # messages not yet applied
     epoch: int
+    code: str = ""  # hex SHA-256 of the snapshot given to spawn/upgrade
+    history: int = 0  # turns of history kept
+    paused: str = ""  # JSON {reason, since, detail, ...}, "" when not paused
+    last_failure: str = ""  # JSON {at, message_id, export, error, awaited}, "" when none
 
     @classmethod
     def decode(cls, raw: list[Any]) -> Described | None:
         """None for an actor that is not stored."""
         if not raw:
             return None
-        return cls(int(raw[0]), text(raw[1]), text(raw[2]), text(raw[3]), int(raw[4]), int(raw[5]))
+        return cls(int(raw[0]), text(raw[1]), text(raw[2]), text(raw[3]), int(raw[4]), int(raw[5]),
+                   text(raw[6]), int(raw[7]), text(raw[8]), text(raw[9]))
+
+    @property
+    def state(self) -> str:
+        """"failed", "paused", "running" (a worker holds it) or "idle"."""
+        if self.failed:
+            return "failed"
+        if self.paused:
+            return "paused"
+        return "running" if self.owner else "idle"
+
+    def public(self) -> dict[str, Any]:
+        """The dict ``Client.describe`` returns (and ``Client.actors`` yields, plus "id")."""
+        return {
+            "owner": self.owner or None,
+            "turns": self.turns,
+            "mailbox": self.mailbox,
+            "imports": self.imports or None,
+            "failed": self.failed or None,
+            "epoch": self.epoch,
+            "state": self.state,
+            "paused": _public_pause(self.paused),
+            "code": self.code or None,
+            "history": self.history,
+            "last_failure": json.loads(self.last_failure) if self.last_failure else None,
+        }
+
+
+def _public_pause(raw: str) -> dict[str, Any] | None:
+    if not raw:
+        return None
+    pause = json.loads(raw)
+    return {"reason": pause["reason"], "since": pause["since"], "detail": pause.get("detail", ""),
+            **{k: v for k, v in pause.items() if k not in ("reason", "since", "detail")}}
+
+
+def inventory_args(keys: list[ActorKeys]) -> list[Any]:
+    """The keys and arguments of one ``mva_inventory`` call (actors of one partition)."""
+    names = [name for k in keys for name in (k.state, k.lease, k.mailbox)]
+    return [len(names), *names, *[k.actor_id for k in keys]]
+
+
+def inventoried(blob: bytes) -> list[tuple[str, Described]]:
+    """``mva_inventory``'s reply: (actor ID, what describe gives) of each actor still stored."""
+    out = []
+    for row in msgpack.unpackb(blob, raw=False):
+        described = Described.decode(row[1:])
+        assert described is not None
+        out.append((row[0], described))
+    return out
+
+
+def spawn_args(keys: ActorKeys, snapshot: bytes, imports: str, gas: bytes, code: str, history: int) -> list[Any]:
+    """The keys and arguments of ``mva_spawn``."""
+    return [3, keys.state, keys.record, keys.all, snapshot, imports, gas, code, history, keys.actor_id]
+
+
+def delete_args(keys: ActorKeys) -> list[Any]:
+    """The keys and arguments of ``mva_delete``."""
+    return [12, keys.state, keys.lease, keys.mailbox, keys.dedupe, keys.journal, keys.work, keys.ready,
+            keys.record, keys.all, keys.failed, keys.paused, keys.history, keys.actor_id]
 
 
 def spawned(raw: list[Any]) -> bool:
@@ -187,7 +253,7 @@ def spawned(raw: list[Any]) -> bool:
 
 def acquire_args(keys: ActorKeys, worker_id: str, lease_ms: int) -> list[Any]:
     """The keys and arguments of ``mva_acquire``."""
-    return [6, keys.state, keys.lease, keys.journal, keys.work, keys.ready, keys.record,
+    return [7, keys.state, keys.lease, keys.journal, keys.work, keys.ready, keys.record, keys.paused,
             keys.actor_id, worker_id, lease_ms]
 
 
@@ -203,6 +269,9 @@ class Acquired(NamedTuple):
     gas: GasPolicy | None
     settling: str  # JSON [[promise key, reply key]...]
     journal: dict[int, bytes]
+    previous_owner: str = ""  # the worker whose lease lapsed (a takeover); "" when it was released
+    gas_grant: str = ""  # "<per_turn|quota>:<extra gas>" (resume(extra_gas=)), "refill:" (the quota refilled), ""
+    history: int = 0  # turns of history to keep
 
 
 class NotAcquired(NamedTuple):
@@ -227,10 +296,11 @@ def decode_acquire(raw: list[Any]) -> Acquired | NotAcquired:
         return NotAcquired(status, text(raw[1]) if len(raw) > 1 else "")
     epoch = text(raw[1])
     try:
-        journal_raw = raw[9:]
+        journal_raw = raw[12:]
         return Acquired(epoch, bytes(raw[2]), text(raw[3]) == "1", int(raw[4]), text(raw[5]), text(raw[6]),
                         decode_gas(raw[7]), text(raw[8]),
-                        {int(journal_raw[i]): journal_raw[i + 1] for i in range(0, len(journal_raw), 2)})
+                        {int(journal_raw[i]): journal_raw[i + 1] for i in range(0, len(journal_raw), 2)},
+                        text(raw[9]), text(raw[10]), int(raw[11]))
     except (ValueError, TypeError, IndexError) as exc:  # (UnicodeDecodeError is a ValueError)
         raise CorruptState(epoch, f"{type(exc).__name__}: {exc}") from None
 
@@ -268,6 +338,8 @@ class CommitEntry:
     pending: list[int] = field(default_factory=list)  # tokens of the host calls the record awaits
     replies: list[tuple[str, bytes]] = field(default_factory=list)  # (reply key, payload)
     settling: str = ""
+    last_failure: str = ""  # JSON of the last failed turn since the previous commit ("" for none)
+    pause: str = ""  # JSON of a gas pause, written with this (releasing) commit ("" for none)
 
 
 def commit_args(worker_id: str, entries: list[CommitEntry]) -> list[Any]:
@@ -276,7 +348,7 @@ def commit_args(worker_id: str, entries: list[CommitEntry]) -> list[Any]:
     Every key is declared; everything else travels as one msgpack argument (Lua's cmsgpack
     reads no bin type, so bytes go as raw strings)."""
     keys = entries[0].keys
-    names: list[Any] = [keys.work, keys.ready]
+    names: list[Any] = [keys.work, keys.ready, keys.paused]
     body = []
     for e in entries:
         k = e.keys
@@ -284,7 +356,7 @@ def commit_args(worker_id: str, entries: list[CommitEntry]) -> list[Any]:
         names += [key for key, _ in e.replies]
         body.append([k.actor_id, e.epoch, e.prev_turns, e.turns, e.pos, e.release,
                      "" if e.due_ms is None else str(e.due_ms), e.next_token, e.pending, e.settling, e.record,
-                     [payload for _, payload in e.replies]])
+                     [payload for _, payload in e.replies], e.last_failure, e.pause])
     return [len(names), *names, worker_id, msgpack.packb(body, use_bin_type=False)]
 
 
@@ -369,7 +441,7 @@ def fail_args(keys: ActorKeys, worker_id: str, epoch: str, reason: str, read_pos
               reply_keys: list[str]) -> list[Any]:
     """The keys and arguments of ``mva_fail``: ``reply_keys`` of every caller known to wait, and the
     last mailbox entry read (Redis refuses with MORE while mail after it may have callers)."""
-    return [5 + len(reply_keys), keys.state, keys.lease, keys.mailbox, keys.work, keys.ready, *reply_keys,
+    return [6 + len(reply_keys), keys.state, keys.lease, keys.mailbox, keys.work, keys.ready, keys.failed, *reply_keys,
             keys.actor_id, worker_id, epoch, reason, read_pos, failed_payload(reason)]
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import socket
 import time
@@ -29,6 +30,7 @@ import anyio
 import anyio.abc
 
 from ..actors import Actor, ActorRecord, Runtime, TurnOutcome
+from ..actors.gas import PauseEvent
 from ..errors import ActorError, EngineExhausted
 from ..imports import Journaled
 from ..vm import load_engine
@@ -95,6 +97,8 @@ class Worker:
         self._leases: Leases | None = None
         self._discovery: Discovery | None = None
         self._committer: Committer | None = None
+        self._host = socket.gethostname()
+        self._started = round(time.time(), 3)
 
     # ---- lifecycle ----
 
@@ -104,7 +108,7 @@ class Worker:
         load_engine()
         link = self._link = RedisLink(self.url, blocking_timeout=HINT_BLOCK_MS / 1000 + 10,
                                       who=f"worker {self.worker_id}")
-        leases = self._leases = Leases(link, self.worker_id, self.lease_ms, self._owned, self._drop)
+        leases = self._leases = Leases(link, self.worker_id, self.lease_ms, self._owned, self._drop, self._info)
         self._committer = Committer(link, self.worker_id, self.checkpoint_every, leases.safe, self._stats,
                                     _CommitHooks(self))
         self._discovery = Discovery(link, self.worker_id, leases, self._owned, self._committer.failing,
@@ -113,7 +117,7 @@ class Worker:
         try:
             await link.load_functions()
             await link.guarded(leases.heartbeat)
-            self._runtime = Runtime(host_calls=journal.host_calls(), on_turn=self._on_turn)
+            self._runtime = Runtime(host_calls=journal.host_calls(), on_turn=self._on_turn, on_pause=self._on_pause)
             await self._runtime.__aenter__()
             self._tg = anyio.create_task_group()
             await self._tg.__aenter__()
@@ -183,8 +187,14 @@ class Worker:
         return list(self._owned)
 
     def stats(self) -> dict[str, int]:
-        """Counters since start: acquired, released, dropped, commits, turns, committed_turns, failed."""
+        """Counters since start: acquired, released, dropped, commits, turns, committed_turns, failed,
+        unawaited_failures (turns of a ``send()`` that raised or whose promise rejected)."""
         return self._stats.as_dict()
+
+    def _info(self) -> dict[str, str | int | float]:
+        """What each heartbeat publishes about this worker (``Client.workers()``)."""
+        return {"host": self._host, "pid": os.getpid(), "started": self._started, "actors": len(self._owned),
+                "turns": self._stats.turns}
 
     # ---- turns (the per-turn path: every line here runs once per turn) ----
 
@@ -206,13 +216,54 @@ class Worker:
                 owned.applied_pos = mail.stream_id
                 if mail.wants_reply:
                     owned.settling.append((owned.keys.reply(mail.message_id), reply))
+                elif not reply.done or reply.error is not None:  # (a send that ran to its end: nothing)
+                    unawaited = owned.watch(mail, reply)
+                    if unawaited is not None:
+                        self._unawaited(owned, [unawaited])
         if owned.settling:
-            owned.collect_settled()
+            unawaited_later = owned.collect_settled()
+            if unawaited_later:
+                self._unawaited(owned, unawaited_later)
         if outcome.failure is not None:
             self._fail_now(actor, f"{type(outcome.failure).__name__}: {outcome.failure}")
             return
         assert self._committer is not None
         self._committer.mark(owned)
+
+    def _on_pause(self, actor: Actor, event: PauseEvent) -> None:
+        """A turn ran out of gas and was rolled back: the actor pauses in Redis (reason "gas") and is
+        released in one commit; its message stays first in the mailbox and its caller keeps waiting
+        until ``client.resume`` (or ``cancel``).  A quota that refills resumes by itself on Redis's
+        clock ("until"), on whichever worker acquires it then."""
+        owned = self._owned.get(actor.id)
+        if owned is None or owned.actor is not actor or owned.gone or self._closing:
+            return
+        assert self._leases is not None
+        pause: dict[str, Any] = {"reason": "gas", "since": round(self._leases.redis_time(), 3),
+                                 "detail": f"{event.reason} budget of {event.gas_budget} instructions ran out "
+                                           f"in the {event.message}", "gas": event.reason}
+        head = next(iter(owned.submitted.values()), None)
+        if head is not None and event.message.startswith("call of export"):
+            pause["message_id"] = head.message_id
+        meter = actor.cell.meter
+        full_at = meter.full_at() if event.reason == "quota" and meter is not None else None
+        if full_at is not None and math.isfinite(full_at):
+            # (the runtime's clock is monotonic; the work index keeps Redis's wall clock)
+            pause["until"] = self._leases.work_due_ms(time.time() + max(0.0, full_at - actor.cell.clock.now()))
+        owned.pause = json.dumps(pause)
+        log.info("worker %s: actor %s paused: %s", self.worker_id, actor.id, pause["detail"])
+        records = self._take_out([owned])
+        if records:
+            assert self._tg is not None
+            self._tg.start_soon(self._release, records, "paused: out of gas")
+
+    def _unawaited(self, owned: Owned, failures: list[tuple[str, BaseException]]) -> None:
+        """Turns of a ``send()`` that failed with no caller to tell: logged and counted, as a Runtime does
+        (describe's ``last_failure`` gets the last one with the next commit)."""
+        for message_id, error in failures:
+            self._stats.unawaited_failures += 1
+            log.warning("worker %s: actor %s: message %s (a send, nobody awaits it) failed: %s: %s",
+                        self.worker_id, owned.actor_id, message_id, type(error).__name__, error)
 
     def _feed(self, owned: Owned) -> None:
         """Submit buffered mail within the checkpoint budget; ask for more when the buffer is empty."""
@@ -249,12 +300,18 @@ class Worker:
             record = ActorRecord(snapshot=got.saved) if got.fresh else ActorRecord.decode(stored_record(got.saved))
             owned.committed_next_token = record.next_token  # the calls it awaits may run (again) at once
             owned.actor = await self.runtime.adopt(record, actor_id, imports, got.gas)
+            if got.gas_grant:  # resumed after a gas pause: the next turn gets what resume() gives
+                reason, _, extra = got.gas_grant.partition(":")
+                owned.actor.grant_gas(int(extra) if extra else None,
+                                      reason="quota" if reason == "quota" else "per_turn", refill=reason == "refill")
             if owned.gone:  # dropped while adopt() yielded (its lease lapsed): nothing may stay behind
                 self._evict(owned)
                 return
             self._claim_replies(owned, owned.actor, got.settling)
             # Turns that ran before adopt() returned (see _on_turn) may have settled a claimed promise.
-            owned.collect_settled()
+            unawaited = owned.collect_settled()
+            if unawaited:
+                self._unawaited(owned, unawaited)
             if owned.replies or owned.uncommitted:
                 assert self._committer is not None
                 self._committer.mark(owned)
@@ -272,6 +329,11 @@ class Worker:
             await self._committer.fail_in_redis(owned, f"{type(exc).__name__}: {exc}")
             return
         owned.at_rest_with(record.pending)
+        if got.previous_owner and got.previous_owner != self.worker_id:
+            log.info("worker %s took over actor %s from worker %s (its lease lapsed without a release)",
+                     self.worker_id, actor_id, got.previous_owner)
+        else:
+            log.info("worker %s adopted actor %s (turn %d)", self.worker_id, actor_id, got.turns)
         self._feed(owned)
 
     async def _corrupt(self, keys: ActorKeys, error: CorruptState) -> None:
@@ -381,10 +443,12 @@ class Worker:
                 records[owned] = record, settling
         return records
 
-    async def _release(self, records: dict[Owned, tuple[ActorRecord, str]]) -> None:
+    async def _release(self, records: dict[Owned, tuple[ActorRecord, str]], why: str = "idle") -> None:
         assert self._committer is not None
         await self._committer.commit(list(records), release=True, records=records)
         self._stats.released += len(records)
+        for owned in records:
+            log.info("worker %s released actor %s (%s)", self.worker_id, owned.actor_id, why)
 
     async def _hand_over_all(self) -> None:
         """Graceful close: commit every actor as it is now and release its lease."""
@@ -393,7 +457,7 @@ class Worker:
             await self._committer.quiesce()  # a commit in flight must land before the releasing one
         records = self._take_out([o for o in self._owned.values() if not o.gone])
         if records:
-            await self._release(records)
+            await self._release(records, "the worker is closing")
         await self._leases.leave()
         log.info("worker %s handed over %d actors", self.worker_id, len(records))
 
