@@ -283,9 +283,13 @@ def test_over_redis_the_pages_render_and_delete_asks_then_deletes(page: Any, clu
     page.goto(url + "/")
     shoot(page, "redis-overview")
     page.goto(url + "/actors")
-    client_has_actors = hasattr(mvactors.connect(redis_url), "actors")
-    if not client_has_actors:  # before the operations API: the page says so instead of failing
-        assert "client.actors()" in page.locator("main").inner_text()
+    assert page.locator("tr[data-actor='plain-1']").count() == 1
+    page.fill("input[name=imports]", SCRIPT)
+    page.click("form.filters button")
+    page.wait_for_url(re.compile(r"imports="))
+    assert [page.locator("tr[data-actor]").nth(i).get_attribute("data-actor")
+            for i in range(page.locator("tr[data-actor]").count())] == ["stranded"]
+    page.goto(url + "/actors")
     shoot(page, "redis-actors")
     page.fill("input[name=q]", "plain-1")
     page.press("input[name=q]", "Enter")
@@ -315,6 +319,30 @@ async def _exists(url: str, actor_id: str) -> bool:
         except ActorNotFound:
             return False
     return True
+
+
+def test_over_redis_pause_in_the_browser_pauses_and_resume_undoes_it(page: Any, cluster: Any) -> None:
+    redis_url, url, _ = cluster
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.goto(url + "/actors/plain-1")
+    page.click("button.action-pause")
+    page.wait_for_selector("#result .done")
+    assert "paused plain-1" in page.locator("#result").inner_text()
+    info = run_async(_describe, redis_url, "plain-1")
+    assert info["state"] == "paused" and info["paused"]["reason"] == "operator"
+    wait_until(page, "document.querySelector('td[data-field=state]').textContent === 'paused'")  # live
+    shoot(page, "redis-actor-paused")
+    page.click("button.action-resume")
+    wait_until(page, "document.querySelector('#result').textContent.includes('resumed plain-1')")
+    assert run_async(_describe, redis_url, "plain-1")["state"] != "paused"
+    page.goto(url + "/actors?state=paused")
+    assert page.locator("tr[data-actor]").count() == 0
+    assert not page.errors, page.errors
+
+
+async def _describe(url: str, actor_id: str) -> dict[str, Any]:
+    async with mvactors.connect(url) as client:
+        return await client.describe(actor_id)
 
 
 def test_over_redis_hostile_ids_and_imports_stay_text(page: Any, cluster: Any) -> None:
