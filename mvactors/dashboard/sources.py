@@ -435,6 +435,10 @@ class RedisSource:
                 await method(actor_id, turn=_required_int(params, "turn"), reapply=reapply)
                 return (f"reset {actor_id} to turn {params['turn']}; later messages "
                         + ("queued again in order" if reapply else "dropped"))
+            if action == "pause" and self._accepts("pause", "detail"):
+                # Says where the pause came from, for whoever finds the actor paused later.
+                await method(actor_id, detail="paused from the dashboard")
+                return f"paused {actor_id}"
             if action == "resume":
                 await method(actor_id, extra_gas=_optional_int(params, "extra_gas"))
                 return f"resumed {actor_id}"

@@ -330,6 +330,7 @@ def test_over_redis_pause_in_the_browser_pauses_and_resume_undoes_it(page: Any, 
     assert "paused plain-1" in page.locator("#result").inner_text()
     info = run_async(_describe, redis_url, "plain-1")
     assert info["state"] == "paused" and info["paused"]["reason"] == "operator"
+    assert info["paused"]["detail"] == "paused from the dashboard"
     wait_until(page, "document.querySelector('td[data-field=state]').textContent === 'paused'")  # live
     shoot(page, "redis-actor-paused")
     page.click("button.action-resume")
