@@ -96,12 +96,60 @@ def sources_digest() -> str:
 # a version bump that changes the code fails the build instead of silently
 # dropping the fix.
 ENGINE_PATCHES = [
+    # Property-list compaction.  An object that gains properties one at a time
+    # is a chain of lists (the root, then one 10-byte cell per property); the
+    # GC merges the chain into the root as it moves it.  Upstream's merge had
+    # three size bugs, fixed together by the five replacements below:
+    # * it checked room for each child's properties as one word each but copies
+    #   two (key and value), writing up to a child's size past its bucket;
+    # * when the merged list did not fit, it asked gc_newBucket for
+    #   sizeof (TsPropertyList) + count * 4 without the 2-byte header, so once
+    #   the list outgrew a 256-byte bucket (63 properties) every retry came up
+    #   2 bytes short and the GC abandoned buckets until malloc failed;
+    # * that count covered only the children walked so far, so each later child
+    #   abandoned another bucket: 300 properties still died with the header
+    #   counted.
+    # The merge now counts the whole chain first and reserves header + list once.
+    # A merged list must also fit one allocation (MAX_ALLOCATION_SIZE, 4,095 B:
+    # 1,022 properties); upstream died (MVM_E_ALLOCATION_TOO_LARGE) past that.
+    # The mutator builds such objects legally, so the GC now merges as many
+    # children as fit and leaves the rest of the chain linked: the first child
+    # left out is moved later as a list of its own and merges its successors
+    # the same way, so a 2,000-property object becomes two lists.  Every
+    # property walker (get, set, keys, the snapshot encoder) already follows
+    # chains, which is what objects look like between collections anyway.
     (
-        # The GC checks room for an object's extension properties as one word
-        # each, but copies two (key and value), so it can write up to a child
-        # list's size past the end of its to-space bucket and corrupt the heap.
+        "      uint16_t totalPropCount = (allocationSize - sizeof(TsPropertyList)) / 4;\n\n      do {",
+        "      uint16_t totalPropCount = (allocationSize - sizeof(TsPropertyList)) / 4;\n"
+        "      // mvactors: size the whole merge before copying anything.\n"
+        "      uint16_t mergedPropCount = totalPropCount;\n"
+        "      uint16_t mergedChildren = 0;\n"
+        "      for (Value dp = dpNext; dp != VM_VALUE_NULL; mergedChildren++) {\n"
+        "        TsPropertyList* c = (TsPropertyList*)ShortPtr_decode(vm, dp);\n"
+        "        uint16_t n = (vm_getAllocationSize(c) - sizeof(TsPropertyList)) / 4;\n"
+        "        if (sizeof(TsPropertyList) + (uint32_t)(mergedPropCount + n) * 4 > MAX_ALLOCATION_SIZE) break;\n"
+        "        mergedPropCount += n;\n"
+        "        dp = c->dpNext;\n"
+        "      }\n\n"
+        "      if (mergedChildren) do {",
+    ),
+    (
+        # Checked at every child, but for the whole merged list: the first check
+        # either passes for all or abandons the bucket before anything is copied.
         "uint16_t* end = writePtr + childPropCount;",
-        "uint16_t* end = writePtr + childPropCount * 2;",
+        "uint16_t* end = pNew + (sizeof (TsPropertyList) + mergedPropCount * 4) / 2;",
+    ),
+    (
+        "uint16_t minRequiredSpace = sizeof (TsPropertyList) + totalPropCount * 4;",
+        "uint16_t minRequiredSpace = 2 + sizeof (TsPropertyList) + mergedPropCount * 4;",
+    ),
+    (
+        "} while (dpNext != VM_VALUE_NULL);",
+        "} while (--mergedChildren);",
+    ),
+    (
+        "props->dpNext = VM_VALUE_NULL;",
+        "props->dpNext = dpNext; // VM_VALUE_NULL unless the rest of the chain did not fit",
     ),
     # A zero-size allocation (an empty Uint8Array, the only one the engine makes)
     # took 2 bytes, but the GC overwrites every moved allocation with a 4-byte
