@@ -209,6 +209,72 @@ ENGINE_PATCHES = [
         "    }\n"
         "  }\n",
     ),
+    # Limits the guest reaches in ordinary code are errors its try/catch sees,
+    # not deaths.  Upstream made each of these fatal (the VM is discarded):
+    # * an array grown by push or by index died at its 1,025th element: the
+    #   capacity doubles from 1,024 to 2,048 slots, past the 2,047 that fit one
+    #   allocation (MAX_ALLOCATION_SIZE / 2), although 2,047 elements fit.  The
+    #   capacity is now capped at 2,047, and an array that would hold more
+    #   (push, a[i] = v, a.length = n, or a negative length) throws instead;
+    # * `a.length = x` with x not a small integer was fatal (MVM_E_TYPE_ERROR):
+    #   it now throws too;
+    # * a string concatenation of more than 4,094 bytes (4,095 with its NUL)
+    #   died of MVM_E_ALLOCATION_TOO_LARGE: it now throws;
+    # * Microvium.newUint8Array(n) with n outside 0..4,095 set an error code the
+    #   interpreter ignored (the "array" was the number n): it now throws.
+    # Setters return a private code the interpreter turns into a guest throw of a
+    # string; the host's own property writes get a MicroviumError instead.
+    (
+        "            if (newCapacity < newLength) newCapacity = newLength;\n",
+        "            if (newCapacity < newLength) newCapacity = newLength;\n"
+        "            if (newCapacity > MAX_ALLOCATION_SIZE / 2) newCapacity = MAX_ALLOCATION_SIZE / 2;\n"
+        "            if (newLength > newCapacity) return MVM_E_ARRAY_TOO_LONG;\n",
+    ),
+    (
+        "          uint16_t newCapacity = newLength;\n",
+        "          uint16_t newCapacity = newLength;\n"
+        "          if (newCapacity > MAX_ALLOCATION_SIZE / 2) return MVM_E_ARRAY_TOO_LONG;\n",
+    ),
+    (
+        "        if (!Value_isVirtualInt14(MVM_GET_LOCAL(vPropertyValue)))\n"
+        "          MVM_FATAL_ERROR(vm, MVM_E_TYPE_ERROR);\n",
+        "        if (!Value_isVirtualInt14(MVM_GET_LOCAL(vPropertyValue)))\n"
+        "          return MVM_E_ARRAY_TOO_LONG;\n",
+    ),
+    (
+        "      err = setProperty(vm, reg->pStackPointer - 3, reg->pStackPointer - 2, reg->pStackPointer - 1);\n"
+        "      CACHE_REGISTERS();\n",
+        "      err = setProperty(vm, reg->pStackPointer - 3, reg->pStackPointer - 2, reg->pStackPointer - 1);\n"
+        "      if (err == MVM_E_ARRAY_TOO_LONG) {\n"
+        "        err = MVM_E_SUCCESS;\n"
+        "        reg1 = vm_newStringFromCStrNT(vm, \"RangeError: invalid array length (an array holds 0 to 2047 elements)\");\n"
+        "        CACHE_REGISTERS();\n"
+        "        goto SUB_THROW;\n"
+        "      }\n"
+        "      CACHE_REGISTERS();\n",
+    ),
+    (
+        "        reg1 = vm_concat(vm, &reg->pStackPointer[-2], &reg->pStackPointer[-1]);\n",
+        "        if ((uint32_t)vm_stringSizeUtf8(vm, reg->pStackPointer[-2]) + vm_stringSizeUtf8(vm, reg->pStackPointer[-1])\n"
+        "            + 1 > MAX_ALLOCATION_SIZE) {\n"
+        "          reg1 = vm_newStringFromCStrNT(vm, \"RangeError: string too long (a string holds at most 4094 bytes)\");\n"
+        "          CACHE_REGISTERS();\n"
+        "          goto SUB_THROW;\n"
+        "        }\n"
+        "        reg1 = vm_concat(vm, &reg->pStackPointer[-2], &reg->pStackPointer[-1]);\n",
+    ),
+    (
+        "      err = vm_uint8ArrayNew(vm, &reg->pStackPointer[-1]);\n      CACHE_REGISTERS();\n",
+        "      err = vm_uint8ArrayNew(vm, &reg->pStackPointer[-1]);\n"
+        "      if (err == MVM_E_INVALID_UINT8_ARRAY_LENGTH) {\n"
+        "        err = MVM_E_SUCCESS;\n"
+        "        reg1 = vm_newStringFromCStrNT(vm, \"RangeError: invalid Uint8Array length (0 to 4095 bytes)\");\n"
+        "        CACHE_REGISTERS();\n"
+        "        goto SUB_THROW;\n"
+        "      }\n"
+        "      CACHE_REGISTERS();\n"
+        "      if (err != MVM_E_SUCCESS) goto SUB_EXIT;\n",
+    ),
     # Memory statistics: the heap capacity subtracted the low 16 bits of two
     # addresses, so a bucket ending at the top of the RAM page (where the glue
     # puts large blocks) underflowed total_size to ~2**32; and the globals size
