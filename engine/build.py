@@ -275,6 +275,20 @@ ENGINE_PATCHES = [
         "      CACHE_REGISTERS();\n"
         "      if (err != MVM_E_SUCCESS) goto SUB_EXIT;\n",
     ),
+    # Every collection (explicit, or automatic when the heap fills during a guest
+    # call) tells the glue it is collecting and how much heap it started from,
+    # so a fatal error inside one is reported as a GC failure with that figure
+    # instead of as the guest running out of memory (engine/src/glue.c).
+    (
+        "void mvm_runGC(VM* vm, bool squeeze) {\n",
+        "static void vm_runGCUnbracketed(VM* vm, bool squeeze);\n"
+        "void mvm_runGC(VM* vm, bool squeeze) {\n"
+        "  uint32_t outer = mvx_phase_enter_gc(getHeapSize(vm));\n"
+        "  vm_runGCUnbracketed(vm, squeeze);\n"
+        "  mvx_phase_leave(outer);\n"
+        "}\n\n"
+        "static void vm_runGCUnbracketed(VM* vm, bool squeeze) {\n",
+    ),
     # Memory statistics: the heap capacity subtracted the low 16 bits of two
     # addresses, so a bucket ending at the top of the RAM page (where the glue
     # puts large blocks) underflowed total_size to ~2**32; and the globals size

@@ -251,10 +251,29 @@ void mvx_free(void* ptr) {
 
 /* ---- fatal errors, CRC ---- */
 
+/* What the engine was doing (MVX_PHASE_GC, MVX_PHASE_SNAPSHOT, or 0 while it
+ * runs guest code or a host request) and the heap bytes in use when it began,
+ * packed as in mvx.fatal_code (see FATAL_PHASE_SHIFT in mvactors/vm/_abi.py).
+ * A fatal error reports it, so "out of memory" at 2.8 KB of 29 KB during a
+ * collection reads as the engine fault it is. */
+static uint32_t mvx_phase;
+
+uint32_t mvx_phase_enter_gc(uint16_t heapUsed) {
+  uint32_t outer = mvx_phase;
+  /* A squeeze collects twice, nested: report the outer collection's figure. */
+  if (!outer) mvx_phase = MVX_PHASE_GC | ((uint32_t)heapUsed << (MVX_FATAL_HEAP_SHIFT - MVX_FATAL_PHASE_SHIFT));
+  return outer;
+}
+
+void mvx_phase_leave(uint32_t outer) { mvx_phase = outer; }
+
 void mvx_fatal(int code) {
-  mvx.fatal_code = code;
+  mvx.fatal_code = code | (int32_t)(mvx_phase << MVX_FATAL_PHASE_SHIFT);
 #ifdef MVX_NATIVE
-  fprintf(stderr, "microvium fatal error %d\n", code);
+  fprintf(stderr, "microvium fatal error %d%s (heap %u B in use when it began)\n", code,
+          (mvx_phase & 3) == MVX_PHASE_GC ? " during garbage collection"
+          : (mvx_phase & 3) == MVX_PHASE_SNAPSHOT ? " while creating a snapshot" : "",
+          (unsigned)(mvx_phase >> (MVX_FATAL_HEAP_SHIFT - MVX_FATAL_PHASE_SHIFT)));
   abort();
 #else
   __builtin_trap();
@@ -407,6 +426,7 @@ MVX_API(mvx_restore) int32_t mvx_restore(uint32_t size, int32_t with_breakpoints
   mvx.scratch = mvx_rom + MVX_SCRATCH_OFFSET;
   mvx_heap_reset();
   mvx.fatal_code = 0;
+  mvx_phase = 0;
   mvx.missing_import = -1;
   mvx.handles_linked = 0;
   mvm_TeError err = mvm_restore(&vm, mvx_rom, size, NULL, mvx_resolve_import);
@@ -594,7 +614,9 @@ MVX_API(mvx_promise_state) int32_t mvx_promise_state(int32_t value) {
 MVX_API(mvx_snapshot) int32_t mvx_snapshot(void) {
   size_t size = 0;
   mvx.snapshotting = 1;
+  mvx_phase = MVX_PHASE_SNAPSHOT | ((uint32_t)getHeapSize(vm) << (MVX_FATAL_HEAP_SHIFT - MVX_FATAL_PHASE_SHIFT));
   void* data = mvm_createSnapshot(vm, &size);
+  mvx_phase = 0;
   mvx.snapshotting = 0;
   if (!data) return -(int32_t)MVM_E_SNAPSHOT_TOO_LARGE;
   if (data != mvx.scratch) {

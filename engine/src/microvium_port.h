@@ -54,6 +54,14 @@
 void mvx_fatal(int code) __attribute__((noreturn));
 #define MVM_FATAL_ERROR(vm, e) mvx_fatal(e)
 
+/*
+ * What the engine is doing, for the host's account of a fatal error (see
+ * mvx_fatal): mvm_runGC (patched, engine/build.py) brackets every collection,
+ * automatic ones inside guest calls included, with these.
+ */
+uint32_t mvx_phase_enter_gc(uint16_t heapUsed);
+void mvx_phase_leave(uint32_t outer);
+
 /* Recoverable errors unwind and return codes so the VM stays usable. */
 #define MVM_ALL_ERRORS_FATAL 0
 
