@@ -247,7 +247,8 @@ ENGINE_PATCHES = [
         "      err = setProperty(vm, reg->pStackPointer - 3, reg->pStackPointer - 2, reg->pStackPointer - 1);\n"
         "      if (err == MVM_E_ARRAY_TOO_LONG) {\n"
         "        err = MVM_E_SUCCESS;\n"
-        "        reg1 = vm_newStringFromCStrNT(vm, \"RangeError: invalid array length (an array holds 0 to 2047 elements)\");\n"
+        "        reg1 = vm_newStringFromCStrNT(vm,\n"
+        "          \"RangeError: invalid array length (an array holds 0 to 2047 elements)\");\n"
         "        CACHE_REGISTERS();\n"
         "        goto SUB_THROW;\n"
         "      }\n"
@@ -255,9 +256,10 @@ ENGINE_PATCHES = [
     ),
     (
         "        reg1 = vm_concat(vm, &reg->pStackPointer[-2], &reg->pStackPointer[-1]);\n",
-        "        if ((uint32_t)vm_stringSizeUtf8(vm, reg->pStackPointer[-2]) + vm_stringSizeUtf8(vm, reg->pStackPointer[-1])\n"
-        "            + 1 > MAX_ALLOCATION_SIZE) {\n"
-        "          reg1 = vm_newStringFromCStrNT(vm, \"RangeError: string too long (a string holds at most 4094 bytes)\");\n"
+        "        if ((uint32_t)vm_stringSizeUtf8(vm, reg->pStackPointer[-2])\n"
+        "            + vm_stringSizeUtf8(vm, reg->pStackPointer[-1]) + 1 > MAX_ALLOCATION_SIZE) {\n"
+        "          reg1 = vm_newStringFromCStrNT(vm,\n"
+        "            \"RangeError: string too long (a string holds at most 4094 bytes)\");\n"
         "          CACHE_REGISTERS();\n"
         "          goto SUB_THROW;\n"
         "        }\n"
