@@ -277,6 +277,23 @@ ENGINE_PATCHES = [
         "      CACHE_REGISTERS();\n"
         "      if (err != MVM_E_SUCCESS) goto SUB_EXIT;\n",
     ),
+    # The GC's first to-space bucket is as large as the heap after the last
+    # collection, in one block; the RAM page's free space is fragmented by the
+    # buckets of the heap being collected, so with 37,680 B free the largest
+    # block can be 8,940 B (a 1,021-property object, its key list and ~26 KB of
+    # garbage: tests/test_gc_property.py) and the GC died of MVM_E_MALLOC_FAIL.
+    # The to-space is a chain of buckets anyway: a failed bucket is retried at
+    # half the size, down to what the allocation being moved needs (or 256 B).
+    (
+        "  TsBucket* pBucket = (TsBucket*)vm_malloc(gc->vm, sizeof (TsBucket) + newSpaceSize);\n",
+        "  TsBucket* pBucket = (TsBucket*)vm_malloc(gc->vm, sizeof (TsBucket) + newSpaceSize);\n"
+        "  while (!pBucket && newSpaceSize > minNewSpaceSize && newSpaceSize > MVM_ALLOCATION_BUCKET_SIZE) {\n"
+        "    newSpaceSize /= 2;\n"
+        "    if (newSpaceSize < minNewSpaceSize) newSpaceSize = minNewSpaceSize;\n"
+        "    if (newSpaceSize < MVM_ALLOCATION_BUCKET_SIZE) newSpaceSize = MVM_ALLOCATION_BUCKET_SIZE;\n"
+        "    pBucket = (TsBucket*)vm_malloc(gc->vm, sizeof (TsBucket) + newSpaceSize);\n"
+        "  }\n",
+    ),
     # Every collection (explicit, or automatic when the heap fills during a guest
     # call) tells the glue it is collecting and how much heap it started from,
     # so a fatal error inside one is reported as a GC failure with that figure
