@@ -444,5 +444,12 @@ def test_closure_chain_divergence(guest: bytes, native_worker: NativeWorker) -> 
     assert dump[-12:] == [0] + [f"c{i}" for i in range(11)]
 
 
+def test_the_last_results_do_not_outlive_the_next_call(guest: bytes, native_worker: NativeWorker) -> None:
+    """Found by this test: the glue's result handle kept the previous call's thrown string (66 B)
+    alive through the next call's collections in one driver and not the other, so near the heap
+    limit the two builds failed with different heap figures (29,680 B against 29,614 B)."""
+    check(guest, native_worker, [[(1, 0, 0, 0), (2, 0, 0, 0)], [(8, 0, 0, 253), (8, 0, 0, 4095), (4, 0, 2, 2046)]])
+
+
 if __name__ == "__main__" and sys.argv[1:] == ["--native-worker"]:
     _worker_main()

@@ -461,6 +461,15 @@ MVX_API(mvx_link_handles) int32_t mvx_link_handles(uint32_t count) {
 
 /* ---- calls ---- */
 
+/* The glue's own handles only carry values across one operation; emptying
+ * them keeps the last call's arguments and result from outliving it. */
+static void mvx_clear_transient_handles(void) {
+  for (int i = 0; i < MVX_MAX_ARGS; i++) mvm_handleSet(&mvx.args[i], VM_VALUE_UNDEFINED);
+  mvm_handleSet(&mvx.this_value, VM_VALUE_UNDEFINED);
+  mvm_handleSet(&mvx.result, VM_VALUE_UNDEFINED);
+  mvm_handleSet(&mvx.target, VM_VALUE_UNDEFINED);
+}
+
 static inline int32_t mvx_result_or_error(mvm_TeError err, mvm_Value value) {
   mvm_handleSet(&mvx.result, value);
   return err ? -(int32_t)err : (int32_t)value;
@@ -477,6 +486,11 @@ MVX_EXPORT(mvx_call) int32_t mvx_call(uint32_t target) {
   mvm_Value result = VM_VALUE_UNDEFINED;
   uint32_t argc = (target >> MVX_CALL_ARGC_SHIFT) & MVX_CALL_ARGC_MASK;
   for (uint32_t i = 0; i < argc; i++) args[i] = mvm_handleGet(&mvx.args[i]);
+  /* The call pushes args onto the VM stack before anything can collect; what the handles still
+   * hold (this call's arguments, the last call's result or thrown value) must not stay a GC root
+   * for the whole call: the heap would depend on what the host did last (the native reference
+   * driver and VM differ there, so near the heap limit one build's GC failed and not the other's). */
+  mvx_clear_transient_handles();
   mvm_TeError err = mvm_call(vm, mvm_handleGet(MVX_HANDLE(target & MVX_CALL_SLOT_MASK)), &result, args, (uint8_t)argc);
   return mvx_result_or_error(err, result);
 }
@@ -487,7 +501,9 @@ MVX_API(mvx_call_this) int32_t mvx_call_this(uint32_t target) {
   mvm_Value result = VM_VALUE_UNDEFINED;
   uint32_t argc = (target >> MVX_CALL_ARGC_SHIFT) & MVX_CALL_ARGC_MASK;
   for (uint32_t i = 0; i < argc; i++) args[i] = mvm_handleGet(&mvx.args[i]);
-  mvm_TeError err = mvm_callEx(vm, mvm_handleGet(MVX_HANDLE(target & MVX_CALL_SLOT_MASK)), mvm_handleGet(&mvx.this_value),
+  mvm_Value self = mvm_handleGet(&mvx.this_value);
+  mvx_clear_transient_handles(); /* as in mvx_call */
+  mvm_TeError err = mvm_callEx(vm, mvm_handleGet(MVX_HANDLE(target & MVX_CALL_SLOT_MASK)), self,
                                &result, args, (uint8_t)argc);
   return mvx_result_or_error(err, result);
 }
@@ -624,15 +640,6 @@ MVX_API(mvx_snapshot) int32_t mvx_snapshot(void) {
     mvx_free(data);
   }
   return (int32_t)size;
-}
-
-/* The glue's own handles only carry values across one operation; emptying
- * them keeps the last call's arguments and result from outliving it. */
-static void mvx_clear_transient_handles(void) {
-  for (int i = 0; i < MVX_MAX_ARGS; i++) mvm_handleSet(&mvx.args[i], VM_VALUE_UNDEFINED);
-  mvm_handleSet(&mvx.this_value, VM_VALUE_UNDEFINED);
-  mvm_handleSet(&mvx.result, VM_VALUE_UNDEFINED);
-  mvm_handleSet(&mvx.target, VM_VALUE_UNDEFINED);
 }
 
 MVX_API(mvx_gc) void mvx_gc(int32_t squeeze) {
