@@ -286,13 +286,35 @@ ENGINE_PATCHES = [
     # half the size, down to what the allocation being moved needs (or 256 B).
     (
         "  TsBucket* pBucket = (TsBucket*)vm_malloc(gc->vm, sizeof (TsBucket) + newSpaceSize);\n",
-        "  TsBucket* pBucket = (TsBucket*)vm_malloc(gc->vm, sizeof (TsBucket) + newSpaceSize);\n"
+        "  TsBucket* pBucket = (TsBucket*)vm_malloc(gc->vm, sizeof (TsBucket) + MVX_BUCKET_PAD + newSpaceSize);\n"
         "  while (!pBucket && newSpaceSize > minNewSpaceSize && newSpaceSize > MVM_ALLOCATION_BUCKET_SIZE) {\n"
         "    newSpaceSize /= 2;\n"
         "    if (newSpaceSize < minNewSpaceSize) newSpaceSize = minNewSpaceSize;\n"
         "    if (newSpaceSize < MVM_ALLOCATION_BUCKET_SIZE) newSpaceSize = MVM_ALLOCATION_BUCKET_SIZE;\n"
-        "    pBucket = (TsBucket*)vm_malloc(gc->vm, sizeof (TsBucket) + newSpaceSize);\n"
+        "    pBucket = (TsBucket*)vm_malloc(gc->vm, sizeof (TsBucket) + MVX_BUCKET_PAD + newSpaceSize);\n"
         "  }\n",
+    ),
+    # The wasm build pads every structure it allocates from the RAM page to its size in the native
+    # build (MVX_LP64_PAD, engine/src/microvium_port.h), so a full page fails at the same step on both.
+    # The VM's import table is one function pointer per import: 4 bytes in wasm, 8 natively.
+    (
+        "  vm = (VM*)MVM_CONTEXTUAL_MALLOC(allocationSize, context);\n",
+        "  vm = (VM*)MVM_CONTEXTUAL_MALLOC(allocationSize + MVX_LP64_PAD(mvm_VM, MVX_LP64_SIZEOF_VM)\n"
+        "    + (8 - sizeof (mvm_TfHostFunction)) * importCount, context);\n",
+    ),
+    (
+        "  size_t allocSize = sizeof (TsBucket) + bucketSize;\n",
+        "  size_t allocSize = sizeof (TsBucket) + MVX_BUCKET_PAD + bucketSize;\n",
+    ),
+    (
+        "  vm_TsStack* stack = vm_malloc(vm, sizeof (vm_TsStack) + MVM_STACK_SIZE);\n",
+        "  vm_TsStack* stack = vm_malloc(vm, sizeof (vm_TsStack) + MVX_LP64_PAD(vm_TsStack, MVX_LP64_SIZEOF_STACK)\n"
+        "    + MVM_STACK_SIZE);\n",
+    ),
+    (
+        "  TsBreakpoint* breakpoint = vm_malloc(vm, sizeof (TsBreakpoint));\n",
+        "  TsBreakpoint* breakpoint = vm_malloc(vm, sizeof (TsBreakpoint)\n"
+        "    + MVX_LP64_PAD(TsBreakpoint, MVX_LP64_SIZEOF_BREAKPOINT));\n",
     ),
     # Every collection (explicit, or automatic when the heap fills during a guest
     # call) tells the glue it is collecting and how much heap it started from,

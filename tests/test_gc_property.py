@@ -451,5 +451,24 @@ def test_the_last_results_do_not_outlive_the_next_call(guest: bytes, native_work
     check(guest, native_worker, [[(1, 0, 0, 0), (2, 0, 0, 0)], [(8, 0, 0, 253), (8, 0, 0, 4095), (4, 0, 2, 2046)]])
 
 
+def test_the_page_fills_at_the_same_step_on_both_builds(guest: bytes, native_worker: NativeWorker) -> None:
+    """Found by this test: the native build's structures are larger (64-bit pointers), so its RAM
+    page filled first: a collection at 29,560 B died natively and not in wasm.  The wasm build now
+    pads them to the native sizes (MVX_LP64_PAD), and both die at the same step, truthfully."""
+    program: Program = [
+        [(9, 7, 2, 5), (11, 0, 16, 0), (1, 47, 37, 0), (4, 49, 50, 25), (6, 20, 41, 1024), (7, 1, 23, 8),
+         (9, 39, 6, 5), (8, 47, 5, 1), (12, 37, 8, 28), (5, 19, 26, 14), (5, 46, 24, 46), (4, 6, 13, 2100)],
+        [(9, 0, 34, 4093), (10, 50, 3, 1), (0, 20, 36, 0), (9, 34, 5, 0), (7, 22, 34, 7), (7, 42, 16, 3),
+         (12, 42, 20, 94), (10, 23, 42, 0), (10, 20, 28, 0)],
+        [(3, 34, 49, 7), (12, 22, 12, 193), (4, 44, 7, 38), (7, 49, 43, 11), (0, 42, 12, 0)],
+        [(0, 42, 12, 0), (0, 25, 39, 0)],
+        [(9, 45, 43, 13)],
+        [(8, 19, 34, 253), (8, 26, 29, 4093), (9, 37, 17, 4094), (2, 15, 45, 300), (12, 29, 37, 95),
+         (4, 6, 13, 2100), (6, 0, 20, 2047), (2, 10, 45, 1023)],
+    ]
+    events = check(guest, native_worker, program)
+    assert events[-1] == ["after", ["fatal", "MVM_E_MALLOC_FAIL", 29560]]
+
+
 if __name__ == "__main__" and sys.argv[1:] == ["--native-worker"]:
     _worker_main()

@@ -15,6 +15,18 @@
  * engine's values are what the host assumes. */
 #include "mvx_abi.h"
 
+/* The native sizes the wasm build pads its page allocations to (microvium_port.h). */
+#ifdef MVX_NATIVE
+#define MVX_CHECK_LP64_SIZE(type, size) _Static_assert(sizeof (type) == (size), "native sizeof " #type)
+#else
+#define MVX_CHECK_LP64_SIZE(type, size) \
+  _Static_assert(sizeof (type) + MVX_LP64_PAD(type, size) == (size) && sizeof (type) <= (size), "pad " #type)
+#endif
+MVX_CHECK_LP64_SIZE(mvm_VM, MVX_LP64_SIZEOF_VM);
+MVX_CHECK_LP64_SIZE(TsBucket, MVX_LP64_SIZEOF_BUCKET);
+MVX_CHECK_LP64_SIZE(vm_TsStack, MVX_LP64_SIZEOF_STACK);
+MVX_CHECK_LP64_SIZE(TsBreakpoint, MVX_LP64_SIZEOF_BREAKPOINT);
+
 #ifdef MVX_NATIVE
 #include <stdarg.h>
 #include <stdio.h>

@@ -83,6 +83,25 @@ uint16_t mvx_crc16(void* data, uint16_t size);
 extern uint8_t mvx_ram_page[65536];
 #define MVM_RAM_PAGE_ADDR ((intptr_t)mvx_ram_page)
 
+/*
+ * The wasm build (32-bit pointers) pads each engine structure it allocates from the RAM page to
+ * its size in the native reference build (64-bit pointers), so the two builds lay out the page
+ * identically: running out of page space (MVM_E_MALLOC_FAIL, only a heap near the limit can) then
+ * happens at the same step on both, which tests/test_gc_property.py requires.  Without it a
+ * native GC with ~26 KB live died where the wasm one, with 16 bytes less per bucket, did not.
+ * glue.c asserts these sizes against the real structures of each build.
+ */
+#define MVX_LP64_SIZEOF_VM 88
+#define MVX_LP64_SIZEOF_BUCKET 32
+#define MVX_LP64_SIZEOF_STACK 48
+#define MVX_LP64_SIZEOF_BREAKPOINT 16
+#ifdef MVX_NATIVE
+#define MVX_LP64_PAD(type, lp64Size) 0
+#else
+#define MVX_LP64_PAD(type, lp64Size) ((lp64Size) - sizeof (type))
+#endif
+#define MVX_BUCKET_PAD MVX_LP64_PAD(TsBucket, MVX_LP64_SIZEOF_BUCKET)
+
 void* mvx_malloc(size_t size);
 void mvx_free(void* ptr);
 #define MVM_CONTEXTUAL_MALLOC(size, context) mvx_malloc(size)
