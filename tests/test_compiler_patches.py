@@ -72,7 +72,10 @@ def test_the_loop_body_scope_keeps_its_parent() -> None:
     assert "ScopeNew(count 3)" not in text
 
 
-@pytest.mark.skipif(shutil.which("node") is None or not (ROOT / "engine" / "node_modules" / ".bin" / "esbuild").exists(),
+ESBUILD = ROOT / "engine" / "node_modules" / ".bin" / "esbuild"
+
+
+@pytest.mark.skipif(shutil.which("node") is None or not ESBUILD.exists(),
                     reason="bundling needs node and the pinned esbuild (./dev setup)")
 def test_the_wheels_compiler_bundle_carries_the_fixes(tmp_path: Path) -> None:
     bundle = tmp_path / "microvium.cjs"
