@@ -277,6 +277,40 @@ ENGINE_PATCHES = [
         "      CACHE_REGISTERS();\n"
         "      if (err != MVM_E_SUCCESS) goto SUB_EXIT;\n",
     ),
+    # A promise's subscribers (every `await` of it still pending) are an array the engine grows by
+    # doubling; at the 1,025th the capacity went from 1,024 to 2,048 slots, one more than an
+    # allocation holds, and the VM died of MVM_E_ARRAY_TOO_LONG.  The capacity now stops at 2,047,
+    # and an await that would be the 2,048th subscriber (2,047 pending awaits of ~12 B each do fit
+    # the heap) is refused the way an await of a settled promise is answered: its function resumes
+    # on the job queue, here with a RangeError thrown at the `await`, which its try/catch sees.
+    (
+        "    if (capacity < VM_ARRAY_INITIAL_CAPACITY) {\n"
+        "      capacity = VM_ARRAY_INITIAL_CAPACITY;\n"
+        "    }\n",
+        "    if (capacity < VM_ARRAY_INITIAL_CAPACITY) {\n"
+        "      capacity = VM_ARRAY_INITIAL_CAPACITY;\n"
+        "    }\n"
+        "    if (capacity > MAX_ALLOCATION_SIZE / 2) capacity = MAX_ALLOCATION_SIZE / 2;\n"
+        "    if (capacity < length + 1) MVM_FATAL_ERROR(vm, MVM_E_ARRAY_TOO_LONG);\n",
+    ),
+    (
+        "      } else { // Already an array -- nothing to do\n"
+        "        CODE_COVERAGE(718); // Hit\n"
+        "        VM_ASSERT(vm, tc == TC_REF_ARRAY);\n"
+        "      }\n",
+        "      } else { // Already an array -- nothing to do\n"
+        "        CODE_COVERAGE(718); // Hit\n"
+        "        VM_ASSERT(vm, tc == TC_REF_ARRAY);\n"
+        "        TsArray* pSubscribers = (TsArray*)ShortPtr_decode(vm, vSubscribers);\n"
+        "        if (VirtualInt14_decode(vm, pSubscribers->viLength) >= MAX_ALLOCATION_SIZE / 2) {\n"
+        "          Value vError = vm_newStringFromCStrNT(vm,\n"
+        "            \"RangeError: too many pending awaits of one promise (at most 2047)\");\n"
+        "          vm_scheduleContinuation(vm, *pvCallback, VM_VALUE_FALSE, vError);\n"
+        "          vm_pop(vm); vm_pop(vm); vm_pop(vm);\n"
+        "          return;\n"
+        "        }\n"
+        "      }\n",
+    ),
     # The GC's first to-space bucket is as large as the heap after the last
     # collection, in one block; the RAM page's free space is fragmented by the
     # buckets of the heap being collected, so with 37,680 B free the largest
