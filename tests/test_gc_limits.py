@@ -55,7 +55,8 @@ vmExport(5, (x) => { try { keep.push(x); return 'pushed'; } catch (e) { return '
 vmExport(6, (x) => { keep.push(x); return 'pushed'; });
 vmExport(7, (x) => { const a = [1, 2, 3]; try { a.length = x; } catch (e) { return 'caught ' + e; } return a.length; });
 vmExport(8, (n) => {
-  try { let s = ''; for (let i = 0; i < n; i++) s = s + 'x'; keep = s; return 'ok'; } catch (e) { return 'caught ' + e; }
+  try { let s = ''; for (let i = 0; i < n; i++) s = s + 'x'; keep = s; return 'ok'; }
+  catch (e) { return 'caught ' + e; }
 });
 vmExport(9, () => keep);
 vmExport(10, (n) => {
