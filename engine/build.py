@@ -209,6 +209,33 @@ ENGINE_PATCHES = [
         "    }\n"
         "  }\n",
     ),
+    # Offsets into the snapshot are 16-bit and unsigned (a snapshot may hold up to 65,535 bytes),
+    # but LongPtr_add took an int16_t: past 32,767 bytes the offset wrapped negative and the engine
+    # read before the snapshot.  A program whose snapshot passed 32 KB (a large ROM: code and
+    # string literals) restored its globals as zeros and could not be restored at all
+    # (MVM_E_INVALID_BYTECODE from the glue's heap check), nor read its ROM past 32 KB.
+    # Negative offsets (reading a header before an allocation) still work: int32_t holds both.
+    (
+        "static inline LongPtr LongPtr_add(LongPtr lp, int16_t offset);",
+        "static inline LongPtr LongPtr_add(LongPtr lp, int32_t offset);",
+    ),
+    (
+        "static inline LongPtr LongPtr_add(LongPtr lp, int16_t offset) {",
+        "static inline LongPtr LongPtr_add(LongPtr lp, int32_t offset) {",
+    ),
+    # A snapshot is at most 65,535 bytes (its offsets are 16-bit); a program whose ROM is large
+    # (~40 KB of code and literals) reaches that with a heap well under the 29,696 B limit, and
+    # mvm_createSnapshot killed the VM (MVM_E_SNAPSHOT_TOO_LARGE).  It now fails without touching
+    # the VM: the glue reports the same code, VM.create_snapshot() collects and retries, and else
+    # raises MicroviumError; the VM runs on and can snapshot once its heap shrinks.
+    (
+        "  if (bytecodeSize > 0xFFFF) {\n"
+        "    CODE_COVERAGE_ERROR_PATH(584); // Not hit\n"
+        "    MVM_FATAL_ERROR(vm, MVM_E_SNAPSHOT_TOO_LARGE);\n",
+        "  if (bytecodeSize > 0xFFFF) {\n"
+        "    CODE_COVERAGE_ERROR_PATH(584); // Not hit\n"
+        "    return NULL;\n",
+    ),
     # Limits the guest reaches in ordinary code are errors its try/catch sees,
     # not deaths.  Upstream made each of these fatal (the VM is discarded):
     # * an array grown by push or by index died at its 1,025th element: the

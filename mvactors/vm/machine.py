@@ -345,7 +345,14 @@ class VM:
         inst = self._live()
         if collect:
             self.run_gc(squeeze=True)
-        snapshot = self._snapshot_now(inst)
+        try:
+            snapshot = self._snapshot_now(inst)
+        except MicroviumError as exc:
+            # Program + heap past the 65,535 bytes a snapshot holds: garbage may be what tips it.
+            if collect is not None or isinstance(exc, VMUnusable) or exc.code != "MVM_E_SNAPSHOT_TOO_LARGE":
+                raise
+            self.run_gc(squeeze=True)
+            return self._snapshot_now(inst)
         if collect is None and _heap_size(snapshot) > self._gc_heap + max(512, self._gc_heap // 4):
             self.run_gc(squeeze=True)
             snapshot = self._snapshot_now(inst)
@@ -357,7 +364,10 @@ class VM:
         except _engine.EngineTrap as trap:
             raise self._die(trap) from None
         if size < 0:
-            raise MicroviumError(f"cannot create snapshot ({error_name(-size)})", -size)
+            name = error_name(-size)
+            why = (": the program and the heap together exceed the 65,535 bytes a snapshot holds; the VM runs "
+                   "on, and can be snapshotted once it holds less" if name == "MVM_E_SNAPSHOT_TOO_LARGE" else "")
+            raise MicroviumError(f"cannot create snapshot{why} ({name})", -size)
         return ctypes.string_at(self._base + self._scratch, size)
 
     def stop_after_n_instructions(self, n: int) -> None:
