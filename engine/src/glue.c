@@ -15,6 +15,18 @@
  * engine's values are what the host assumes. */
 #include "mvx_abi.h"
 
+/* The native sizes the wasm build pads its page allocations to (microvium_port.h). */
+#ifdef MVX_NATIVE
+#define MVX_CHECK_LP64_SIZE(type, size) _Static_assert(sizeof (type) == (size), "native sizeof " #type)
+#else
+#define MVX_CHECK_LP64_SIZE(type, size) \
+  _Static_assert(sizeof (type) + MVX_LP64_PAD(type, size) == (size) && sizeof (type) <= (size), "pad " #type)
+#endif
+MVX_CHECK_LP64_SIZE(mvm_VM, MVX_LP64_SIZEOF_VM);
+MVX_CHECK_LP64_SIZE(TsBucket, MVX_LP64_SIZEOF_BUCKET);
+MVX_CHECK_LP64_SIZE(vm_TsStack, MVX_LP64_SIZEOF_STACK);
+MVX_CHECK_LP64_SIZE(TsBreakpoint, MVX_LP64_SIZEOF_BREAKPOINT);
+
 #ifdef MVX_NATIVE
 #include <stdarg.h>
 #include <stdio.h>
@@ -251,10 +263,29 @@ void mvx_free(void* ptr) {
 
 /* ---- fatal errors, CRC ---- */
 
+/* What the engine was doing (MVX_PHASE_GC, MVX_PHASE_SNAPSHOT, or 0 while it
+ * runs guest code or a host request) and the heap bytes in use when it began,
+ * packed as in mvx.fatal_code (see FATAL_PHASE_SHIFT in mvactors/vm/_abi.py).
+ * A fatal error reports it, so "out of memory" at 2.8 KB of 29 KB during a
+ * collection reads as the engine fault it is. */
+static uint32_t mvx_phase;
+
+uint32_t mvx_phase_enter_gc(uint16_t heapUsed) {
+  uint32_t outer = mvx_phase;
+  /* A squeeze collects twice, nested: report the outer collection's figure. */
+  if (!outer) mvx_phase = MVX_PHASE_GC | ((uint32_t)heapUsed << (MVX_FATAL_HEAP_SHIFT - MVX_FATAL_PHASE_SHIFT));
+  return outer;
+}
+
+void mvx_phase_leave(uint32_t outer) { mvx_phase = outer; }
+
 void mvx_fatal(int code) {
-  mvx.fatal_code = code;
+  mvx.fatal_code = code | (int32_t)(mvx_phase << MVX_FATAL_PHASE_SHIFT);
 #ifdef MVX_NATIVE
-  fprintf(stderr, "microvium fatal error %d\n", code);
+  fprintf(stderr, "microvium fatal error %d%s (heap %u B in use when it began)\n", code,
+          (mvx_phase & 3) == MVX_PHASE_GC ? " during garbage collection"
+          : (mvx_phase & 3) == MVX_PHASE_SNAPSHOT ? " while creating a snapshot" : "",
+          (unsigned)(mvx_phase >> (MVX_FATAL_HEAP_SHIFT - MVX_FATAL_PHASE_SHIFT)));
   abort();
 #else
   __builtin_trap();
@@ -407,6 +438,7 @@ MVX_API(mvx_restore) int32_t mvx_restore(uint32_t size, int32_t with_breakpoints
   mvx.scratch = mvx_rom + MVX_SCRATCH_OFFSET;
   mvx_heap_reset();
   mvx.fatal_code = 0;
+  mvx_phase = 0;
   mvx.missing_import = -1;
   mvx.handles_linked = 0;
   mvm_TeError err = mvm_restore(&vm, mvx_rom, size, NULL, mvx_resolve_import);
@@ -441,6 +473,15 @@ MVX_API(mvx_link_handles) int32_t mvx_link_handles(uint32_t count) {
 
 /* ---- calls ---- */
 
+/* The glue's own handles only carry values across one operation; emptying
+ * them keeps the last call's arguments and result from outliving it. */
+static void mvx_clear_transient_handles(void) {
+  for (int i = 0; i < MVX_MAX_ARGS; i++) mvm_handleSet(&mvx.args[i], VM_VALUE_UNDEFINED);
+  mvm_handleSet(&mvx.this_value, VM_VALUE_UNDEFINED);
+  mvm_handleSet(&mvx.result, VM_VALUE_UNDEFINED);
+  mvm_handleSet(&mvx.target, VM_VALUE_UNDEFINED);
+}
+
 static inline int32_t mvx_result_or_error(mvm_TeError err, mvm_Value value) {
   mvm_handleSet(&mvx.result, value);
   return err ? -(int32_t)err : (int32_t)value;
@@ -457,6 +498,11 @@ MVX_EXPORT(mvx_call) int32_t mvx_call(uint32_t target) {
   mvm_Value result = VM_VALUE_UNDEFINED;
   uint32_t argc = (target >> MVX_CALL_ARGC_SHIFT) & MVX_CALL_ARGC_MASK;
   for (uint32_t i = 0; i < argc; i++) args[i] = mvm_handleGet(&mvx.args[i]);
+  /* The call pushes args onto the VM stack before anything can collect; what the handles still
+   * hold (this call's arguments, the last call's result or thrown value) must not stay a GC root
+   * for the whole call: the heap would depend on what the host did last (the native reference
+   * driver and VM differ there, so near the heap limit one build's GC failed and not the other's). */
+  mvx_clear_transient_handles();
   mvm_TeError err = mvm_call(vm, mvm_handleGet(MVX_HANDLE(target & MVX_CALL_SLOT_MASK)), &result, args, (uint8_t)argc);
   return mvx_result_or_error(err, result);
 }
@@ -467,7 +513,9 @@ MVX_API(mvx_call_this) int32_t mvx_call_this(uint32_t target) {
   mvm_Value result = VM_VALUE_UNDEFINED;
   uint32_t argc = (target >> MVX_CALL_ARGC_SHIFT) & MVX_CALL_ARGC_MASK;
   for (uint32_t i = 0; i < argc; i++) args[i] = mvm_handleGet(&mvx.args[i]);
-  mvm_TeError err = mvm_callEx(vm, mvm_handleGet(MVX_HANDLE(target & MVX_CALL_SLOT_MASK)), mvm_handleGet(&mvx.this_value),
+  mvm_Value self = mvm_handleGet(&mvx.this_value);
+  mvx_clear_transient_handles(); /* as in mvx_call */
+  mvm_TeError err = mvm_callEx(vm, mvm_handleGet(MVX_HANDLE(target & MVX_CALL_SLOT_MASK)), self,
                                &result, args, (uint8_t)argc);
   return mvx_result_or_error(err, result);
 }
@@ -594,7 +642,9 @@ MVX_API(mvx_promise_state) int32_t mvx_promise_state(int32_t value) {
 MVX_API(mvx_snapshot) int32_t mvx_snapshot(void) {
   size_t size = 0;
   mvx.snapshotting = 1;
+  mvx_phase = MVX_PHASE_SNAPSHOT | ((uint32_t)getHeapSize(vm) << (MVX_FATAL_HEAP_SHIFT - MVX_FATAL_PHASE_SHIFT));
   void* data = mvm_createSnapshot(vm, &size);
+  mvx_phase = 0;
   mvx.snapshotting = 0;
   if (!data) return -(int32_t)MVM_E_SNAPSHOT_TOO_LARGE;
   if (data != mvx.scratch) {
@@ -602,15 +652,6 @@ MVX_API(mvx_snapshot) int32_t mvx_snapshot(void) {
     mvx_free(data);
   }
   return (int32_t)size;
-}
-
-/* The glue's own handles only carry values across one operation; emptying
- * them keeps the last call's arguments and result from outliving it. */
-static void mvx_clear_transient_handles(void) {
-  for (int i = 0; i < MVX_MAX_ARGS; i++) mvm_handleSet(&mvx.args[i], VM_VALUE_UNDEFINED);
-  mvm_handleSet(&mvx.this_value, VM_VALUE_UNDEFINED);
-  mvm_handleSet(&mvx.result, VM_VALUE_UNDEFINED);
-  mvm_handleSet(&mvx.target, VM_VALUE_UNDEFINED);
 }
 
 MVX_API(mvx_gc) void mvx_gc(int32_t squeeze) {

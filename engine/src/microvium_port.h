@@ -54,6 +54,14 @@
 void mvx_fatal(int code) __attribute__((noreturn));
 #define MVM_FATAL_ERROR(vm, e) mvx_fatal(e)
 
+/*
+ * What the engine is doing, for the host's account of a fatal error (see
+ * mvx_fatal): mvm_runGC (patched, engine/build.py) brackets every collection,
+ * automatic ones inside guest calls included, with these.
+ */
+uint32_t mvx_phase_enter_gc(uint16_t heapUsed);
+void mvx_phase_leave(uint32_t outer);
+
 /* Recoverable errors unwind and return codes so the VM stays usable. */
 #define MVM_ALL_ERRORS_FATAL 0
 
@@ -74,6 +82,25 @@ uint16_t mvx_crc16(void* data, uint16_t size);
 #define MVM_USE_SINGLE_RAM_PAGE 1
 extern uint8_t mvx_ram_page[65536];
 #define MVM_RAM_PAGE_ADDR ((intptr_t)mvx_ram_page)
+
+/*
+ * The wasm build (32-bit pointers) pads each engine structure it allocates from the RAM page to
+ * its size in the native reference build (64-bit pointers), so the two builds lay out the page
+ * identically: running out of page space (MVM_E_MALLOC_FAIL, only a heap near the limit can) then
+ * happens at the same step on both, which tests/test_gc_property.py requires.  Without it a
+ * native GC with ~26 KB live died where the wasm one, with 16 bytes less per bucket, did not.
+ * glue.c asserts these sizes against the real structures of each build.
+ */
+#define MVX_LP64_SIZEOF_VM 88
+#define MVX_LP64_SIZEOF_BUCKET 32
+#define MVX_LP64_SIZEOF_STACK 48
+#define MVX_LP64_SIZEOF_BREAKPOINT 16
+#ifdef MVX_NATIVE
+#define MVX_LP64_PAD(type, lp64Size) 0
+#else
+#define MVX_LP64_PAD(type, lp64Size) ((lp64Size) - sizeof (type))
+#endif
+#define MVX_BUCKET_PAD MVX_LP64_PAD(TsBucket, MVX_LP64_SIZEOF_BUCKET)
 
 void* mvx_malloc(size_t size);
 void mvx_free(void* ptr);

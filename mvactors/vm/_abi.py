@@ -48,6 +48,10 @@ LIMITS = {
     "CALL_SLOT_MASK": 0xFFFF,
     "HOST_CALL_COOKIE_SHIFT": 16,
     "MEMORY_STATS_FIELDS": 12,
+    "FATAL_PHASE_SHIFT": 8,
+    "FATAL_HEAP_SHIFT": 10,
+    "PHASE_GC": 1,
+    "PHASE_SNAPSHOT": 2,
 }
 
 
@@ -213,6 +217,17 @@ INT14_BIAS = 0x4000
 MAX_ALLOCATION = 0xFFF
 """The engine's largest allocation, in bytes; larger ones are fatal."""
 MAX_STRING_BYTES = MAX_ALLOCATION - 1  # strings carry a terminating NUL
+MAX_HEAP = 0x7400
+"""MVM_MAX_HEAP_SIZE: the guest heap's limit in bytes (29,696)."""
+
+# A fatal error's mvx.fatal_code: the mvm_TeError in bits 0-7, what the engine was
+# doing in bits 8-9 (PHASE_GC, PHASE_SNAPSHOT or 0: running guest code), and the
+# heap bytes in use when that began from bit 10 (the heap never exceeds 15 bits).
+FATAL_CODE_MASK = 0xFF
+FATAL_PHASE_SHIFT = LIMITS["FATAL_PHASE_SHIFT"]
+FATAL_HEAP_SHIFT = LIMITS["FATAL_HEAP_SHIFT"]
+PHASE_GC = LIMITS["PHASE_GC"]
+PHASE_SNAPSHOT = LIMITS["PHASE_SNAPSHOT"]
 MAX_ARRAY_ITEMS = MAX_ALLOCATION // 2
 
 # Bytecode header (mvm_TsBytecodeHeader): version bytes, then section offsets from byte 12.
@@ -251,6 +266,7 @@ ENGINE_FACTS = {
     "VM_MAX_INT14": INT14_MAX,
     "VIRTUAL_INT14_ENCODE(-1)": ((-1 << 2) | INT14_TAG) & 0xFFFF,
     "MAX_ALLOCATION_SIZE": MAX_ALLOCATION,
+    "MVM_MAX_HEAP_SIZE": MAX_HEAP,
     "sizeof(mvm_TsBytecodeHeader)": SNAPSHOT_HEADER_SIZE,
     "offsetof(mvm_TsBytecodeHeader, sectionOffsets)": SNAPSHOT_SECTIONS_AT,
     "offsetof(mvm_TsBytecodeHeader, requiredEngineVersion)": SNAPSHOT_MINOR_AT,

@@ -20,7 +20,19 @@ from ..errors import (
     error_name,
 )
 from . import _wasm
-from ._abi import CALL_ARGC_SHIFT, CALL_GUARD, INT14_BIAS, INT14_MAX, INT14_MIN, INT14_SIGN, INT14_TAG, TRAPPED_BELOW
+from ._abi import (
+    CALL_ARGC_SHIFT,
+    CALL_GUARD,
+    INT14_BIAS,
+    INT14_MAX,
+    INT14_MIN,
+    INT14_SIGN,
+    INT14_TAG,
+    MAX_HEAP,
+    PHASE_GC,
+    PHASE_SNAPSHOT,
+    TRAPPED_BELOW,
+)
 from .values import GuestFunction
 
 if TYPE_CHECKING:
@@ -59,9 +71,20 @@ def fatal_reason(trap: _wasm.EngineTrap) -> str:
     if name == "MVM_E_ASYNC_WITHOUT_AWAIT":
         return ("an async host function was called from a script compiled without any `await`; "
                 "the guest must await it (MVM_E_ASYNC_WITHOUT_AWAIT)")
+    exhausted = (f"the guest ran out of memory ({name}); a VM heap is limited to about 29 KB "
+                 "and property names stay interned for the VM's lifetime")
+    if trap.fatal_code and trap.phase in (PHASE_GC, PHASE_SNAPSHOT):
+        doing = "during garbage collection" if trap.phase == PHASE_GC else "while creating a snapshot"
+        seen = f"{trap.heap_used:,} B of the {MAX_HEAP:,} B heap limit in use when it began"
+        # The RAM page holds two heaps at the 29,696 B limit (the GC copies the live
+        # heap once), so below 3/4 of the limit the copy always fits: a failure
+        # there is the engine's, not exhaustion.
+        if name in ("MVM_E_MALLOC_FAIL", "MVM_E_OUT_OF_MEMORY") and trap.heap_used * 4 >= MAX_HEAP * 3:
+            return f"{exhausted} ({doing}, {seen})"
+        return (f"the engine failed {doing} ({name}, {seen}); that is an engine fault, "
+                "not the guest's doing: please report it with the snapshot")
     if name in ("MVM_E_MALLOC_FAIL", "MVM_E_OUT_OF_MEMORY"):  # no room left in the page for the GC to copy into
-        return (f"the guest ran out of memory ({name}); a VM heap is limited to about 29 KB "
-                "and property names stay interned for the VM's lifetime")
+        return exhausted
     if trap.time_limit is not None:
         return (f"the hard stop ended a call that ran longer than the VM's time limit of {trap.time_limit:g} s "
                 "(an endless loop in the guest, or a corrupt snapshot); see VM.restore(time_limit=)")

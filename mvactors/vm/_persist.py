@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import MicroviumError, error_name
+from ..errors import MicroviumError, VMUnusable, error_name
 from . import _pool, _wasm
 from ._abi import PAGE_SIZE, SNAPSHOT_HEAP_AT, UNDEFINED
 from ._host import HostSide, prepare_imports
@@ -80,7 +80,14 @@ class Persistence(HostSide):
         inst = self._live()
         if collect:
             self.run_gc(squeeze=True)
-        snapshot = self._snapshot_now(inst)
+        try:
+            snapshot = self._snapshot_now(inst)
+        except MicroviumError as exc:
+            # Program + heap past the 65,535 bytes a snapshot holds: garbage may be what tips it.
+            if collect is not None or isinstance(exc, VMUnusable) or exc.code != "MVM_E_SNAPSHOT_TOO_LARGE":
+                raise
+            self.run_gc(squeeze=True)
+            return self._snapshot_now(inst)
         if collect is None and heap_size(snapshot) > self._gc_heap + max(512, self._gc_heap // 4):
             self.run_gc(squeeze=True)
             snapshot = self._snapshot_now(inst)
@@ -92,7 +99,10 @@ class Persistence(HostSide):
         except _wasm.EngineTrap as trap:
             raise self._die(trap) from None
         if size < 0:
-            raise MicroviumError(f"cannot create snapshot ({error_name(-size)})", -size)
+            name = error_name(-size)
+            why = (": the program and the heap together exceed the 65,535 bytes a snapshot holds; the VM runs "
+                   "on, and can be snapshotted once it holds less" if name == "MVM_E_SNAPSHOT_TOO_LARGE" else "")
+            raise MicroviumError(f"cannot create snapshot{why} ({name})", -size)
         return ctypes.string_at(self._base + self._scratch, size)
 
     def run_gc(self, squeeze: bool = False) -> None:

@@ -45,10 +45,13 @@ class EngineTrap(Exception):
     trap did not come from the engine's fatal path.
     """
 
-    def __init__(self, fatal_code: int, message: str, time_limit: float | None = None) -> None:
+    def __init__(self, fatal_code: int, message: str, time_limit: float | None = None, phase: int = 0,
+                 heap_used: int = 0) -> None:
         super().__init__(message)
         self.fatal_code = fatal_code
         self.time_limit = time_limit  # set when the hard stop ended a call that ran longer than this
+        self.phase = phase  # _abi.PHASE_GC or PHASE_SNAPSHOT when the fatal error struck one, else 0
+        self.heap_used = heap_used  # heap bytes in use when that phase began
 
 
 class EngineMissing(RuntimeError):
@@ -708,7 +711,10 @@ class Instance:
         trap_ptr = _TRAP.value
         _TRAP.value = None
         self.dead = True
-        fatal = ctypes.c_int32.from_address(self.base + self.layout.fatal_code).value
+        packed = ctypes.c_int32.from_address(self.base + self.layout.fatal_code).value
+        fatal = packed & _abi.FATAL_CODE_MASK
+        phase = (packed >> _abi.FATAL_PHASE_SHIFT) & 3
+        heap_used = packed >> _abi.FATAL_HEAP_SHIFT
         message = "WebAssembly trap"
         if error:  # owned by the wrapper, which frees it
             message = str(wasmtime.WasmtimeError._from_ptr(ctypes.cast(error, ctypes.POINTER(ffi.wasmtime_error_t))))
@@ -718,7 +724,7 @@ class Instance:
         stopped, self.stopped_after = self.stopped_after, None
         if stopped is not None:
             message = f"the call ran longer than its time limit of {stopped:g} s"
-        self.fatal = EngineTrap(fatal, message, stopped)
+        self.fatal = EngineTrap(fatal, message, stopped, phase, heap_used)
         raise self.fatal
 
     def close(self) -> None:

@@ -95,6 +95,38 @@ vmExport(3, async (n) => { const v = await fetch(n); count = count + v; return c
 vmExport(4, () => count);
 """
 
+# Heaps near the limits (issue 13): big objects, long arrays, long strings, Uint8Arrays and closure
+# chains, built up to the 29,696 B heap limit, then collected and snapshotted.
+HEAP_JS = """
+let roots = [];
+function build(kind, n, seed) {
+  if (kind === 0) { const o = {}; for (let i = 0; i < n; i++) o['k' + seed + '_' + i] = i; return o; }
+  if (kind === 1) { const a = []; for (let i = 0; i < n; i++) a.push(i + seed); return a; }
+  if (kind === 2) { let s = ''; for (let i = 0; i < n; i++) s = s + 'y'; return s; }
+  if (kind === 3) {
+    const u = Microvium.newUint8Array(n);
+    for (let i = 0; i < n; i++) u[i] = (i + seed) & 255;
+    return u;
+  }
+  let f = () => seed;
+  for (let i = 0; i < n; i++) { const g = f; const own = i; f = () => g() + own; }
+  return f;
+}
+vmExport(1, (kind, n, seed) => {
+  if (kind !== 5) roots.push(build(kind, n, seed));
+  else if (roots.length > 0) roots.length = roots.length - 1;
+  return roots.length;
+});
+vmExport(2, () => roots.length);
+vmExport(3, (i) => roots[i]);
+vmExport(4, (i) => roots[i]());
+vmExport(5, (i, n, seed) => {
+  const o = roots[i];
+  for (let j = 0; j < n; j++) { if (o['k' + seed + '_' + j] !== j) return j; }
+  return -1;
+});
+"""
+
 BYSTANDER_JS = "let n = 0; vmExport(1, (x) => { n = n + 1; return [x * 2, 'v' + x, n]; });"
 
 _snapshots: dict[str, bytes] = {}
@@ -104,7 +136,7 @@ def snapshot(name: str) -> bytes:
     """The compiled snapshot of one of this module's guests (compiled once per process)."""
     if name not in _snapshots:
         _snapshots[name] = mvactors.compile({"base": BASE_JS, "abuse": ABUSE_JS, "actor": ACTOR_JS,
-                                                       "bystander": BYSTANDER_JS}[name])
+                                                       "bystander": BYSTANDER_JS, "heap": HEAP_JS}[name])
     return _snapshots[name]
 
 
@@ -239,7 +271,7 @@ def _classify(run: Callable[[], str | None]) -> Outcome:
     try:
         problem = run()
     except CLEAN_ERRORS as exc:
-        outcome = Outcome("clean", f"{type(exc).__name__}: {str(exc)[:120]}")
+        outcome = Outcome("clean", f"{type(exc).__name__}: {str(exc)[:400]}")
     except Exception as exc:
         outcome = Outcome("unclean", f"{type(exc).__name__}: {str(exc)[:160]}")
     else:
@@ -446,6 +478,69 @@ def abuse_case(rng: random.Random, kind: str) -> Outcome:
                         return "the VM died instead of refusing an argument too large for it"
                     return _check(vm.exports[6](0), 0)  # refused, and the VM still works
         return None
+
+    return _classify(run)
+
+
+# Sizes cluster at the engine's limits: one allocation (1,022 properties, 2,047 array elements,
+# 4,094 string bytes, 4,095 Uint8Array bytes) and just past it (a guest RangeError).
+_HEAP_SIZES = {0: (50, 300, 700, 1022, 1023, 1100), 1: (100, 1024, 1025, 2047, 2048), 2: (100, 1000, 4094, 4095),
+               3: (0, 1, 255, 4095, 4096), 4: (0, 5, 11, 30)}
+
+
+def heap_case(rng: random.Random) -> Outcome:
+    """Build a random heap up to the limit, then collect, squeeze, snapshot and restore it: the
+    contents must stay equal; the only deaths allowed are a full heap's, saying so."""
+    plan = [(kind, rng.choice(_HEAP_SIZES[kind]) if kind != 5 else 0, rng.randrange(0, 100))
+            for kind in rng.choices(range(6), weights=[3, 3, 2, 2, 2, 1], k=rng.randrange(3, 14))]
+
+    def contents(vm: mvactors.VM, kept: list[tuple[int, int, int]]) -> list[Any]:
+        out: list[Any] = []
+        for i, (kind, n, seed) in enumerate(kept):
+            if kind == 0:
+                out.append(vm.exports[5](i, n, seed))
+            elif kind == 4:
+                out.append(vm.exports[4](i))
+            else:
+                value = vm.exports[3](i)
+                out.append(value.to_python() if isinstance(value, mvactors.GuestRef) else value)
+        return out
+
+    def run() -> str | None:
+        vm = mvactors.VM.restore(snapshot("heap"), time_limit=TIME_LIMIT * 5)
+        kept: list[tuple[int, int, int]] = []
+        try:
+            for kind, n, seed in plan:
+                try:
+                    vm.exports[1](kind, n, seed)
+                except mvactors.GuestError as exc:
+                    if not str(exc.value).startswith("RangeError: "):
+                        return f"unexpected guest error {exc.value!r:.80}"
+                    continue
+                if kind == 5:
+                    kept = kept[:-1]
+                else:
+                    kept.append((kind, n, seed))
+            before = contents(vm, kept)
+            if any(isinstance(x, int) and x != -1 for x, (kind, _, _) in zip(before, kept, strict=True) if kind == 0):
+                return "an object lost a property"
+            steps: list[tuple[str, Callable[[], Any]]] = [
+                ("run_gc", vm.run_gc), ("squeeze", lambda: vm.run_gc(squeeze=True))]
+            for name, step in steps:
+                step()
+                if contents(vm, kept) != before:
+                    return f"{name} changed the heap"
+            for collect in (False, None):
+                with mvactors.VM.restore(vm.create_snapshot(collect=collect)) as again:
+                    if contents(again, kept) != before:
+                        return f"create_snapshot(collect={collect}) + restore changed the heap"
+            return None
+        except mvactors.VMUnusable as exc:
+            if "ran out of memory" in str(exc):
+                raise  # a full heap, said truthfully: clean
+            raise RuntimeError(f"the VM died of something other than a full heap: {exc}") from None
+        finally:
+            vm.close()
 
     return _classify(run)
 

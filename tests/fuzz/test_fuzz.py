@@ -68,3 +68,9 @@ def test_guest_abuse_fails_cleanly(kind, seed):
 @given(st.integers(min_value=0, max_value=2**32))
 def test_actor_traffic_matches_the_model(seed):
     assert_fine(harness.actor_case(random.Random(seed), steps=15))
+
+
+@settings(FUZZ, max_examples=8)
+@given(st.integers(min_value=0, max_value=2**32))
+def test_heaps_near_the_limit_survive_or_die_truthfully(seed):
+    assert_fine(harness.heap_case(random.Random(seed)))
