@@ -18,9 +18,10 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from . import sources
 from .charts import TurnRate, WorkerRates, svg_path
 from .security import CSRF_COOKIE, CSRF_FIELD, SESSION_COOKIE, Guard, host_header_name, is_loopback
-from .sources import ACTIONS, COUNT_CAP, FILTERS, SEARCH_BUDGET_S, STATES, DataSource, Unavailable
+from .sources import ACTIONS, COUNT_CAP, FILTERS, STATES, DataSource, Unavailable
 
 HERE = Path(__file__).resolve().parent
 PAGE_SIZE = 50
@@ -215,7 +216,7 @@ class Dashboard:
             notes.append(str(exc))
             rows, next_cursor = [], None
         if partial:
-            notes.append(f"a complete answer: the search stopped after {SEARCH_BUDGET_S:g} s with {len(rows)} "
+            notes.append(f"a complete answer: the search stopped after {sources.SEARCH_BUDGET_S:g} s with {len(rows)} "
                          "matches (these filters walk every actor; state=failed or paused reads an index). "
                          "This page does not refresh itself")
         next_query = urlencode({**{k: v for k, v in filters.items() if v}, "cursor": next_cursor}) if next_cursor \

@@ -334,17 +334,20 @@ class RedisSource:
 
     async def _take(self, limit: int, budget: float | None = None, **filters: Any) -> tuple[list[dict[str, Any]], bool]:
         """Up to ``limit`` rows; and whether the walk stopped at ``budget`` seconds before finding them all."""
+        import anyio
+
         rows: list[dict[str, Any]] = []
         if limit <= 0:
             return rows, False
-        deadline = None if budget is None else time.monotonic() + budget
-        async for info in self._iterate(**filters):
-            rows.append(info)
-            if len(rows) >= limit:
-                break
-            if deadline is not None and time.monotonic() > deadline:
-                return rows, True
-        return rows, False
+        if self.has("actors"):
+            await self.client()  # connected outside the budget: a cut connect would leak its pool
+        # A scope, not a check per row: a filter nothing matches yields no row to check at.
+        with anyio.move_on_after(math.inf if budget is None else budget) as scope:
+            async for info in self._iterate(**filters):
+                rows.append(info)
+                if len(rows) >= limit:
+                    break
+        return rows, scope.cancelled_caught
 
     async def overview(self) -> Overview:
         notes: list[str] = []
