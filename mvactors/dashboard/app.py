@@ -18,6 +18,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from . import sources
 from .charts import TurnRate, WorkerRates, svg_path
 from .security import CSRF_COOKIE, CSRF_FIELD, SESSION_COOKIE, Guard, host_header_name, is_loopback
 from .sources import ACTIONS, COUNT_CAP, FILTERS, STATES, DataSource, Unavailable
@@ -207,16 +208,21 @@ class Dashboard:
             filters["state"] = ""
         cursor = params.get("cursor") or None
         notes: list[str] = []
+        partial = False
         try:
             page = await self.source.actors(filters, cursor, PAGE_SIZE)
-            rows, next_cursor = page.rows, page.next_cursor
+            rows, next_cursor, partial = page.rows, page.next_cursor, page.partial
         except Unavailable as exc:
             notes.append(str(exc))
             rows, next_cursor = [], None
+        if partial:
+            notes.append(f"a complete answer: the search stopped after {sources.SEARCH_BUDGET_S:g} s with {len(rows)} "
+                         "matches (these filters walk every actor; state=failed or paused reads an index). "
+                         "This page does not refresh itself")
         next_query = urlencode({**{k: v for k, v in filters.items() if v}, "cursor": next_cursor}) if next_cursor \
             else None
         return self.render(request, "actors.html", rows=rows, filters=filters, states=STATES,
-                           next_query=next_query, cursor=cursor, notes=notes, searched=wanted)
+                           next_query=next_query, cursor=cursor, notes=notes, searched=wanted, live=not partial)
 
     async def actor(self, request: Request, result: str | None = None, error: str | None = None) -> Response:
         actor_id = request.path_params["actor_id"]
@@ -265,16 +271,10 @@ class Dashboard:
     async def workers(self, request: Request) -> Response:
         notes: list[str] = []
         workers = await self._workers(notes)
-        held: dict[str, list[dict[str, Any]]] = {}
-        if workers is not None and "owner" in self.source.filters:
-            for worker in workers:
-                try:
-                    page = await self.source.actors({"owner": str(worker["id"])}, None, 20)
-                    held[str(worker["id"])] = page.rows
-                except Unavailable as exc:
-                    notes.append(str(exc))
-                    break
-        return self.render(request, "workers.html", workers=workers, held=held, notes=notes)
+        # Each worker's actors are a link to the table filtered by owner, not listed here: no index
+        # is kept by owner, and this page refreshes itself every 2 s.
+        return self.render(request, "workers.html", workers=workers, notes=notes,
+                           by_owner="owner" in self.source.filters)
 
     # ---- login ----
 

@@ -80,3 +80,23 @@ async def test_actions_the_client_lacks_are_neither_shown_nor_done(redis_url: st
 def test_the_header_never_shows_a_redis_password() -> None:
     assert display_url("redis://:hunter2@db.internal:6379/0") == "redis://db.internal:6379/0"
     assert display_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+
+
+async def test_a_search_that_walks_the_inventory_stops_at_its_budget_and_the_client_still_works(
+        redis_url: str, compile_js, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    import mvactors.dashboard.sources as sources
+
+    snapshot = compile_js(GUEST)
+    async with mvactors.connect(redis_url) as client:
+        for i in range(300):
+            await client.spawn(snapshot, actor_id=f"a{i:03d}")
+    async with client_for(create_app(redis_url=redis_url)) as http:
+        monkeypatch.setattr(sources, "SEARCH_BUDGET_S", 0.0)  # out of time at the first read
+        cut = (await http.get("/actors", params={"owner": "nobody"})).text
+        assert "the search stopped after 0 s" in cut and 'hx-trigger="every 2s"' not in cut
+        monkeypatch.setattr(sources, "SEARCH_BUDGET_S", 5.0)
+        # The cancelled read left the client's connections usable.
+        for _ in range(3):
+            listing = (await http.get("/actors")).text
+            assert listing.count("data-actor=") == 50 and 'rel="next"' in listing
+        assert "data-actor=" not in (await http.get("/actors", params={"owner": "nobody"})).text
