@@ -4,6 +4,28 @@ It keeps the dirty set (actors with turns or replies not committed), and sends t
 in one pipeline with one ``mva_commit`` per partition (group commit).  It also sends the
 releasing commit of actors handed back to Redis, and the failure writes (``mva_fail``) that
 mark an actor failed and answer each of its waiting callers in the same write.
+
+A full Redis refuses a commit before it writes anything (``mva_commit`` is not ``allow-oom``):
+the actors stay here, run no further turn (each waits for its commit), and the commit is sent
+again, with the same turns and positions, under the link's backoff until memory is freed.
+
+``replica_acks = N >= 1`` (issue 15): a turn's reply must not be readable before its commit is
+on N replicas, or a failover could hand a caller the reply of a turn the new master never saw
+(re-applied: a counter value handed out twice).  So:
+
+1. the commit stages its replies in the actor's hash (field ``y``) instead of writing the reply
+   streams the callers block on;
+2. the commits of one master go out on one connection, followed by ``mva_sync`` and ``WAIT N``
+   (:meth:`RedisLink.acked`); fewer than N acks is a failed commit: sent again, same IDs (a
+   repeat answers DUP, and the sync makes the next WAIT cover the first attempt's writes);
+3. only then ``mva_publish`` moves the staged replies of this commit to their reply streams;
+4. a worker that adopts an actor with staged replies (its owner died between 2 and 3) waits for
+   the replicas (sync + WAIT) and publishes them: they belong to the record it adopted.
+
+A reply stream therefore only exists for a commit N replicas hold.  What the master holds
+beyond that (a staged reply, an unreplicated commit) is never shown to a caller, and is lost or
+kept by a failover without anyone having trusted it.  N = 0 writes the reply streams in the
+commit, as before.
 """
 
 from __future__ import annotations
@@ -13,11 +35,12 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 import anyio
+import redis.exceptions
 
 from ..actors import ActorRecord
 from .crash import crash_point, snapshot_point
-from .keys import HINT_FREE
-from .link import RedisLink
+from .keys import HINT_FREE, ActorKeys
+from .link import OUT_OF_MEMORY, RedisLink
 from .owned import Owned
 from .stats import WorkerStats
 from .wire import (
@@ -28,6 +51,7 @@ from .wire import (
     fail_args,
     fetch_args,
     fetched,
+    staged_keys,
     storable_record,
 )
 
@@ -178,17 +202,81 @@ class Committer:
                 self._quiet.set()
                 self._quiet = None
 
+    async def _commit_calls(self, calls: dict[str, list[Any]]) -> dict[str, Any]:
+        """Run one ``mva_commit`` per partition (``calls``: tag -> its arguments) until each has an answer
+        that is not OOM and, with replica_acks, is on enough replicas; the answers by tag."""
+        answers: dict[str, Any] = {}
+        stage = ["1"] if self.link.replica_acks else []
+
+        async def attempt() -> None:
+            todo = [tag for tag in calls if tag not in answers]
+            if not self.link.replica_acks:
+                raw = await self.link.pipeline_once(
+                    lambda pipe: [pipe.fcall("mva_commit", *calls[tag]) for tag in todo])
+                got = list(zip(todo, raw, strict=True))
+            else:
+                got = []
+                problem: Exception | None = None
+                for group in await self.link.by_master(todo):  # (one master on a single Redis: one WAIT)
+                    def build(pipe: Any, group: list[str] = group) -> None:
+                        for tag in group:
+                            pipe.fcall("mva_commit", *calls[tag], *stage)
+                    try:
+                        raw = await self.link.acked(group[0], build)
+                    except self.link.retried as exc:  # this master's part is sent again; the others count
+                        problem = exc
+                        continue
+                    got += zip(group, raw, strict=True)
+                if problem is not None and not got:
+                    raise problem
+            full: Exception | None = None
+            for tag, answer in got:
+                if isinstance(answer, OUT_OF_MEMORY):
+                    full = answer  # refused before any write: the same commit goes again
+                else:
+                    answers[tag] = answer
+            if full is not None:
+                raise full
+            if len(answers) < len(calls):
+                raise redis.exceptions.TryAgainError("some masters did not confirm the commit yet")
+
+        await self.link.retrying("committing", attempt)
+        return answers
+
+    async def _publish(self, staged: list[tuple[ActorKeys, list[str]]]) -> None:
+        """Make the staged replies of replicated commits readable (``mva_publish``, safe to repeat)."""
+        def build(pipe: Any) -> None:
+            for keys, reply_keys in staged:
+                pipe.fcall("mva_publish", 1 + len(reply_keys), keys.state, *reply_keys)
+
+        for (keys, _), answer in zip(staged, await self.link.pipeline("publishing replies", build), strict=True):
+            if isinstance(answer, Exception):  # the next owner publishes them (see the module docstring)
+                log.warning("worker %s: publishing the replies of %s failed: %s", self.worker_id, keys.actor_id,
+                            answer)
+
+    async def publish_staged(self, keys: ActorKeys) -> None:
+        """Publish what the last owner of an adopted actor staged and had no time to publish, once the
+        replicas hold it (they may not: the owner may have died before its WAIT)."""
+        raw = await self.link.retrying("reading staged replies",
+                                       lambda: self.link.redis.hget(keys.state, "y"))  # type: ignore[misc]
+        reply_keys = staged_keys(raw)
+        if not reply_keys:
+            return
+        await self.link.retrying("waiting for the replicas", lambda: self.link.acked(keys.tag, lambda pipe: None))
+        await self._publish([(keys, reply_keys)])
+
     async def _send(self, work: list[tuple[Owned, ActorRecord, CommitEntry]], release: bool) -> None:
         crash_point("before-commit")
         by_partition: dict[str, list[int]] = {}
         for index, (owned, _, _) in enumerate(work):
             by_partition.setdefault(owned.keys.tag, []).append(index)
-
-        def build(pipe: Any) -> None:
-            for indexes in by_partition.values():
-                pipe.fcall("mva_commit", *commit_args(self.worker_id, [work[i][2] for i in indexes]))
-
-        replies_by_call = await self.link.pipeline("committing", build)
+        answers = await self._commit_calls({tag: commit_args(self.worker_id, [work[i][2] for i in indexes])
+                                            for tag, indexes in by_partition.items()})
+        replies_by_call = [answers[tag] for tag in by_partition]
+        if self.link.replica_acks:
+            staged = [(entry.keys, [key for key, _ in entry.replies]) for _, _, entry in work if entry.replies]
+            if staged:
+                await self._publish(staged)
         crash_point("after-commit")
         hints = []
         for indexes, raw in zip(by_partition.values(), replies_by_call, strict=True):

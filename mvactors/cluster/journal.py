@@ -20,7 +20,7 @@ import anyio
 from ..actors import Actor, AsyncCall, HostCalls
 from ..imports import Journaled
 from .crash import crash_point
-from .link import BACKOFF_MIN, UNREACHABLE, RedisLink
+from .link import BACKOFF_MIN, RedisLink
 from .owned import Owned
 from .wire import JournalReply, journal_args, pack, unpack
 
@@ -147,8 +147,9 @@ class RedisJournal:
                 # (one attempt per round: the lease is looked at again before each)
                 reply = JournalReply.decode(await self.link.redis.fcall("mva_journal", *args))  # type: ignore[misc]
                 break
-            except UNREACHABLE as exc:
-                log.warning("worker %s: Redis unreachable while journaling %s (%s)", self.worker_id, call.key, exc)
+            except self.link.retried as exc:  # unreachable, or full (OOM): the write is safe to repeat
+                log.warning("worker %s: Redis unreachable or full while journaling %s (%s)", self.worker_id,
+                            call.key, exc)
                 await anyio.sleep(BACKOFF_MIN)
         if reply.status == "OK":
             owned.journal[call.token] = entry

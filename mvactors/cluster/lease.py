@@ -18,7 +18,7 @@ from typing import Any
 import anyio
 
 from .keys import WORKERS, ActorKeys
-from .link import UNREACHABLE, RedisLink
+from .link import OUT_OF_MEMORY, UNREACHABLE, RedisLink
 from .wire import Acquired, CorruptState, NotAcquired, acquire_args, decode_acquire, renew_args, renewed
 
 AcquireResult = Acquired | NotAcquired | CorruptState | Exception
@@ -60,6 +60,7 @@ class Leases:
         self._held = held
         self._on_lost = on_lost
         self._stopping = False
+        self._full_beats = 0  # heartbeats in a row that Redis refused as OOM
 
     # ---- the clock ----
 
@@ -96,7 +97,22 @@ class Leases:
         pipe.zadd(WORKERS, {self.worker_id: now})
         pipe.zremrangebyscore(WORKERS, "-inf", now - 3 * self.lease_ms / 1000)
         pipe.zcard(WORKERS)
-        self.peers = max(1, int((await pipe.execute())[2]))
+        said, _, live = await pipe.execute(raise_on_error=False)
+        if isinstance(said, OUT_OF_MEMORY):
+            # A full Redis: the others may count this worker out (it only skews their fair share);
+            # its leases still renew (mva_renew is allow-oom).  Logged about once per 10 s.
+            self._full_beats += 1
+            if self._full_beats % 20 == 1:
+                log.warning("worker %s: Redis is full (%s); holding %d actors, committing nothing until memory "
+                            "is freed", self.worker_id, said, len(self._held))
+        else:
+            if self._full_beats:
+                log.warning("worker %s: Redis takes writes again", self.worker_id)
+            self._full_beats = 0
+        for answer in (said, live):
+            if isinstance(answer, Exception) and not isinstance(answer, OUT_OF_MEMORY):
+                raise answer
+        self.peers = max(1, int(live))
 
     async def leave(self) -> None:
         """Take this worker out of the live set (else its heartbeat ages out in 3 TTLs)."""
