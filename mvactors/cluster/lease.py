@@ -114,6 +114,11 @@ class Leases:
                 raise answer
         self.peers = max(1, int(live))
 
+    @property
+    def redis_full(self) -> bool:
+        """The last heartbeat was refused with OOM (Redis is full)."""
+        return self._full_beats > 0
+
     async def leave(self) -> None:
         """Take this worker out of the live set (else its heartbeat ages out in 3 TTLs)."""
         try:

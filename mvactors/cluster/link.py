@@ -125,7 +125,7 @@ async def guarded(url: str, action: Callable[[], Awaitable[T]]) -> T:
     try:
         return await action()
     except OUT_OF_MEMORY as exc:
-        raise RedisOutOfMemory(f"Redis at {url} is full and refused the write ({exc}): {_OOM_FIX}") from exc
+        raise RedisOutOfMemory(f"Redis at {url} is full and refused the write (OOM {exc}): {_OOM_FIX}") from exc
     except redis.exceptions.RedisClusterException as exc:
         raise RedisUnreachable(f"Redis Cluster at {url} is unreachable: {exc}") from exc
     except UNREACHABLE as exc:

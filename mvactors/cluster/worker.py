@@ -356,6 +356,8 @@ class Worker:
 
     def _release_quiet(self) -> None:
         """Hand idle actors back to Redis (they hibernate there) after a short grace period."""
+        if self._leases is not None and self._leases.redis_full:
+            return  # a releasing commit would be refused: keep them, leased, until memory is freed
         now = time.monotonic()
         grace = self.lease_ms / 1000 / 4
         for owned in list(self._owned.values()):

@@ -115,19 +115,20 @@ async def test_worker_and_connect_refuse_an_evicting_redis(policy: str) -> None:
 
 async def test_a_renamed_config_lets_worker_and_client_start_with_a_warning(
         caplog: pytest.LogCaptureFixture, snapshot: Callable[[str], bytes]) -> None:
-    with RedisServer(maxmemory_policy="allkeys-lru", extra=("--rename-command", "CONFIG", "CONFIG-b7f1")) as server:
-        with caplog.at_level(logging.WARNING, logger="mvactors.cluster"):
-            async with mvactors.Worker(server.url, IMPORTS), mvactors.connect(server.url) as client:
-                actor_id = await client.spawn(snapshot("cluster_actor"), imports="counter")
-                assert await client.call(actor_id, 1, "a", 1, timeout=10) == 1
+    renamed = ("--rename-command", "CONFIG", "CONFIG-b7f1")
+    with RedisServer(maxmemory_policy="allkeys-lru", extra=renamed) as server, \
+            caplog.at_level(logging.WARNING, logger="mvactors.cluster"):
+        async with mvactors.Worker(server.url, IMPORTS), mvactors.connect(server.url) as client:
+            actor_id = await client.spawn(snapshot("cluster_actor"), imports="counter")
+            assert await client.call(actor_id, 1, "a", 1, timeout=10) == 1
     warnings = [r.getMessage() for r in caplog.records if "could not verify" in r.getMessage()]
     assert len(warnings) == 2, warnings  # the worker's check and the client's
 
 
 async def test_the_worker_warns_what_weak_persistence_loses_and_serves(
         caplog: pytest.LogCaptureFixture) -> None:
-    with RedisServer(extra=("--appendfsync", "everysec")) as server:
-        with caplog.at_level(logging.WARNING, logger="mvactors.cluster"):
-            async with mvactors.Worker(server.url, IMPORTS), mvactors.connect(server.url):
-                pass
+    with RedisServer(extra=("--appendfsync", "everysec")) as server, \
+            caplog.at_level(logging.WARNING, logger="mvactors.cluster"):
+        async with mvactors.Worker(server.url, IMPORTS), mvactors.connect(server.url):
+            pass
     assert [r.getMessage() for r in caplog.records if EVERYSEC_LOSES in r.getMessage()] != []
