@@ -20,7 +20,14 @@ from ..errors import GuestError
 from ..vm import SnapshotLike
 from ..vm.snapshot import check_size, snapshot_bytes
 from .deployment import check_deployment
-from .errors import ActorExistsInRedis, ActorFailedInRedis, ActorNotFound, NotReplicated, RedisOutOfMemory
+from .errors import (
+    ActorExistsInRedis,
+    ActorFailedInRedis,
+    ActorNotFound,
+    NotReplicated,
+    RedisOutOfMemory,
+    RedisUnreachable,
+)
 from .keys import HINT_FREE, ActorKeys, hint_key
 from .link import Redis, RedisLink
 from .wire import (
@@ -216,7 +223,7 @@ class Client:
         redis = self.redis
         try:
             await self.link.guarded(lambda: redis.xadd(hint, {"a": actor_id}, maxlen=64, approximate=True))
-        except RedisOutOfMemory:
+        except (RedisOutOfMemory, RedisUnreachable):
             pass  # the message is in; the workers' scan of the work index finds it without the hint
         return message_id
 

@@ -276,6 +276,7 @@ class Committer:
         if self.link.replica_acks:
             staged = [(entry.keys, [key for key, _ in entry.replies]) for _, _, entry in work if entry.replies]
             if staged:
+                crash_point("before-publish")
                 await self._publish(staged)
         crash_point("after-commit")
         hints = []

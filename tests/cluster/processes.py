@@ -84,12 +84,21 @@ class Process:
 
 def worker(url: str, *flags: str, env: dict[str, str] | None = None) -> Process:
     """``mvactors worker --redis URL --imports cluster_hosts:IMPORTS FLAGS...`` as a process."""
+    acks = os.environ.get("MVACTORS_TEST_REPLICA_ACKS", "0")  # (see conftest.py)
+    if acks != "0" and "--replica-acks" not in flags:
+        flags = ("--replica-acks", acks, *flags)
     return Process([sys.executable, "-c", WORKER_MAIN, "worker", "--redis", url, "--imports",
                     "cluster_hosts:IMPORTS", *flags], env)
 
 
-def feeder(url: str, sender: str, count: int, actors: Sequence[str]) -> Process:
-    return Process([sys.executable, str(HERE / "feeder.py"), url, sender, str(count), *actors])
+def feeder(url: str, sender: str, count: int, actors: Sequence[str], *, replica_acks: int | None = None,
+           log: str | None = None) -> Process:
+    """``feeder.py``; ``replica_acks`` (default: $MVACTORS_TEST_REPLICA_ACKS) for its client; ``log``: a
+    file it appends each acknowledged send and each received reply to (see feeder.py)."""
+    env = {} if replica_acks is None else {"MVACTORS_TEST_REPLICA_ACKS": str(replica_acks)}
+    if log is not None:
+        env["MVACTORS_FEEDER_LOG"] = log
+    return Process([sys.executable, str(HERE / "feeder.py"), url, sender, str(count), *actors], env)
 
 
 async def eventually(check: Callable[[], Awaitable[Any]], timeout: float, what: str) -> Any:
