@@ -31,7 +31,7 @@ commit, as before.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import anyio
@@ -202,14 +202,23 @@ class Committer:
                 self._quiet.set()
                 self._quiet = None
 
-    async def _commit_calls(self, calls: dict[str, list[Any]]) -> dict[str, Any]:
+    async def _commit_calls(self, calls: dict[str, list[Any]], fresh: Callable[[str], bool]) -> dict[str, Any]:
         """Run one ``mva_commit`` per partition (``calls``: tag -> its arguments) until each has an answer
-        that is not OOM and, with replica_acks, is on enough replicas; the answers by tag."""
+        that is not OOM and, with replica_acks, is on enough replicas; the answers by tag.
+
+        ``fresh(tag)``: whether a lease of that partition's actors may still commit.  A partition whose
+        master is gone (a failover takes cluster-node-timeout and more) is given up once none is: its
+        answer is an error, its actors are dropped, and the other partitions' commits go on."""
         answers: dict[str, Any] = {}
         stage = ["1"] if self.link.replica_acks else []
 
         async def attempt() -> None:
+            for tag in calls:
+                if tag not in answers and not fresh(tag):
+                    answers[tag] = redis.exceptions.ConnectionError("no answer before its leases lapsed")
             todo = [tag for tag in calls if tag not in answers]
+            if not todo:
+                return
             if not self.link.replica_acks:
                 raw = await self.link.pipeline_once(
                     lambda pipe: [pipe.fcall("mva_commit", *calls[tag]) for tag in todo])
@@ -270,11 +279,17 @@ class Committer:
         by_partition: dict[str, list[int]] = {}
         for index, (owned, _, _) in enumerate(work):
             by_partition.setdefault(owned.keys.tag, []).append(index)
+        def fresh(tag: str) -> bool:
+            return any(work[i][0].lease.fresh(self.lease_safe) for i in by_partition[tag])
+
         answers = await self._commit_calls({tag: commit_args(self.worker_id, [work[i][2] for i in indexes])
-                                            for tag, indexes in by_partition.items()})
+                                            for tag, indexes in by_partition.items()}, fresh)
         replies_by_call = [answers[tag] for tag in by_partition]
         if self.link.replica_acks:
-            staged = [(entry.keys, [key for key, _ in entry.replies]) for _, _, entry in work if entry.replies]
+            staged = [(work[index][2].keys, [key for key, _ in work[index][2].replies])
+                      for indexes, raw in zip(by_partition.values(), replies_by_call, strict=True)
+                      for index, status in zip(indexes, commit_statuses(raw, len(indexes)), strict=True)
+                      if status.landed and work[index][2].replies]
             if staged:
                 crash_point("before-publish")
                 await self._publish(staged)

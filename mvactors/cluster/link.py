@@ -195,7 +195,8 @@ class RedisLink:
         """
         async def note(exc: Exception, failures: int) -> None:
             if failures == 1 or failures % _LOG_EVERY == 0:
-                why = "full (OOM)" if isinstance(exc, OUT_OF_MEMORY) else "unreachable"
+                why = ("full (OOM)" if isinstance(exc, OUT_OF_MEMORY) else
+                       "short of replica acks" if isinstance(exc, NotReplicated) else "unreachable")
                 log.warning("%s: Redis %s while %s (%s); retrying", self.who, why, what, exc)
 
         return await self._retry.call_with_retry(action, note, with_failure_count=True)

@@ -6,14 +6,13 @@ processes (``--replica-acks 1``) and feeders (``connect(replica_acks=1)``) waiti
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
 
 from mvactors.testing import RedisServer, ReplicatedRedis
 
-REPLICA_ACKS = int(os.environ.get("MVACTORS_TEST_REPLICA_ACKS", "0"))
+from .processes import REPLICA_ACKS
 
 
 @pytest.fixture

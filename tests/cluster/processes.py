@@ -17,6 +17,8 @@ import anyio
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 WORKER_MAIN = "import sys; from mvactors.cli import main; sys.exit(main(sys.argv[1:]))"
+# The suites' replica_acks (conftest.py starts a replicated Redis for it): workers and feeders use it.
+REPLICA_ACKS = int(os.environ.get("MVACTORS_TEST_REPLICA_ACKS", "0"))
 
 
 def _env(extra: dict[str, str] | None) -> dict[str, str]:
@@ -84,9 +86,8 @@ class Process:
 
 def worker(url: str, *flags: str, env: dict[str, str] | None = None) -> Process:
     """``mvactors worker --redis URL --imports cluster_hosts:IMPORTS FLAGS...`` as a process."""
-    acks = os.environ.get("MVACTORS_TEST_REPLICA_ACKS", "0")  # (see conftest.py)
-    if acks != "0" and "--replica-acks" not in flags:
-        flags = ("--replica-acks", acks, *flags)
+    if REPLICA_ACKS and "--replica-acks" not in flags:
+        flags = ("--replica-acks", str(REPLICA_ACKS), *flags)
     return Process([sys.executable, "-c", WORKER_MAIN, "worker", "--redis", url, "--imports",
                     "cluster_hosts:IMPORTS", *flags], env)
 
