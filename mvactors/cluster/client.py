@@ -143,8 +143,9 @@ class Client:
         """Append a message to the actor's mailbox; returns once Redis has it durably (its message ID).
 
         Sending again with the same ``message_id`` within the client's ``dedupe_window_ms`` (24 h
-        by default; counted from when Redis first accepted it) does not apply it twice; after the
-        window, it is a new message.  With ``replica_acks=N`` it returns once N replicas hold it.
+        by default; counted from when Redis first accepted it) does not apply it twice; once the
+        window has passed it may be applied again (IDs older than the window are forgotten at the
+        actor's next accepted send).  With ``replica_acks=N`` it returns once N replicas hold it.
 
         Raises ActorNotFound, ActorFailedInRedis, RedisOutOfMemory (Redis is full: nothing was
         written), NotReplicated (fewer than N replicas confirmed in time: send again with the same

@@ -20,7 +20,7 @@ import anyio
 from ..actors import Actor, AsyncCall, HostCalls
 from ..imports import Journaled
 from .crash import crash_point
-from .link import BACKOFF_MIN, RedisLink
+from .link import BACKOFF_MAX, BACKOFF_MIN, OUT_OF_MEMORY, RedisLink
 from .owned import Owned
 from .wire import JournalReply, journal_args, pack, unpack
 
@@ -150,7 +150,8 @@ class RedisJournal:
             except self.link.retried as exc:  # unreachable, or full (OOM): the write is safe to repeat
                 log.warning("worker %s: Redis unreachable or full while journaling %s (%s)", self.worker_id,
                             call.key, exc)
-                await anyio.sleep(BACKOFF_MIN)
+                # A full Redis stays full for a while: one attempt (and line) a second, not twenty.
+                await anyio.sleep(BACKOFF_MAX if isinstance(exc, OUT_OF_MEMORY) else BACKOFF_MIN)
         if reply.status == "OK":
             owned.journal[call.token] = entry
             return entry
