@@ -279,6 +279,7 @@ class Committer:
         by_partition: dict[str, list[int]] = {}
         for index, (owned, _, _) in enumerate(work):
             by_partition.setdefault(owned.keys.tag, []).append(index)
+
         def fresh(tag: str) -> bool:
             return any(work[i][0].lease.fresh(self.lease_safe) for i in by_partition[tag])
 

@@ -18,6 +18,7 @@ is promoted.  Then:
   replica takes no commit).
 
 ``MVACTORS_FAILOVER_SEED`` replays a run (it picks the actors' names and the moment of the kill).
+``MVACTORS_FAILOVER_ACKS=0`` runs it with replica_acks=0, to see it fail as issue 15 describes.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from .processes import eventually, feeder, worker
 pytestmark = pytest.mark.anyio
 
 NODE_TIMEOUT_MS = 1500
+ACKS = int(os.environ.get("MVACTORS_FAILOVER_ACKS", "1"))
 SENDERS, COUNT, ACTORS = ["s1", "s2", "s3"], 25, 6
 
 
@@ -65,7 +67,7 @@ async def test_a_master_killed_while_its_replica_lags_loses_and_doubles_nothing(
     extra = ("--cluster-replica-validity-factor", "0", "--repl-diskless-sync-delay", "0")
     with RedisCluster(3, replicas=1, node_timeout_ms=NODE_TIMEOUT_MS, extra=extra) as cluster:
         url = cluster.url
-        async with mvactors.connect(url, replica_acks=1) as client:
+        async with mvactors.connect(url, replica_acks=ACKS) as client:
             assert isinstance(client.redis, redis.asyncio.cluster.RedisCluster)
             tag = rng.randrange(1 << 20)
             actors = [await client.spawn(actor_snapshot, imports="counter", actor_id=f"c{tag}-{i}")
@@ -76,8 +78,8 @@ async def test_a_master_killed_while_its_replica_lags_loses_and_doubles_nothing(
             [heir] = cluster.replicas_of(victim)
             doomed = [a for a in actors if _master_of(client.redis, a) == victim_port]
             logs = {s: tmp_path / f"{s}.log" for s in SENDERS}
-            workers = [worker(url, "--replica-acks", "1", "--lease-ms", "1000") for _ in range(2)]
-            feeders = [feeder(url, s, COUNT, actors, replica_acks=1, log=str(logs[s])) for s in SENDERS]
+            workers = [worker(url, "--replica-acks", str(ACKS), "--lease-ms", "1000") for _ in range(2)]
+            feeders = [feeder(url, s, COUNT, actors, replica_acks=ACKS, log=str(logs[s])) for s in SENDERS]
             seen: dict[str, int] = defaultdict(int)
             went_down: list[str] = []
             try:
