@@ -92,6 +92,7 @@ class Committer:
         self.dirty: set[Owned] = set()
         self._hooks = hooks
         self._failures: list[tuple[Owned, str]] = []
+        self._adopted: list[ActorKeys] = []  # (replica_acks) adopted actors whose staged replies to publish
         # Actors whose failure is not yet written: their lease may have lapsed during the fatal
         # turn (the hard stop is 5 s, a lease 2 s), and re-acquiring one here would fence the write.
         self.failing: set[str] = set()
@@ -121,7 +122,10 @@ class Committer:
         while not self._stopping:
             await self._wake.wait()
             self._wake = anyio.Event()
-            while self.dirty or self._failures:
+            while self.dirty or self._failures or self._adopted:
+                if self._adopted:
+                    adopted, self._adopted = self._adopted, []
+                    await self._publish_adopted(adopted)
                 if self._failures:
                     failures, self._failures = self._failures, []
                     for owned, reason in failures:
@@ -263,16 +267,27 @@ class Committer:
                 log.warning("worker %s: publishing the replies of %s failed: %s", self.worker_id, keys.actor_id,
                             answer)
 
-    async def publish_staged(self, keys: ActorKeys) -> None:
-        """Publish what the last owner of an adopted actor staged and had no time to publish, once the
-        replicas hold it (they may not: the owner may have died before its WAIT)."""
-        raw = await self.link.retrying("reading staged replies",
-                                       lambda: self.link.redis.hget(keys.state, "y"))  # type: ignore[misc]
-        reply_keys = staged_keys(raw)
-        if not reply_keys:
+    def adopted(self, keys: ActorKeys) -> None:
+        """(replica_acks) An actor was adopted: publish what its last owner staged and had no time to
+        publish, once the replicas hold it (they may not: that owner may have died before its WAIT)."""
+        self._adopted.append(keys)
+        self._wake.set()
+
+    async def _publish_adopted(self, batch: list[ActorKeys]) -> None:
+        # One pipeline for a batch: a worker adopting 1,000 actors at once would otherwise open as
+        # many connections (the pool's limit is 100).
+        raws = await self.link.pipeline("reading staged replies",
+                                        lambda pipe: [pipe.hget(keys.state, "y") for keys in batch])
+        found = [(keys, staged_keys(raw)) for keys, raw in zip(batch, raws, strict=True)
+                 if raw and not isinstance(raw, Exception)]
+        if not found:
             return
-        await self.link.retrying("waiting for the replicas", lambda: self.link.acked(keys.tag, lambda pipe: None))
-        await self._publish([(keys, reply_keys)])
+        # The sync + WAIT comes after the reads: it covers the commits that staged what was read.
+        for group in await self.link.by_master(sorted({keys.tag for keys, _ in found})):
+            async def synced(tag: str = group[0]) -> list[Any]:
+                return await self.link.acked(tag, lambda pipe: None)
+            await self.link.retrying("waiting for the replicas", synced)
+        await self._publish(found)
 
     async def _send(self, work: list[tuple[Owned, ActorRecord, CommitEntry]], release: bool) -> None:
         crash_point("before-commit")

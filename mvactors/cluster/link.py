@@ -201,7 +201,7 @@ class RedisLink:
 
         return await self._retry.call_with_retry(action, note, with_failure_count=True)
 
-    async def pipeline(self, what: str, build: Callable[[Any], None]) -> list[Any]:
+    async def pipeline(self, what: str, build: Callable[[Any], object]) -> list[Any]:
         """Build and run a pipeline until Redis answers; a failed command's reply is its exception.
 
         (redis-py empties a pipeline when it fails, so each attempt builds it again.)"""

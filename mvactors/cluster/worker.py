@@ -265,8 +265,8 @@ class Worker:
                 self._evict(owned)
                 return
             if self.replica_acks:  # replies its last owner staged and may not have published
-                assert self._tg is not None and self._committer is not None
-                self._tg.start_soon(self._committer.publish_staged, keys)
+                assert self._committer is not None
+                self._committer.adopted(keys)
             self._claim_replies(owned, owned.actor, got.settling)
             # Turns that ran before adopt() returned (see _on_turn) may have settled a claimed promise.
             owned.collect_settled()
