@@ -6,7 +6,10 @@
 Rows (the issue's table): fenced turn commits vs raw pipelined SET of the same bytes;
 committed turns/s of one worker with per-turn checkpoints vs the in-process Runtime;
 two worker processes vs one; graceful migration and crash takeover latency; bytes in
-Redis per hibernated actor vs its snapshot.  Wall-clock rates: Redis is another process.
+Redis per hibernated actor vs its snapshot; committed turns/s with ``replica_acks=1`` vs 0
+on one master with one replica; and on a Redis Cluster (3 masters + 3 replicas,
+cluster-node-timeout 2 s), the time from a master's kill -9 to the first committed turn on
+its promoted replica.  Wall-clock rates: Redis is another process.
 Below the table: the CPU the worker and redis-server spent per committed turn (steadier
 than wall rates on a shared machine) and the load average around the run.
 """
@@ -25,6 +28,7 @@ from typing import Any
 
 import anyio
 import redis.asyncio
+import redis.asyncio.cluster
 from common import cpu_model
 
 import mvactors
@@ -41,7 +45,7 @@ from mvactors.cluster.wire import (
     stored_record,
     text,
 )
-from mvactors.testing import RedisServer
+from mvactors.testing import RedisCluster, RedisServer, ReplicatedRedis
 
 HERE = Path(__file__).resolve().parent
 THERMOSTAT = HERE.parent / "examples" / "fleet" / "thermostat.js"  # a realistic snapshot for the bytes row
@@ -179,6 +183,63 @@ async def one_worker_turns(server: RedisServer, snapshot: bytes, n: int, per_act
             return {"per_s": turns / (time.perf_counter() - start),
                     "cpu_us": (time.process_time() - cpu) / turns * 1e6,
                     "redis_us": (process_cpu_s(server.process.pid) - redis_cpu) / turns * 1e6}
+
+
+async def replica_acks_turns(snapshot: bytes, n: int, per_actor: int) -> dict[int, float]:
+    """Committed turns/s of one in-process worker with replica_acks 0 and 1, on one master with one replica
+    (the same servers, one after the other)."""
+    rates = {}
+    with ReplicatedRedis(1) as pair:
+        for acks in (0, 1):
+            async with mvactors.connect(pair.url) as client:
+                ids = await spawn_many(client, snapshot, n, f"acks{acks}")
+                await fill(client, ids, per_actor)
+                async with mvactors.Worker(pair.url, IMPORTS, replica_acks=acks) as worker:
+                    start = time.perf_counter()
+                    while worker.stats()["committed_turns"] < n * per_actor:
+                        await anyio.sleep(0.005)
+                    rates[acks] = n * per_actor / (time.perf_counter() - start)
+    return rates
+
+
+FAILOVER_NODE_TIMEOUT_MS = 2000
+
+
+async def failover_ms(snapshot: bytes) -> dict[str, float]:
+    """kill -9 of the master holding an actor that a client calls in a loop -> the first reply after it
+    (a turn committed on the promoted replica), with replica_acks=0 (with 1 the heir needs a replica of
+    its own first).  Also when the heir was seen promoted."""
+    extra = ("--repl-diskless-sync-delay", "0")
+    with RedisCluster(3, replicas=1, node_timeout_ms=FAILOVER_NODE_TIMEOUT_MS, extra=extra) as cluster:
+        url = cluster.url
+        proc = worker_process(url, "--lease-ms", "1000")
+        try:
+            async with mvactors.connect(url) as client:
+                actor_id = await client.spawn(snapshot, imports="bench", actor_id="failover")
+                await client.call(actor_id, 1, 1, timeout=60)
+                assert isinstance(client.redis, redis.asyncio.cluster.RedisCluster)
+                node = client.redis.get_node_from_key(ActorKeys.of(actor_id).state)
+                assert node is not None
+                victim = next(n for n in cluster.nodes if n.port == int(node.port))
+                [heir] = cluster.replicas_of(victim)
+                victim.kill()
+                killed = time.perf_counter()
+                promoted = None
+                while True:
+                    if promoted is None and cluster.role(heir) == "master":
+                        promoted = time.perf_counter() - killed
+                    try:
+                        await client.call(actor_id, 1, 1, timeout=1)
+                        break
+                    except (mvactors.cluster.RedisUnreachable, TimeoutError):
+                        await anyio.sleep(0.02)
+                first_turn = time.perf_counter() - killed
+                if promoted is None:
+                    promoted = first_turn
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+    return {"promoted": promoted * 1000, "first_turn": first_turn * 1000}
 
 
 async def warm_up(client: mvactors.cluster.Client, snapshot: bytes, workers: int, prefix: str) -> None:
@@ -345,6 +406,14 @@ async def main_async(quick: bool) -> None:
         ratio = h["state"] / h["snapshot"]
         rows.append(["bytes in Redis per hibernated actor (record + state hash, MEMORY USAGE)", f"{h['state']:,.0f} B",
                      f"snapshot {h['snapshot']:,.0f} B", f"{ratio:.2f}x", "≤ 1.3x", ratio <= 1.3])
+    acks = await replica_acks_turns(snapshot, n // 2, per_actor)
+    rows.append(["committed turns/s, 1 worker, replica_acks=1 (1 master + 1 replica)", f"{acks[1]:,.0f}/s",
+                 f"replica_acks=0 {acks[0]:,.0f}/s", f"{acks[1] / acks[0]:.2f}x", "report", None])
+    f = await failover_ms(snapshot)
+    rows.append(["failover (kill -9 of a master → first committed turn on its promoted replica)",
+                 f"{f['first_turn']:,.0f} ms", f"cluster-node-timeout {FAILOVER_NODE_TIMEOUT_MS} ms",
+                 f"{f['first_turn'] / FAILOVER_NODE_TIMEOUT_MS:.2f}x", "≤ node timeout + 5 s",
+                 f["first_turn"] <= FAILOVER_NODE_TIMEOUT_MS + 5000])
     wall = time.perf_counter() - started
     load_after = os.getloadavg()
     print("# mvactors cluster benchmark\n")
@@ -364,6 +433,7 @@ async def main_async(quick: bool) -> None:
     print(f"Migration ms: graceful {[round(x) for x in graceful]}, crash {[round(x) for x in crash]}. "
           f"Hibernated actor: record {h['record']:,} B; its mailbox stream and dedupe set add {h['rest']:,} B "
           "(the dedupe set keeps a day of message IDs).")
+    print(f"Failover: the heir was seen promoted {f['promoted']:,.0f} ms after the kill.")
 
 
 async def server_flush(url: str) -> None:

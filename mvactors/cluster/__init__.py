@@ -5,8 +5,16 @@ Runs on asyncio (redis-py's asyncio client).
 """
 
 from .client import Client, connect
-from .errors import ActorExistsInRedis, ActorFailedInRedis, ActorNotFound, RedisUnreachable
+from .errors import (
+    ActorExistsInRedis,
+    ActorFailedInRedis,
+    ActorNotFound,
+    EvictionPolicyRefused,
+    NotReplicated,
+    RedisOutOfMemory,
+    RedisUnreachable,
+)
 from .worker import Worker
 
-__all__ = ["ActorExistsInRedis", "ActorFailedInRedis", "ActorNotFound", "Client", "RedisUnreachable", "Worker",
-           "connect"]
+__all__ = ["ActorExistsInRedis", "ActorFailedInRedis", "ActorNotFound", "Client", "EvictionPolicyRefused",
+           "NotReplicated", "RedisOutOfMemory", "RedisUnreachable", "Worker", "connect"]

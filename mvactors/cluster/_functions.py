@@ -23,6 +23,9 @@ Key names per actor (T = the partition's hash tag):
   T:j:<id>  hash   token -> journaled host call result
   T:r:<id>:<message_id>  stream with the reply of one call (expires)
   T:h:<id>  list   the kept history, oldest first (msgpack entries, capped at h)
+  (with replica_acks >= 1 a commit does not write T:r keys: it stages its replies in T:a field
+   y, a msgpack [reply key, payload, ...], and mva_publish writes them once WAIT says the
+   commit is on enough replicas; see committer.py)
 Per partition:
   T:work    zset   actor -> ms (server clock) when a worker should look: 0 for mail with no
                    owner, a timer's due time, or the owner's lease expiry (orphan check)
@@ -31,6 +34,8 @@ Per partition:
   T:failed  zset   failed actors (score 0), kept by fail, retry and delete
   T:paused  zset   paused actors (score 0), kept by pause, resume and delete
 (The three inventory indexes let `actors(state="failed")` read a few members instead of scanning.)
+  T:sync    string a counter mva_sync bumps: a write on the connection, so a WAIT after it covers
+                   everything the master held for the partition when it ran
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ LIBRARY = r"""#!lua name=mvactors
 local VERSION = @VERSION@
 
 local REPLY_TTL_MS = 3600000
-local DEDUPE_WINDOW_MS = 86400000  -- a retry with the same message_id within a day is applied once
+local DEDUPE_WINDOW_MS = 86400000  -- default: a retry with the same message_id within a day is applied once
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -73,7 +78,7 @@ local function spawn(keys, args)
   return {'OK'}
 end
 
--- send(a, l, m, d, work, ready; actor, message_id, payload) -> {status, stream id, owner}
+-- send(a, l, m, d, work, ready; actor, message_id, payload[, dedupe window ms]) -> {status, stream id, owner}
 local function send(keys, args)
   local a, l, m, d, work, ready = keys[1], keys[2], keys[3], keys[4], keys[5], keys[6]
   local f = redis.call('HMGET', a, 'e', 'x')
@@ -83,7 +88,7 @@ local function send(keys, args)
   if redis.call('ZSCORE', d, args[2]) then return {'DUP', '', owner or ''} end
   local id = redis.call('XADD', m, '*', 'i', args[2], 'b', args[3])
   local now = now_ms()
-  redis.call('ZREMRANGEBYSCORE', d, '-inf', now - DEDUPE_WINDOW_MS)
+  redis.call('ZREMRANGEBYSCORE', d, '-inf', now - (tonumber(args[4]) or DEDUPE_WINDOW_MS))
   redis.call('ZADD', d, now, args[2])
   if owner then
     redis.call('ZADD', ready, 0, owner .. '|' .. args[1])
@@ -194,7 +199,19 @@ end
 -- One actor's commit; every check comes before its first write.
 -- e: [actor, epoch, prev_turns, turns, pos, release, due ms or '', next_token, pending tokens, settling,
 --     record, reply payloads, last failure JSON or '', gas pause JSON or '']
-local function commit_one(a, l, m, j, c, work, ready, paused, worker, e, reply_keys)
+-- Replies held back until their commit is on enough replicas (replica_acks >= 1); mva_publish
+-- makes them readable.  Appended: a commit repeated before the last publish keeps both.
+local function stage_replies(a, reply_keys, payloads)
+  local staged = redis.call('HGET', a, 'y')
+  local list = staged and cmsgpack.unpack(staged) or {}
+  for i = 1, #reply_keys do
+    list[#list + 1] = reply_keys[i]
+    list[#list + 1] = payloads[i]
+  end
+  redis.call('HSET', a, 'y', cmsgpack.pack(list))
+end
+
+local function commit_one(a, l, m, j, c, work, ready, paused, worker, e, reply_keys, stage)
   local actor, epoch, prev, turns, pos = e[1], e[2], e[3], e[4], e[5]
   local rel, due, next_token, pending_tokens, settling = e[6], e[7], e[8], e[9], e[10]
   local f = redis.call('HMGET', a, 'e', 't', 'p', 'f', 's', 'q')
@@ -231,27 +248,31 @@ local function commit_one(a, l, m, j, c, work, ready, paused, worker, e, reply_k
     return 'DUP'
   end
   local payloads = e[12]
-  for i = 1, #reply_keys do
-    redis.call('XADD', reply_keys[i], 'MAXLEN', 1, '*', 'v', payloads[i])
-    redis.call('PEXPIRE', reply_keys[i], REPLY_TTL_MS)
+  if stage and #reply_keys > 0 then
+    stage_replies(a, reply_keys, payloads)
+  else
+    for i = 1, #reply_keys do
+      redis.call('XADD', reply_keys[i], 'MAXLEN', 1, '*', 'v', payloads[i])
+      redis.call('PEXPIRE', reply_keys[i], REPLY_TTL_MS)
+    end
   end
   if rel then release(a, l, m, work, ready, actor, worker, due) end
   if e[14] ~= '' then gas_pause(a, work, paused, actor, e[14]) end
   return 'OK'
 end
 
--- commit(work, ready, paused index, then per actor: a, l, m, j, c, its reply keys...; worker, actors)
---   -> a status per actor
+-- commit(work, ready, paused index, then per actor: a, l, m, j, c, its reply keys...; worker, actors[, stage])
+--   -> a status per actor (stage '1': replies are staged, not written; see stage_replies)
 -- actors: one msgpack array of commit_one's entries (one argument, not dozens: cheaper to send and parse).
 -- Actors of one partition commit in one call (group commit); each actor's outcome is its own.
 local function commit(keys, args)
-  local work, ready, paused, worker = keys[1], keys[2], keys[3], args[1]
+  local work, ready, paused, worker, stage = keys[1], keys[2], keys[3], args[1], args[3] == '1'
   local k, out = 4, {}
   for n, e in ipairs(cmsgpack.unpack(args[2])) do
     local reply_keys = {}
     for i = 1, #e[12] do reply_keys[i] = keys[k + 4 + i] end
     out[n] = commit_one(keys[k], keys[k + 1], keys[k + 2], keys[k + 3], keys[k + 4], work, ready, paused, worker, e,
-                        reply_keys)
+                        reply_keys, stage)
     k = k + 5 + #e[12]
   end
   return out
@@ -484,15 +505,51 @@ end
 
 local function version(keys, args) return VERSION end
 
+-- ---- replica_acks (issue 15): the writes that make WAIT cover what a caller is about to trust ----
+
+-- sync(T:sync) -> n: one write that always replicates, so a WAIT after it on the same connection
+-- returns only once the replicas hold everything this master had for the slot (a DUP send or
+-- commit writes nothing itself, yet what it found may not be replicated).
+local function sync(keys, args)
+  return redis.call('INCR', keys[1])
+end
+
+-- publish(a, reply keys...) -> replies made readable.  Sent only after a WAIT said the commits
+-- that staged them are on enough replicas.  Only the declared keys are published: others may be
+-- a later commit's, not yet replicated.  No epoch check: a staged reply belongs to a commit that
+-- passed its own fencing check, and the entry leaves the stage in the same write, so a publish
+-- repeated (by a retry, or by the worker that adopted the actor) makes nothing readable twice.
+local function publish(keys, args)
+  local staged = redis.call('HGET', keys[1], 'y')
+  if not staged then return 0 end
+  local wanted = {}
+  for i = 2, #keys do wanted[keys[i]] = true end
+  local list, keep, n = cmsgpack.unpack(staged), {}, 0
+  for i = 1, #list, 2 do
+    if wanted[list[i]] then
+      redis.call('XADD', list[i], 'MAXLEN', 1, '*', 'v', list[i + 1])
+      redis.call('PEXPIRE', list[i], REPLY_TTL_MS)
+      n = n + 1
+    else
+      keep[#keep + 1] = list[i]
+      keep[#keep + 1] = list[i + 1]
+    end
+  end
+  if #keep > 0 then redis.call('HSET', keys[1], 'y', cmsgpack.pack(keep)) else redis.call('HDEL', keys[1], 'y') end
+  return n
+end
+
 redis.register_function('mva_spawn', spawn)
 redis.register_function('mva_send', send)
 redis.register_function('mva_acquire', acquire)
-redis.register_function('mva_renew', renew)
+-- allow-oom: a full Redis (noeviction at maxmemory) must not take leases away from the workers
+-- that hold them (they would drop their actors); a renewal grows nothing.
+redis.register_function{function_name='mva_renew', callback=renew, flags={'allow-oom'}}
 redis.register_function('mva_commit', commit)
 redis.register_function{function_name='mva_fetch', callback=fetch, flags={'no-writes'}}
 redis.register_function('mva_journal', journal)
 redis.register_function('mva_fail', fail)
-redis.register_function('mva_take_ready', take_ready)
+redis.register_function{function_name='mva_take_ready', callback=take_ready, flags={'allow-oom'}}  -- only removes
 redis.register_function{function_name='mva_describe', callback=describe, flags={'no-writes'}}
 redis.register_function('mva_delete', delete)
 redis.register_function{function_name='mva_inventory', callback=inventory, flags={'no-writes'}}
@@ -501,4 +558,8 @@ redis.register_function('mva_resume', resume)
 redis.register_function('mva_retry', retry)
 redis.register_function('mva_cancel', cancel)
 redis.register_function{function_name='mva_version', callback=version, flags={'no-writes'}}
+redis.register_function{function_name='mva_sync', callback=sync, flags={'allow-oom'}}  -- one counter
+-- allow-oom: it moves a staged reply from the record's hash to its stream (no net growth), and a
+-- reply whose commit is durable should not wait for memory.
+redis.register_function{function_name='mva_publish', callback=publish, flags={'allow-oom'}}
 """.replace("@VERSION@", str(VERSION))

@@ -1,4 +1,11 @@
-"""``mvactors.connect(url)``: spawn, message and inspect actors stored in Redis, from any process."""
+"""``mvactors.connect(url)``: spawn, message and inspect actors stored in Redis, from any process.
+
+With ``replica_acks=N`` (N >= 1) each spawn, send and describe runs on one connection to the
+master serving the actor's partition, followed by a write that always replicates and ``WAIT N``
+(:meth:`RedisLink.acked`): it returns only once N replicas hold the message (and, for describe,
+everything it read), so a failover to one of them keeps it.  A WAIT that times out raises
+:class:`NotReplicated`: send again with the same ``message_id``; the repeat is recognised.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +21,15 @@ from ..actors import ActorRecord, GasPolicy
 from ..errors import Cancelled, GuestError
 from ..vm import SnapshotLike
 from ..vm.snapshot import check_size, snapshot_bytes
-from .errors import ActorExistsInRedis, ActorFailedInRedis, ActorNotFound
+from .deployment import check_deployment
+from .errors import (
+    ActorExistsInRedis,
+    ActorFailedInRedis,
+    ActorNotFound,
+    NotReplicated,
+    RedisOutOfMemory,
+    RedisUnreachable,
+)
 from .keys import (
     HINT_FREE,
     PARTITIONS,
@@ -53,20 +68,31 @@ _WAIT_SLICE_MS = 1000  # a call's blocking read returns this often to see whethe
 # pair (one ZRANGE BYLEX and one mva_inventory per partition, pipelined).
 _PAGE = 256
 STATES = ("idle", "running", "paused", "failed")
+DEDUPE_WINDOW_MS = 24 * 3600 * 1000  # default: a message_id sent again within a day is not applied twice
 
 
 class Client:
     """A connection to the actors stored in one Redis (or Redis Cluster). Use ``mvactors.connect(url)``."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, replica_acks: int = 0, dedupe_window_ms: int = DEDUPE_WINDOW_MS) -> None:
+        if not isinstance(replica_acks, int) or isinstance(replica_acks, bool) or replica_acks < 0:
+            raise ValueError(f"replica_acks must be an int >= 0, not {replica_acks!r}")
+        if not isinstance(dedupe_window_ms, int) or isinstance(dedupe_window_ms, bool) or dedupe_window_ms < 1000:
+            raise ValueError(f"dedupe_window_ms must be an int of at least 1000, not {dedupe_window_ms!r}")
         self.url = url
+        self.replica_acks = replica_acks
+        self.dedupe_window_ms = dedupe_window_ms
         self._link: RedisLink | None = None
 
     async def __aenter__(self) -> Client:
         # Every waiting call holds a blocking connection: up to 1,000 at once.
-        self._link = RedisLink(self.url, blocking_timeout=_WAIT_SLICE_MS / 1000 + 10, blocking_connections=1000)
+        self._link = RedisLink(self.url, blocking_timeout=_WAIT_SLICE_MS / 1000 + 10, blocking_connections=1000,
+                               replica_acks=self.replica_acks)
         try:
-            await self._link.load_functions()
+            link = self._link
+            # Eviction only: what a redis-server crash loses is the workers' to warn about.
+            await link.guarded(lambda: check_deployment(link.redis, warn_persistence=False))
+            await link.load_functions()
         except BaseException:
             await self.aclose()
             raise
@@ -95,8 +121,22 @@ class Client:
     async def _fcall(self, name: str, keys: list[str], args: list[Any]) -> Any:
         return await self.link.fcall(name, [len(keys), *keys, *args])
 
+    async def _acked_fcall(self, tag: str, name: str, keys: list[str], args: list[Any]) -> Any:
+        """``FCALL`` that returns once ``replica_acks`` replicas hold what it wrote and read (one attempt)."""
+        if not self.replica_acks:
+            return await self._fcall(name, keys, args)
+        link = self.link
+
+        async def once() -> Any:
+            [result] = await link.acked(tag, lambda pipe: pipe.fcall(name, len(keys), *keys, *args))
+            if isinstance(result, Exception):
+                raise result
+            return result
+        return await link.guarded(once)
+
     async def _describe(self, keys: ActorKeys) -> Described | None:
-        return Described.decode(await self._fcall("mva_describe", [keys.state, keys.lease, keys.mailbox], []))
+        return Described.decode(await self._acked_fcall(keys.tag, "mva_describe",
+                                                        [keys.state, keys.lease, keys.mailbox], []))
 
     # ---- the contract ----
 
@@ -122,8 +162,8 @@ class Client:
         check_size(data)  # the rest is checked by the worker's restore, which fails the actor saying why
         keys = ActorKeys.of(actor_id)
         code = hashlib.sha256(data).hexdigest()
-        result = await self.link.fcall("mva_spawn", spawn_args(keys, data, imports or "", encode_gas(gas), code,
-                                                               history))
+        flat = spawn_args(keys, data, imports or "", encode_gas(gas), code, history)
+        result = await self._acked_fcall(keys.tag, "mva_spawn", flat[1:1 + flat[0]], flat[1 + flat[0]:])
         if not spawned(result):
             raise ActorExistsInRedis(f"an actor with ID {actor_id!r} already exists")
         return actor_id
@@ -131,7 +171,15 @@ class Client:
     async def send(self, actor_id: str, export_id: int, *args: Any, message_id: str | None = None) -> str:
         """Append a message to the actor's mailbox; returns once Redis has it durably (its message ID).
 
-        Sending again with the same ``message_id`` does not apply it twice.
+        Sending again with the same ``message_id`` within the client's ``dedupe_window_ms`` (24 h
+        by default; counted from when Redis first accepted it) does not apply it twice; once the
+        window has passed it may be applied again (IDs older than the window are forgotten at the
+        actor's next accepted send).  With ``replica_acks=N`` it returns once N replicas hold it.
+
+        Raises ActorNotFound, ActorFailedInRedis, RedisOutOfMemory (Redis is full: nothing was
+        written), NotReplicated (fewer than N replicas confirmed in time: send again with the same
+        ``message_id``) or RedisUnreachable (it may or may not have been accepted: send again with
+        the same ``message_id``).
         """
         return await self._send(actor_id, export_id, args, message_id, reply=False)
 
@@ -191,8 +239,12 @@ class Client:
             raise TypeError("message_id must be a non-empty str")
         payload = message_payload(export_id, args, reply)  # TypeError for unsupported arguments, before Redis
         keys = ActorKeys.of(actor_id)
-        result = await self._fcall("mva_send", [keys.state, keys.lease, keys.mailbox, keys.dedupe, keys.work,
-                                                keys.ready], [actor_id, message_id, payload])
+        try:
+            result = await self._acked_fcall(keys.tag, "mva_send", [keys.state, keys.lease, keys.mailbox, keys.dedupe,
+                                                                    keys.work, keys.ready],
+                                             [actor_id, message_id, payload, self.dedupe_window_ms])
+        except NotReplicated as exc:
+            raise NotReplicated(f"message {message_id} to actor {actor_id!r}: {exc}", message_id) from exc
         sent = SendReply.decode(result)
         if sent.status == "UNKNOWN":
             raise ActorNotFound(f"no actor {actor_id!r} in Redis at {self.url}")
@@ -201,7 +253,10 @@ class Client:
         # A wake-up hint only: workers also find the mail by polling the work index.
         hint = hint_key(sent.owner) if sent.owner else HINT_FREE
         redis = self.redis
-        await self.link.guarded(lambda: redis.xadd(hint, {"a": actor_id}, maxlen=64, approximate=True))
+        try:
+            await self.link.guarded(lambda: redis.xadd(hint, {"a": actor_id}, maxlen=64, approximate=True))
+        except (RedisOutOfMemory, RedisUnreachable):
+            pass  # the message is in; the workers' scan of the work index finds it without the hint
         return message_id
 
     async def describe(self, actor_id: str) -> dict[str, Any]:
@@ -403,14 +458,19 @@ class Client:
         return out
 
 
-def connect(url: str) -> Client:
+def connect(url: str, replica_acks: int = 0, dedupe_window_ms: int = DEDUPE_WINDOW_MS) -> Client:
     """A client for the actors in Redis at ``url`` (``redis://...`` or ``redis+cluster://...``).
+
+    Entering it refuses a Redis that may evict keys (:class:`EvictionPolicyRefused`).
+    ``replica_acks``: spawn, send and describe return only once that many replicas of the
+    actor's master hold the write (``WAIT``; 0: once the master has it).  ``dedupe_window_ms``:
+    how long a ``message_id`` is remembered (see :meth:`Client.send`).
 
     >>> async with mvactors.connect("redis://127.0.0.1:6379/0") as client:
     ...     actor_id = await client.spawn(snapshot, imports="counter")
     ...     print(await client.call(actor_id, 1, "hello"))
     """
-    return Client(url)
+    return Client(url, replica_acks=replica_acks, dedupe_window_ms=dedupe_window_ms)
 
 
 __all__ = ["Client", "connect"]

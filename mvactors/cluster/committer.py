@@ -4,20 +4,43 @@ It keeps the dirty set (actors with turns or replies not committed), and sends t
 in one pipeline with one ``mva_commit`` per partition (group commit).  It also sends the
 releasing commit of actors handed back to Redis, and the failure writes (``mva_fail``) that
 mark an actor failed and answer each of its waiting callers in the same write.
+
+A full Redis refuses a commit before it writes anything (``mva_commit`` is not ``allow-oom``):
+the actors stay here, run no further turn (each waits for its commit), and the commit is sent
+again, with the same turns and positions, under the link's backoff until memory is freed.
+
+``replica_acks = N >= 1`` (issue 15): a turn's reply must not be readable before its commit is
+on N replicas, or a failover could hand a caller the reply of a turn the new master never saw
+(re-applied: a counter value handed out twice).  So:
+
+1. the commit stages its replies in the actor's hash (field ``y``) instead of writing the reply
+   streams the callers block on;
+2. the commits of one master go out on one connection, followed by ``mva_sync`` and ``WAIT N``
+   (:meth:`RedisLink.acked`); fewer than N acks is a failed commit: sent again, same IDs (a
+   repeat answers DUP, and the sync makes the next WAIT cover the first attempt's writes);
+3. only then ``mva_publish`` moves the staged replies of this commit to their reply streams;
+4. a worker that adopts an actor with staged replies (its owner died between 2 and 3) waits for
+   the replicas (sync + WAIT) and publishes them: they belong to the record it adopted.
+
+A reply stream therefore only exists for a commit N replicas hold.  What the master holds
+beyond that (a staged reply, an unreplicated commit) is never shown to a caller, and is lost or
+kept by a failover without anyone having trusted it.  N = 0 writes the reply streams in the
+commit, as before.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import anyio
+import redis.exceptions
 
 from ..actors import ActorRecord
 from .crash import crash_point, snapshot_point
-from .keys import HINT_FREE
-from .link import RedisLink
+from .keys import HINT_FREE, ActorKeys
+from .link import OUT_OF_MEMORY, RedisLink
 from .owned import Owned
 from .stats import WorkerStats
 from .wire import (
@@ -28,6 +51,7 @@ from .wire import (
     fail_args,
     fetch_args,
     fetched,
+    staged_keys,
     storable_record,
 )
 
@@ -68,6 +92,7 @@ class Committer:
         self.dirty: set[Owned] = set()
         self._hooks = hooks
         self._failures: list[tuple[Owned, str]] = []
+        self._adopted: list[ActorKeys] = []  # (replica_acks) adopted actors whose staged replies to publish
         # Actors whose failure is not yet written: their lease may have lapsed during the fatal
         # turn (the hard stop is 5 s, a lease 2 s), and re-acquiring one here would fence the write.
         self.failing: set[str] = set()
@@ -97,7 +122,10 @@ class Committer:
         while not self._stopping:
             await self._wake.wait()
             self._wake = anyio.Event()
-            while self.dirty or self._failures:
+            while self.dirty or self._failures or self._adopted:
+                if self._adopted:
+                    adopted, self._adopted = self._adopted, []
+                    await self._publish_adopted(adopted)
                 if self._failures:
                     failures, self._failures = self._failures, []
                     for owned, reason in failures:
@@ -180,17 +208,109 @@ class Committer:
                 self._quiet.set()
                 self._quiet = None
 
+    async def _commit_calls(self, calls: dict[str, list[Any]], fresh: Callable[[str], bool]) -> dict[str, Any]:
+        """Run one ``mva_commit`` per partition (``calls``: tag -> its arguments) until each has an answer
+        that is not OOM and, with replica_acks, is on enough replicas; the answers by tag.
+
+        ``fresh(tag)``: whether a lease of that partition's actors may still commit.  A partition whose
+        master is gone (a failover takes cluster-node-timeout and more) is given up once none is: its
+        answer is an error, its actors are dropped, and the other partitions' commits go on."""
+        answers: dict[str, Any] = {}
+        stage = ["1"] if self.link.replica_acks else []
+
+        async def attempt() -> None:
+            for tag in calls:
+                if tag not in answers and not fresh(tag):
+                    answers[tag] = redis.exceptions.ConnectionError("no answer before its leases lapsed")
+            todo = [tag for tag in calls if tag not in answers]
+            if not todo:
+                return
+            if not self.link.replica_acks:
+                raw = await self.link.pipeline_once(
+                    lambda pipe: [pipe.fcall("mva_commit", *calls[tag]) for tag in todo])
+                got = list(zip(todo, raw, strict=True))
+            else:
+                got = []
+                problem: Exception | None = None
+                for group in await self.link.by_master(todo):  # (one master on a single Redis: one WAIT)
+                    def build(pipe: Any, group: list[str] = group) -> None:
+                        for tag in group:
+                            pipe.fcall("mva_commit", *calls[tag], *stage)
+                    try:
+                        raw = await self.link.acked(group[0], build)
+                    except self.link.retried as exc:  # this master's part is sent again; the others count
+                        problem = exc
+                        continue
+                    got += zip(group, raw, strict=True)
+                if problem is not None and not got:
+                    raise problem
+            full: Exception | None = None
+            for tag, answer in got:
+                if isinstance(answer, OUT_OF_MEMORY):
+                    full = answer  # refused before any write: the same commit goes again
+                else:
+                    answers[tag] = answer
+            if full is not None:
+                raise full
+            if len(answers) < len(calls):
+                raise redis.exceptions.TryAgainError("some masters did not confirm the commit yet")
+
+        await self.link.retrying("committing", attempt)
+        return answers
+
+    async def _publish(self, staged: list[tuple[ActorKeys, list[str]]]) -> None:
+        """Make the staged replies of replicated commits readable (``mva_publish``, safe to repeat)."""
+        def build(pipe: Any) -> None:
+            for keys, reply_keys in staged:
+                pipe.fcall("mva_publish", 1 + len(reply_keys), keys.state, *reply_keys)
+
+        for (keys, _), answer in zip(staged, await self.link.pipeline("publishing replies", build), strict=True):
+            if isinstance(answer, Exception):  # the next owner publishes them (see the module docstring)
+                log.warning("worker %s: publishing the replies of %s failed: %s", self.worker_id, keys.actor_id,
+                            answer)
+
+    def adopted(self, keys: ActorKeys) -> None:
+        """(replica_acks) An actor was adopted: publish what its last owner staged and had no time to
+        publish, once the replicas hold it (they may not: that owner may have died before its WAIT)."""
+        self._adopted.append(keys)
+        self._wake.set()
+
+    async def _publish_adopted(self, batch: list[ActorKeys]) -> None:
+        # One pipeline for a batch: a worker adopting 1,000 actors at once would otherwise open as
+        # many connections (the pool's limit is 100).
+        raws = await self.link.pipeline("reading staged replies",
+                                        lambda pipe: [pipe.hget(keys.state, "y") for keys in batch])
+        found = [(keys, staged_keys(raw)) for keys, raw in zip(batch, raws, strict=True)
+                 if raw and not isinstance(raw, Exception)]
+        if not found:
+            return
+        # The sync + WAIT comes after the reads: it covers the commits that staged what was read.
+        for group in await self.link.by_master(sorted({keys.tag for keys, _ in found})):
+            async def synced(tag: str = group[0]) -> list[Any]:
+                return await self.link.acked(tag, lambda pipe: None)
+            await self.link.retrying("waiting for the replicas", synced)
+        await self._publish(found)
+
     async def _send(self, work: list[tuple[Owned, ActorRecord, CommitEntry]], release: bool) -> None:
         crash_point("before-commit")
         by_partition: dict[str, list[int]] = {}
         for index, (owned, _, _) in enumerate(work):
             by_partition.setdefault(owned.keys.tag, []).append(index)
 
-        def build(pipe: Any) -> None:
-            for indexes in by_partition.values():
-                pipe.fcall("mva_commit", *commit_args(self.worker_id, [work[i][2] for i in indexes]))
+        def fresh(tag: str) -> bool:
+            return any(work[i][0].lease.fresh(self.lease_safe) for i in by_partition[tag])
 
-        replies_by_call = await self.link.pipeline("committing", build)
+        answers = await self._commit_calls({tag: commit_args(self.worker_id, [work[i][2] for i in indexes])
+                                            for tag, indexes in by_partition.items()}, fresh)
+        replies_by_call = [answers[tag] for tag in by_partition]
+        if self.link.replica_acks:
+            staged = [(work[index][2].keys, [key for key, _ in work[index][2].replies])
+                      for indexes, raw in zip(by_partition.values(), replies_by_call, strict=True)
+                      for index, status in zip(indexes, commit_statuses(raw, len(indexes)), strict=True)
+                      if status.landed and work[index][2].replies]
+            if staged:
+                crash_point("before-publish")
+                await self._publish(staged)
         crash_point("after-commit")
         hints = []
         for indexes, raw in zip(by_partition.values(), replies_by_call, strict=True):

@@ -3,8 +3,9 @@ process ``os._exit(70)`` the n-th time (default 1st) it reaches ``point``.
 
 Points: ``before-journal`` (a journaled call ran, its result is not recorded yet),
 ``after-journal`` (a journaled result is in Redis, the guest has not seen it),
-``before-commit`` (turns ran, their commit not sent), ``after-commit`` (committed, nothing
-after it done), ``after-turn`` (a turn of any actor ran here, whatever was committed: ``:n``
+``before-commit`` (turns ran, their commit not sent), ``before-publish`` (replica_acks: the
+commit is on the replicas, its staged replies not yet readable), ``after-commit`` (committed,
+nothing after it done), ``after-turn`` (a turn of any actor ran here, whatever was committed: ``:n``
 picks the n-th turn this worker ran).
 
 ``MVACTORS_POISON=actor_id`` makes every record the worker takes of that actor (each commit's,

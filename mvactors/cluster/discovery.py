@@ -15,7 +15,7 @@ import anyio
 
 from .keys import HINT_FREE, PARTITIONS, ActorKeys, hint_key, partition_tag, ready_key, work_key
 from .lease import Leases
-from .link import BACKOFF_MAX, BACKOFF_MIN, UNREACHABLE, RedisLink
+from .link import BACKOFF_MAX, BACKOFF_MIN, OUT_OF_MEMORY, UNREACHABLE, RedisLink
 from .owned import Owned
 from .wire import Acquired, CorruptState, fetch_args, fetched, taken_ready, text
 
@@ -57,6 +57,8 @@ class Discovery:
         self._want_fetch: set[Owned] = set()
         self._wake = anyio.Event()
         self._stopping = False
+        self._full_until = 0.0  # monotonic time before which acquiring waits (Redis said OOM)
+        self._full_refusals = 0
 
     def want_fetch(self, owned: Owned) -> None:
         """Read more of ``owned``'s mailbox soon."""
@@ -172,6 +174,8 @@ class Discovery:
         """Lease and adopt those of ``actor_ids`` this worker has room for."""
         if self._stopping:
             return
+        if time.monotonic() < self._full_until:
+            return
         actor_ids = [a for a in actor_ids if a not in self._held and a not in self.acquiring
                      and a not in self._failing][:max(self.room(), 0)]
         if not actor_ids:
@@ -184,11 +188,24 @@ class Discovery:
             except UNREACHABLE as exc:
                 log.warning("worker %s: Redis unreachable while acquiring (%s)", self.worker_id, exc)
                 return
+            full = 0
             for keys, result in results:
                 if isinstance(result, (Acquired, CorruptState)):
                     await self._adopt(keys, result, sent)
+                elif isinstance(result, OUT_OF_MEMORY):
+                    full += 1
                 elif isinstance(result, Exception):
                     log.warning("worker %s: acquiring %s failed: %s", self.worker_id, keys.actor_id, result)
+            if full:
+                # Redis is full (it refused before writing): try again in a second, not every scan,
+                # and say so about once a minute (60 refusals at one per second).
+                self._full_until = time.monotonic() + BACKOFF_MAX
+                self._full_refusals += 1
+                if self._full_refusals % 60 == 1:
+                    log.warning("worker %s: Redis is full (OOM): acquires nothing until memory is freed "
+                                "(%d actors waiting)", self.worker_id, full)
+            else:
+                self._full_refusals = 0
         finally:
             self.acquiring.difference_update(actor_ids)
 

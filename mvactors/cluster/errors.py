@@ -56,3 +56,27 @@ class EvictionPolicyRefused(ClusterError):
             "in redis.conf so it survives a restart)")
         self.node = node
         self.policy = policy
+
+
+class RedisOutOfMemory(ClusterError):
+    """Redis refused a write with ``OOM`` (``noeviction`` at ``maxmemory``); nothing of it was written.
+
+    Redis checks memory before a function runs, so a refused send, call or spawn left no half-written
+    message: sending again (with the same ``message_id``) once memory is freed is safe.
+    """
+
+    default_code = "MVA_REDIS_OOM"
+
+
+class NotReplicated(RedisUnreachable):
+    """A write reached the master but fewer replicas than ``replica_acks`` confirmed it in time.
+
+    It is not acknowledged: a failover now could lose it.  Send again with the same ``message_id``
+    (``message_id`` is on the error): a repeat is recognised and waits for the replicas again.
+    """
+
+    default_code = "MVA_NOT_REPLICATED"
+
+    def __init__(self, message: str, message_id: str | None = None) -> None:
+        super().__init__(message)
+        self.message_id = message_id

@@ -20,7 +20,7 @@ import anyio
 from ..actors import Actor, AsyncCall, HostCalls
 from ..imports import Journaled
 from .crash import crash_point
-from .link import BACKOFF_MIN, UNREACHABLE, RedisLink
+from .link import BACKOFF_MAX, BACKOFF_MIN, OUT_OF_MEMORY, RedisLink
 from .owned import Owned
 from .wire import JournalReply, journal_args, pack, unpack
 
@@ -147,9 +147,11 @@ class RedisJournal:
                 # (one attempt per round: the lease is looked at again before each)
                 reply = JournalReply.decode(await self.link.redis.fcall("mva_journal", *args))  # type: ignore[misc]
                 break
-            except UNREACHABLE as exc:
-                log.warning("worker %s: Redis unreachable while journaling %s (%s)", self.worker_id, call.key, exc)
-                await anyio.sleep(BACKOFF_MIN)
+            except self.link.retried as exc:  # unreachable, or full (OOM): the write is safe to repeat
+                log.warning("worker %s: Redis unreachable or full while journaling %s (%s)", self.worker_id,
+                            call.key, exc)
+                # A full Redis stays full for a while: one attempt (and line) a second, not twenty.
+                await anyio.sleep(BACKOFF_MAX if isinstance(exc, OUT_OF_MEMORY) else BACKOFF_MIN)
         if reply.status == "OK":
             owned.journal[call.token] = entry
             return entry

@@ -102,3 +102,8 @@ class ActorKeys:
     def reply(self, message_id: str) -> str:
         """The stream a call's reply is written to (the caller blocks on it)."""
         return f"{self.tag}:r:{self.actor_id}:{message_id}"
+
+
+def sync_key(tag: str) -> str:
+    """A partition's counter that ``mva_sync`` bumps (a write a WAIT can wait for)."""
+    return f"{tag}:sync"

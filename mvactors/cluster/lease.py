@@ -18,7 +18,7 @@ from typing import Any
 import anyio
 
 from .keys import WORKERS, ActorKeys, worker_info_key
-from .link import UNREACHABLE, RedisLink
+from .link import OUT_OF_MEMORY, UNREACHABLE, RedisLink
 from .wire import Acquired, CorruptState, NotAcquired, acquire_args, decode_acquire, renew_args, renewed
 
 AcquireResult = Acquired | NotAcquired | CorruptState | Exception
@@ -63,6 +63,7 @@ class Leases:
         self._on_lost = on_lost
         self._info = info
         self._stopping = False
+        self._full_beats = 0  # heartbeats in a row that Redis refused as OOM
 
     # ---- the clock ----
 
@@ -104,7 +105,27 @@ class Leases:
             key = worker_info_key(self.worker_id)
             pipe.hset(key, mapping={k: v for k, v in self._info().items()})  # type: ignore[misc]
             pipe.pexpire(key, 3 * self.lease_ms)
-        self.peers = max(1, int((await pipe.execute())[2]))
+        said, _, live, *_info = await pipe.execute(raise_on_error=False)
+        if isinstance(said, OUT_OF_MEMORY):
+            # A full Redis: the others may count this worker out (it only skews their fair share);
+            # its leases still renew (mva_renew is allow-oom).  Logged about once per 10 s.
+            self._full_beats += 1
+            if self._full_beats % 20 == 1:
+                log.warning("worker %s: Redis is full (%s); holding %d actors, committing nothing until memory "
+                            "is freed", self.worker_id, said, len(self._held))
+        else:
+            if self._full_beats:
+                log.warning("worker %s: Redis takes writes again", self.worker_id)
+            self._full_beats = 0
+        for answer in (said, live, *_info):
+            if isinstance(answer, Exception) and not isinstance(answer, OUT_OF_MEMORY):
+                raise answer
+        self.peers = max(1, int(live))
+
+    @property
+    def redis_full(self) -> bool:
+        """The last heartbeat was refused with OOM (Redis is full)."""
+        return self._full_beats > 0
 
     async def leave(self) -> None:
         """Take this worker out of the live set (else its heartbeat ages out in 3 TTLs)."""

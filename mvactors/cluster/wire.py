@@ -458,3 +458,14 @@ class FailReply(NamedTuple):
 def taken_ready(raw: list[Any]) -> list[str]:
     """``mva_take_ready``'s reply: owned actors with new mail."""
     return [text(actor_id) for actor_id in raw]
+
+
+# ---- staged replies (replica_acks) ----
+
+
+def staged_keys(raw: Any) -> list[str]:
+    """The reply keys in an actor's staged replies (its hash field ``y``: msgpack [key, payload, ...])."""
+    if not raw:
+        return []
+    items = msgpack.unpackb(raw, raw=True)
+    return [text(items[i]) for i in range(0, len(items), 2)]

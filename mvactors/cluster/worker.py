@@ -36,6 +36,7 @@ from ..imports import Journaled
 from ..vm import load_engine
 from .committer import Committer
 from .crash import crash_point, snapshot_point
+from .deployment import check_deployment
 from .discovery import HINT_BLOCK_MS, Discovery
 from .journal import RedisJournal
 from .keys import ActorKeys
@@ -58,6 +59,12 @@ class Worker:
     ``lease_ms`` is the lease TTL (a crashed worker's actors move after it), and
     ``checkpoint_every`` commits every N turns (and when an actor goes quiet or moves);
     turns since the last commit are replayed from the mailbox after a crash.
+    ``replica_acks`` (N): a commit counts, and its replies become readable, only once N replicas
+    of its master hold it (``WAIT``; see :mod:`~.committer`); 0 trusts the master alone.
+
+    Entering it refuses a Redis that may evict keys (:class:`EvictionPolicyRefused`) and logs a
+    WARNING saying what a redis-server crash would lose when persistence is weaker than
+    ``appendonly yes`` + ``appendfsync always``.  A full Redis (OOM) is waited out.
 
     One actor's fatal error (a turn, its record, its encoding) fails that actor in Redis,
     answers its waiting callers, and leaves the worker serving the others.
@@ -67,7 +74,8 @@ class Worker:
     """
 
     def __init__(self, url: str, imports: ImportTables, worker_id: str | None = None,
-                 max_actors: int | None = None, lease_ms: int = 2000, checkpoint_every: int = 1) -> None:
+                 max_actors: int | None = None, lease_ms: int = 2000, checkpoint_every: int = 1,
+                 replica_acks: int = 0) -> None:
         if not isinstance(imports, Mapping) or not all(
                 isinstance(k, str) and isinstance(v, Mapping) for k, v in imports.items()):
             raise TypeError("imports must map import-table names (str) to import maps ({id: function})")
@@ -81,7 +89,10 @@ class Worker:
             raise ValueError(f"lease_ms must be an int of at least 100, not {lease_ms!r}")
         if not isinstance(checkpoint_every, int) or checkpoint_every < 1:
             raise ValueError(f"checkpoint_every must be a positive int, not {checkpoint_every!r}")
+        if not isinstance(replica_acks, int) or isinstance(replica_acks, bool) or replica_acks < 0:
+            raise ValueError(f"replica_acks must be an int >= 0, not {replica_acks!r}")
         self.url = url
+        self.replica_acks = replica_acks
         self.imports = imports
         self.worker_id = worker_id
         self.max_actors = max_actors
@@ -107,7 +118,7 @@ class Worker:
         # start instead of failing every actor it would adopt.
         load_engine()
         link = self._link = RedisLink(self.url, blocking_timeout=HINT_BLOCK_MS / 1000 + 10,
-                                      who=f"worker {self.worker_id}")
+                                      who=f"worker {self.worker_id}", retry_oom=True, replica_acks=self.replica_acks)
         leases = self._leases = Leases(link, self.worker_id, self.lease_ms, self._owned, self._drop, self._info)
         self._committer = Committer(link, self.worker_id, self.checkpoint_every, leases.safe, self._stats,
                                     _CommitHooks(self))
@@ -115,6 +126,7 @@ class Worker:
                                     lambda: self.max_actors, self._adopt, self._feed, self._release_quiet)
         journal = RedisJournal(link, self.worker_id, self._owned, leases.safe, self._drop, self._fail_now)
         try:
+            await link.guarded(lambda: check_deployment(link.redis, warn_persistence=True))
             await link.load_functions()
             await link.guarded(leases.heartbeat)
             self._runtime = Runtime(host_calls=journal.host_calls(), on_turn=self._on_turn, on_pause=self._on_pause)
@@ -307,6 +319,9 @@ class Worker:
             if owned.gone:  # dropped while adopt() yielded (its lease lapsed): nothing may stay behind
                 self._evict(owned)
                 return
+            if self.replica_acks:  # replies its last owner staged and may not have published
+                assert self._committer is not None
+                self._committer.adopted(keys)
             self._claim_replies(owned, owned.actor, got.settling)
             # Turns that ran before adopt() returned (see _on_turn) may have settled a claimed promise.
             unawaited = owned.collect_settled()
@@ -403,6 +418,8 @@ class Worker:
 
     def _release_quiet(self) -> None:
         """Hand idle actors back to Redis (they hibernate there) after a short grace period."""
+        if self._leases is not None and self._leases.redis_full:
+            return  # a releasing commit would be refused: keep them, leased, until memory is freed
         now = time.monotonic()
         grace = self.lease_ms / 1000 / 4
         for owned in list(self._owned.values()):

@@ -275,6 +275,56 @@ class RedisCluster:
         self.close()
 
 
+class ReplicatedRedis:
+    """One master and ``replicas`` replicas of it (plain replication, no Cluster), every node with
+    AOF on and ``appendfsync always``.  :meth:`start` returns once each replica has synced.
+
+    ``master`` and ``replicas`` are :class:`RedisServer` objects (kill, restart, SIGSTOP their
+    ``process``); ``url`` is the master's.
+    """
+
+    def __init__(self, replicas: int = 1, *, extra: tuple[str, ...] = ()) -> None:
+        # The first full sync waits repl-diskless-sync-delay (5 s by default) for more replicas: 0 here.
+        self.master = RedisServer(extra=("--repl-diskless-sync-delay", "0", *extra))
+        self.replicas = [RedisServer(replica_of=self.master.port, extra=extra) for _ in range(replicas)]
+
+    @property
+    def url(self) -> str:
+        return self.master.url
+
+    def synced(self) -> bool:
+        """Every running replica has its link to the master up."""
+        return all("master_link_status:up" in _command(r.port, "INFO", "replication")
+                   for r in self.replicas if r.process is not None)
+
+    def start(self) -> ReplicatedRedis:
+        """Start the master and the replicas; return once every replica is in sync."""
+        self.master.start()
+        for replica in self.replicas:
+            replica.start()
+        deadline = time.monotonic() + _START_TIMEOUT
+        while not self.synced():
+            if time.monotonic() > deadline:
+                raise RedisUnavailable(f"the replicas of {self.url} did not sync within {_START_TIMEOUT:g} s")
+            time.sleep(0.02)  # the sync runs on the servers' schedule; nothing to wait on
+        return self
+
+    def close(self) -> None:
+        """Stop every node and delete their files."""
+        for node in (*self.replicas, self.master):
+            node.close()
+
+    def __enter__(self) -> ReplicatedRedis:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 class _UrlContext:
     """A sync and async context manager around a server that yields its URL."""
 
@@ -316,5 +366,5 @@ def redis_cluster(masters: int = 3, replicas: int = 0, *, node_timeout_ms: int =
     return _UrlContext(RedisCluster(masters, replicas, node_timeout_ms=node_timeout_ms))
 
 
-__all__ = ["RedisCluster", "RedisServer", "RedisUnavailable", "free_port", "redis_cluster", "redis_server",
-           "redis_server_binary"]
+__all__ = ["RedisCluster", "RedisServer", "RedisUnavailable", "ReplicatedRedis", "free_port", "redis_cluster",
+           "redis_server", "redis_server_binary"]

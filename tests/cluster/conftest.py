@@ -1,4 +1,8 @@
-"""Fixtures for the cluster suites: real redis-server processes (asyncio only: redis-py's client)."""
+"""Fixtures for the cluster suites: real redis-server processes (asyncio only: redis-py's client).
+
+``MVACTORS_TEST_REPLICA_ACKS=1`` runs the suites against a master with one replica, with worker
+processes (``--replica-acks 1``) and feeders (``connect(replica_acks=1)``) waiting for it.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from mvactors.testing import RedisServer
+from mvactors.testing import RedisServer, ReplicatedRedis
+
+from .processes import REPLICA_ACKS
 
 
 @pytest.fixture
@@ -16,6 +22,10 @@ def anyio_backend() -> str:
 
 @pytest.fixture
 def redis_node() -> Iterator[RedisServer]:
+    if REPLICA_ACKS:
+        with ReplicatedRedis(REPLICA_ACKS) as replicated:
+            yield replicated.master
+        return
     with RedisServer() as server:
         yield server
 

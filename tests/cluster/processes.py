@@ -17,6 +17,8 @@ import anyio
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 WORKER_MAIN = "import sys; from mvactors.cli import main; sys.exit(main(sys.argv[1:]))"
+# The suites' replica_acks (conftest.py starts a replicated Redis for it): workers and feeders use it.
+REPLICA_ACKS = int(os.environ.get("MVACTORS_TEST_REPLICA_ACKS", "0"))
 
 
 def _env(extra: dict[str, str] | None) -> dict[str, str]:
@@ -84,12 +86,20 @@ class Process:
 
 def worker(url: str, *flags: str, env: dict[str, str] | None = None) -> Process:
     """``mvactors worker --redis URL --imports cluster_hosts:IMPORTS FLAGS...`` as a process."""
+    if REPLICA_ACKS and "--replica-acks" not in flags:
+        flags = ("--replica-acks", str(REPLICA_ACKS), *flags)
     return Process([sys.executable, "-c", WORKER_MAIN, "worker", "--redis", url, "--imports",
                     "cluster_hosts:IMPORTS", *flags], env)
 
 
-def feeder(url: str, sender: str, count: int, actors: Sequence[str]) -> Process:
-    return Process([sys.executable, str(HERE / "feeder.py"), url, sender, str(count), *actors])
+def feeder(url: str, sender: str, count: int, actors: Sequence[str], *, replica_acks: int | None = None,
+           log: str | None = None) -> Process:
+    """``feeder.py``; ``replica_acks`` (default: $MVACTORS_TEST_REPLICA_ACKS) for its client; ``log``: a
+    file it appends each acknowledged send and each received reply to (see feeder.py)."""
+    env = {} if replica_acks is None else {"MVACTORS_TEST_REPLICA_ACKS": str(replica_acks)}
+    if log is not None:
+        env["MVACTORS_FEEDER_LOG"] = log
+    return Process([sys.executable, str(HERE / "feeder.py"), url, sender, str(count), *actors], env)
 
 
 async def eventually(check: Callable[[], Awaitable[Any]], timeout: float, what: str) -> Any:

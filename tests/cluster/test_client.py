@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import anyio
 import pytest
 
 import mvactors
@@ -97,3 +98,17 @@ async def test_the_client_works_on_a_redis_cluster() -> None:
         await client.delete(ids[0])
         with pytest.raises(ActorNotFound):
             await client.describe(ids[0])
+
+
+async def test_the_dedupe_window_is_a_setting(redis_url: str) -> None:
+    with pytest.raises(ValueError, match="dedupe_window_ms"):
+        mvactors.connect(redis_url, dedupe_window_ms=10)
+    async with mvactors.connect(redis_url, dedupe_window_ms=1000) as client:
+        actor_id = await client.spawn(SNAPSHOT, imports="counter")
+        await client.send(actor_id, 1, "s", 1, message_id="m1")
+        await client.send(actor_id, 1, "s", 1, message_id="m1")  # within the window: not again
+        assert (await client.describe(actor_id))["mailbox"] == 1
+        await anyio.sleep(1.1)  # the window itself is what is tested: let it pass
+        await client.send(actor_id, 1, "s", 2, message_id="m2")  # forgets IDs older than the window
+        await client.send(actor_id, 1, "s", 1, message_id="m1")
+        assert (await client.describe(actor_id))["mailbox"] == 3

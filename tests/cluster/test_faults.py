@@ -22,7 +22,7 @@ from mvactors.cluster.wire import REPLY_FAILED
 from mvactors.testing import RedisServer, redis_cluster
 
 from .failing import reply_of, send_wanting_reply
-from .processes import Process, eventually, feeder, worker
+from .processes import REPLICA_ACKS, Process, eventually, feeder, worker
 
 pytestmark = pytest.mark.anyio
 
@@ -256,7 +256,7 @@ async def test_parked_host_call_is_reissued_by_the_new_owner(redis_url: str, act
 
 async def test_counters_on_a_three_master_redis_cluster(actor_snapshot: bytes) -> None:
     senders, count = ["s1", "s2"], 80
-    async with redis_cluster() as url, mvactors.connect(url) as client:
+    async with redis_cluster(replicas=REPLICA_ACKS) as url, mvactors.connect(url) as client:
         actors = await spawn_counters(client, actor_snapshot, 6)
         workers = [worker(url, *LEASE) for _ in range(2)]
         try:
