@@ -531,7 +531,17 @@ class Instance:
         # All of linear memory as 16-bit words: guest values are read and written in place.
         self.mem16 = (ctypes.c_uint16 * (_abi.WASM_MEMORY_BYTES // 2)).from_address(self.base)
         self._f64 = ctypes.c_double.from_address(self.base + layout.f64)
-        self.call = self.direct("call")
+
+    call: Callable[[int], int]
+    """``mvx_call(a)``, made on first use (see __getattr__)."""
+
+    def __getattr__(self, name: str) -> Any:
+        # ``call`` is a closure over nine cells, ~0.7 KiB: the trivial call path (_calls.py) never
+        # uses it, and an instance made with it carries it for life (bench/vm.py's live-VM row).
+        if name == "call":
+            self.call = call = self.direct("call")
+            return call
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def _export(self, name: str) -> Any:
         item = ffi.wasmtime_extern_t()
