@@ -473,6 +473,9 @@ _RAW_ADDR = ctypes.addressof(_RAW)
 _TRAP = ctypes.c_void_p()
 _TRAP_ADDR = ctypes.addressof(_TRAP)
 
+_FUNC_SLOTS = {"mvx_op": 0, "mvx_call": 1, "mvx_noop": 2}
+"""The function exports the host calls, and their slots in ``Instance._funcs``."""
+
 RawParts = tuple[Callable[..., int | None], int, int, int, int, Any, ctypes.c_void_p, Entry]
 """(raw call, store context, function, raw buffer, trap slot address, buffer as int32s, trap slot, entry)."""
 
@@ -507,7 +510,9 @@ class Instance:
         if trap:
             raise wasmtime.Trap._from_ptr(trap)
         self._instance = instance
-        self._funcs: list[Any] = []  # keeps the func structs whose addresses raw calls use
+        # The func structs whose addresses raw calls use, one slot per export in _FUNC_SLOTS:
+        # one ctypes array instead of a list of structs saves ~0.5 KiB per instance.
+        self._funcs = (ffi.wasmtime_func_t * len(_FUNC_SLOTS))()
         self._op_addr = self._func_address("mvx_op")
         self._call_addr = self.call_address = self._func_address("mvx_call")
         memory = self._export("memory")
@@ -553,9 +558,8 @@ class Instance:
             raise EngineMissing(f"engine module lacks export {name!r}; {BUILD_HINT}")
         if int(item.kind) == _ffi.WASMTIME_EXTERN_MEMORY.value:
             return item.of.memory
-        func = ffi.wasmtime_func_t()
+        func = self._funcs[_FUNC_SLOTS[name]]  # a view on the array's slot
         ctypes.pointer(func)[0] = item.of.func
-        self._funcs.append(func)
         return func
 
     def _func_address(self, name: str) -> int:
