@@ -88,18 +88,18 @@ vmExport(2, (passes) => {
 """
 
 # An empty host import called from a wasm loop, and the same loop without the
-# call.  The import has mvh.call's signature (one i32 in, one i32 out) so the
+# call.  The import has mvh.call's signature (one i64 in, one i32 out) so the
 # trampoline does the same work.
 FLOOR_WAT = """
 (module
-  (import "floor" "f" (func $f (param i32) (result i32)))
+  (import "floor" "f" (func $f (param i64) (result i32)))
   (func (export "with_call") (param $n i32) (result i32)
     (local $i i32) (local $acc i32)
     (block $done
       (loop $next
         (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
         (local.set $acc (i32.add (local.get $acc)
-          (call $f (local.get $i))))
+          (call $f (i64.extend_i32_u (local.get $i)))))
         (local.set $i (i32.add (local.get $i) (i32.const 1)))
         (br $next)))
     (local.get $acc))
@@ -126,7 +126,7 @@ class Settings:
     live_cap: int
 
 
-FULL = Settings(batches=15, calls=30_000, restores=400, loop=30_000, guest_runs=4, rss_vms=5000, live_cap=40_000)
+FULL = Settings(batches=15, calls=30_000, restores=400, loop=30_000, guest_runs=4, rss_vms=5000, live_cap=100_000)
 QUICK = Settings(batches=5, calls=5_000, restores=100, loop=5_000, guest_runs=1, rss_vms=1000, live_cap=20_000)
 
 
@@ -162,9 +162,9 @@ _floor_keep: list[Any] = []  # ctypes callbacks and wasmtime objects must outliv
 def floor_import_ns(s: Settings) -> float:
     """An empty Python host import called from wasm, per call (loop with call minus loop without)."""
     engine = _engine.WasmEngine.get().engine  # same Config as the VMs
-    i32 = wasmtime.ValType.i32()
+    i32, i64 = wasmtime.ValType.i32(), wasmtime.ValType.i64()
     # A fresh FuncType for this engine (a FuncType shared across engines crashes wasmtime).
-    functype = wasmtime.FuncType([i32], [i32])
+    functype = wasmtime.FuncType([i64], [i32])
 
     def empty(_env: Any, _caller: Any, raw: int, _n: int) -> int:
         return 0
@@ -377,9 +377,17 @@ print(json.dumps({"per_vm_kib": (after - before) / n, "n": n}))
 _LIVE_CHILD = """
 import json, sys
 import mvactors
+def rss():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
 small = bytes.fromhex(sys.argv[2])
 cap = int(sys.argv[1])
 imports = {1: lambda count: None}
+warm = mvactors.VM.restore(small, imports)  # engine compiled before the baseline
+warm.exports[1](1)
+before = rss()
 vms = []
 error = None
 try:
@@ -389,7 +397,7 @@ try:
         vms.append(vm)
 except Exception as exc:
     error = f"{type(exc).__name__}: {exc}"[:300]
-print(json.dumps({"live": len(vms), "cap": cap, "error": error}))
+print(json.dumps({"live": len(vms), "cap": cap, "error": error, "per_vm_kib": (rss() - before) / max(len(vms), 1)}))
 """
 
 
@@ -465,17 +473,22 @@ def main() -> None:
     rss = child(_RSS_CHILD, str(s.rss_vms), small.hex())
     if "per_vm_kib" in rss:
         per_vm = rss["per_vm_kib"]
-        rows.append((f"RSS per live VM ({rss['n']} VMs)", f"{per_vm:.1f} KiB", "—", "—", "≤ 32 KiB", per_vm <= 32))
+        rows.append((f"RSS per live VM ({rss['n']} VMs)", f"{per_vm:.1f} KiB", "—", "—", "≤ 16 KiB", per_vm <= 16))
     else:
-        rows.append(("RSS per live VM", f"failed: {rss.get('error')}", "—", "—", "≤ 32 KiB", False))
-    live = child(_LIVE_CHILD, str(s.live_cap), small.hex(), timeout=120)
+        rows.append(("RSS per live VM", f"failed: {rss.get('error')}", "—", "—", "≤ 16 KiB", False))
+    # ~0.25 ms of CPU per VM: 100,000 take ~25 s on an idle core.
+    live = child(_LIVE_CHILD, str(s.live_cap), small.hex(), timeout=300)
     if "live" in live:
         count = live["live"]
-        stop = str(live.get("error", "")).splitlines()[0][:80] if "error" in live else ""
-        note = f"{count:,}" + (" (cap reached)" if count >= live["cap"] else f" (stopped: {stop})")
-        rows.append(("largest live VM count (default kernel limits)", note, "—", "—", "≥ 16,000", count >= 16_000))
+        stop = (str(live.get("error") or "").splitlines() or [""])[0][:80]
+        note = (f"{count:,}" + (" (cap reached)" if count >= live["cap"] else f" (stopped: {stop})")
+                + f", {live['per_vm_kib']:.1f} KiB RSS each")
+        # Quick mode stops at its cap (20,000): reaching it is the pass there.
+        want = min(100_000, s.live_cap)
+        rows.append(("live VMs in one process (default kernel limits)", note, "—", "—", f"≥ {want:,}",
+                     count >= want))
     else:
-        rows.append(("largest live VM count", f"failed: {live.get('error')}", "—", "—", "≥ 16,000", False))
+        rows.append(("live VMs in one process", f"failed: {live.get('error')}", "—", "—", "≥ 100,000", False))
 
     print("| row | measured | floor (same run) | ratio | target | result |")
     print("|---|---|---|---|---|---|")

@@ -127,7 +127,7 @@ class TimeLimitExceeded(VMUnusable):
 
 
 class EngineExhausted(MicroviumError):
-    """No further VM fits in this process: each live VM holds kernel memory mappings.
+    """No further VM fits in this process: each live VM holds memory and address space.
 
     A property of the process, not of the snapshot: close or hibernate idle VMs
     (a service stops taking new ones) rather than treating the snapshot as bad.

@@ -14,6 +14,7 @@
  * mvactors/vm/_abi.py by engine/build.py, with static assertions that the
  * engine's values are what the host assumes. */
 #include "mvx_abi.h"
+_Static_assert(MVX_HOST_CALL_BITS == 64, "mvh_call takes a uint64_t (host.h)");
 
 /* The native sizes the wasm build pads its page allocations to (microvium_port.h). */
 #ifdef MVX_NATIVE
@@ -327,14 +328,15 @@ static mvm_TeError mvx_dispatch(mvm_VM* v, mvm_HostFunctionID id, mvm_Value* res
 #else
   /* One parameter (instance cookie and import ID) and the rest in memory: each
    * parameter the host reads from wasmtime's raw buffer costs it far more than
-   * reading the instance's memory through a view it already has. */
+   * reading the instance's memory through a view it already has.  The parameter
+   * is 64 bits so that cookies, one per instance, can exceed 16 bits. */
   uint32_t outer[4] = {mvx.call_args, mvx.call_argc, mvx.call_result, mvx.call_async};
   mvx.call_args = (uint32_t)(uintptr_t)args;
   mvx.call_argc = argCount;
   mvx.call_result = (uint32_t)(uintptr_t)result;
   mvx.call_async = is_async;
   mvx.call_depth++;
-  mvm_TeError err = (mvm_TeError)mvh_call((mvx.cookie << MVX_HOST_CALL_COOKIE_SHIFT) | id);
+  mvm_TeError err = (mvm_TeError)mvh_call(((uint64_t)mvx.cookie << MVX_HOST_CALL_COOKIE_SHIFT) | id);
   mvx.call_depth--;
   /* The host function may have called back into this VM, and a nested host
    * call overwrote the details: the level that resumes sees its own again. */

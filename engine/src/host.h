@@ -14,9 +14,9 @@ extern mvh_breakpoint_t mvh_breakpoint;
 #else
 #define MVX_IMPORT(name) __attribute__((import_module("mvh"), import_name(#name)))
 /* A guest call of host import `cookie_and_id & 0xFFFF` from the instance with
- * cookie `cookie_and_id >> 16`; the call's details are in mvx.call_*.
- * Returns an mvm_TeError. */
-MVX_IMPORT(call) int32_t mvh_call(uint32_t cookie_and_id);
+ * cookie `cookie_and_id >> 16` (32 bits: more than 65,535 instances may be live);
+ * the call's details are in mvx.call_*.  Returns an mvm_TeError. */
+MVX_IMPORT(call) int32_t mvh_call(uint64_t cookie_and_id);
 MVX_IMPORT(breakpoint) void mvh_breakpoint(uint32_t cookie, uint32_t address);
 /* C and JavaScript agree on these; Python's math module raises instead. */
 MVX_IMPORT(fmod) double mvh_fmod(double x, double y);

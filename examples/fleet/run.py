@@ -58,6 +58,32 @@ def rss_kib() -> tuple[int, int]:
     return values.get("VmRSS", 0), values.get("VmHWM", 0)
 
 
+# Resident memory of one device with a live VM (the VM, its actor, room and bookkeeping), measured
+# at 10,000 devices uncapped: a cap is picked when the fleet would not fit in half the memory left.
+RESIDENT_DEVICE_KIB = 40
+
+
+def available_kib() -> int | None:
+    """MemAvailable of the machine in KiB (None off Linux)."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def safe_max_resident(devices: int) -> int | None:
+    """No cap when every device fits resident in half the available memory, else the count that does."""
+    available = available_kib()
+    if available is None:
+        return None
+    fits = available // 2 // RESIDENT_DEVICE_KIB
+    return None if devices <= fits else max(1, fits)
+
+
 def sample(timeline: Timeline, rt: mvactors.Runtime, rooms: list[Room]) -> None:
     """The runtime's counters now (once a simulated minute, for the report's charts)."""
     stats = rt.stats()
@@ -130,7 +156,14 @@ async def simulate(args: argparse.Namespace) -> dict[str, Any]:
     rss_before, _ = rss_kib()
     async with mvactors.Runtime(clock="virtual", max_resident=args.max_resident,
                              hibernate_after=args.hibernate_after) as rt, serve_dashboard(rt, args.dashboard):
-        actors = await spawn_devices(rt, snapshot, args.devices, args.seed, args.period, samples, rooms, setpoints)
+        try:
+            actors = await spawn_devices(rt, snapshot, args.devices, args.seed, args.period, samples, rooms,
+                                         setpoints)
+        except mvactors.EngineExhausted as exc:
+            live = rt.resident_count
+            return {"error": f"run.py: this process holds no more than {live:,} live VMs ({exc}).\n"
+                             f"Run again with --max-resident {max(1, live * 9 // 10)}: devices beyond it "
+                             "hibernate between samples (see examples/fleet/README.md, Tuning)."}
         spawn_wall = time.perf_counter() - wall_start
         # Tens of thousands of long-lived actors make every full cyclic-GC pass scan
         # them all; they live until the end, so take them out of the collector's view.
@@ -251,11 +284,17 @@ def optional_int(text: str) -> int | None:
     return None if text.lower() == "none" else int(text)
 
 
+def optional_resident(text: str) -> int | str | None:
+    return "auto" if text.lower() == "auto" else optional_int(text)
+
+
 def resolve_run_length(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Fill in the defaults of the mode: hours of virtual time, or (``--workers``) seconds of wall time."""
     if args.workers is not None:
         if args.workers < 1:
             parser.error("--workers needs at least 1 worker process")
+        if args.max_resident == "auto":
+            args.max_resident = None
         for flag, value in (("--max-resident", args.max_resident), ("--hibernate-after", args.hibernate_after)):
             if value is not None:
                 parser.error(f"{flag} applies to the in-process fleet only, not with --workers")
@@ -266,6 +305,12 @@ def resolve_run_length(parser: argparse.ArgumentParser, args: argparse.Namespace
         defaults = {"devices": 10_000, "seconds": 3600.0, "period": 60}
     if args.devices is None:
         args.devices = defaults["devices"]
+    if args.max_resident == "auto":
+        args.max_resident = safe_max_resident(args.devices)
+        if args.max_resident is not None:
+            print(f"run.py: {args.devices:,} resident devices would not fit in half the available memory; "
+                  f"capping live VMs at --max-resident {args.max_resident:,} (pass --max-resident none to "
+                  "run uncapped)", file=sys.stderr)
     if args.period is None:
         args.period = defaults["period"]
     if args.period <= 0:
@@ -291,8 +336,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     # Every device wakes every period, so hibernating between samples costs a
     # snapshot and a restore per sample: by default all stay resident (see README).
-    parser.add_argument("--max-resident", type=optional_int, default=None,
-                        help="live VMs at most; idle devices beyond it hibernate (default: no cap)")
+    parser.add_argument("--max-resident", type=optional_resident, default="auto",
+                        help="live VMs at most; idle devices beyond it hibernate ('none': no cap; default "
+                             "'auto': no cap unless the fleet would not fit in half the available memory)")
     parser.add_argument("--hibernate-after", type=float, default=None,
                         help="also hibernate devices idle this many simulated seconds")
     parser.add_argument("--backend", choices=("asyncio", "trio"), default="asyncio")
@@ -331,6 +377,9 @@ def main(argv: list[str] | None = None) -> int:
         status = 1 if result["wrong"] or any(result["exit_codes"].values()) else 0
     else:
         result = anyio.run(simulate, args, backend=args.backend)
+        if "error" in result:
+            print(result["error"], file=sys.stderr)
+            return 2
         print_summary(summary_rows(result), command.strip())
         status = 0
     if args.report is not None:

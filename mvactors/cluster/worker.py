@@ -331,7 +331,7 @@ class Worker:
                 assert self._committer is not None
                 self._committer.mark(owned)
         except EngineExhausted as exc:
-            # This process holds as many VMs as the kernel allows: the actor is sound and
+            # This process holds as many VMs as its memory allows: the actor is sound and
             # this worker is full.  Its lease lapses and a worker with room takes it.
             self._drop(owned, str(exc))
             self.max_actors = max(1, len(self._owned))

@@ -47,6 +47,7 @@ LIMITS = {
     "CALL_ARGC_MASK": 0xFF,
     "CALL_SLOT_MASK": 0xFFFF,
     "HOST_CALL_COOKIE_SHIFT": 16,
+    "HOST_CALL_BITS": 64,  # mvh.call's parameter (in the digest: an engine built with 32 is stale)
     "MEMORY_STATS_FIELDS": 12,
     "FATAL_PHASE_SHIFT": 8,
     "FATAL_HEAP_SHIFT": 10,
@@ -70,8 +71,9 @@ CALL_GUARD = -(2**31)
 TRAPPED_BELOW = -0x10000
 """mvx_call results are values (>= 0) or -error codes; anything lower is the untouched CALL_GUARD."""
 HOST_CALL_COOKIE_SHIFT = LIMITS["HOST_CALL_COOKIE_SHIFT"]
-"""mvh.call(cookie << 16 | import id): which instance calls which import."""
-COOKIE_MAX = 0xFFFF
+"""mvh.call(cookie << 16 | import id), a 64-bit parameter: which instance calls which import."""
+COOKIE_MAX = 0xFFFF_FFFF
+"""mvx.cookie is 32 bits; the packed host-call parameter is 64, so instances are not limited to 65,535."""
 MEMORY_STATS_FIELDS = LIMITS["MEMORY_STATS_FIELDS"]
 """mvm_TsMemoryStats: this many size_t fields, in declaration order."""
 

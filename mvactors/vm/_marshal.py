@@ -40,7 +40,7 @@ from ._abi import (
     UNDEFINED,
 )
 from ._calls import fast_function_class
-from ._state import VMState
+from ._state import NOT_CONVERTING, VMState
 from .values import (
     MAX_SAFE_INT,
     GuestArray,
@@ -247,6 +247,8 @@ class Marshal(VMState):
         if id(container) in self._converting:
             raise TypeError(f"cannot pass a vm-referencing {type(container).__name__} to the VM "
                             "(values are copied in, and a cycle never ends)")
+        if self._converting is NOT_CONVERTING:
+            self._converting = set()
         self._converting.add(id(container))
 
     def _new_array(self, items: Sequence[Any]) -> int:

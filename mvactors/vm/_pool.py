@@ -32,10 +32,19 @@ def take(stoppable: bool = True) -> _wasm.Instance:
     except _wasm.EngineMissing:
         raise
     except Exception as exc:  # wasmtime reports exhaustion as a generic error
-        raise EngineExhausted(
-            f"cannot create another WebAssembly instance ({exc}); each live VM needs two memory mappings "
-            "and the kernel allows vm.max_map_count in total (about 32,000 VMs by default): close or "
-            "hibernate idle VMs, or raise the limit", "MVM_E_MALLOC_FAIL") from exc
+        raise EngineExhausted(f"cannot create another WebAssembly instance ({exc}); {_why_exhausted(stoppable)}",
+                              "MVM_E_MALLOC_FAIL") from exc
+
+
+def _why_exhausted(stoppable: bool) -> str:
+    """What limits live instances, for the error that reports one more did not fit (see _wasm.WasmEngine)."""
+    if not stoppable:
+        return ("VMs restored with time_limit=None reserve 4 GiB of address space each, and x86-64 "
+                "gives a process 128 TiB, about 32,000 of them, shared with the default engine: close or "
+                "hibernate idle ones, or restore them with a time limit (384 KiB of address space each)")
+    return ("each live VM reserves 384 KiB of address space and uses about 18 KiB of memory, so the "
+            "process ran out of memory or hit a limit on it (RAM, `ulimit -v`, a cgroup's memory.max): "
+            "close or hibernate idle VMs")
 
 
 def give_back(instance: _wasm.Instance, may_be_running: bool = True) -> None:

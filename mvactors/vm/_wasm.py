@@ -283,6 +283,34 @@ class _HardStop:
             return 0
 
 
+def _size_memories_to_fit(config: wasmtime.Config) -> None:
+    """Reserve for each linear memory its fixed size only, so that 100,000+ instances fit in a process.
+
+    By default wasmtime reserves 4 GiB of address space plus guard regions per
+    memory so that compiled code needs no bounds checks, and x86-64 user space
+    (128 TiB) then holds ~32,250 instances: the next one fails with "mmap failed
+    to reserve 0x104000000 bytes".  Reserving just the module's 384 KiB (it never
+    grows) with no guard makes wasmtime compile explicit bounds checks, and the
+    kernel merges the adjacent read-write regions: 110,000 live VMs used 0.012
+    mappings each.  Measured on bench/vm.py's guest loop (interleaved, median
+    of 40 pairs): 1.00-1.04x of 4 GiB reservations with the hard stop's epoch checks
+    compiled in, but 1.33x without them, so the ``time_limit=None`` engine, which
+    exists to be fast, keeps the default reservations.
+
+    Cranelift's Spectre guard on heap accesses (a conditional move per load and
+    store) cost 1.09x of the guest loop here, and is turned off: it stops
+    speculative reads past the memory's end, but every address the guest's bytecode
+    can steer is inside the Microvium RAM page (the engine decodes its 16-bit
+    pointers as page | offset), so the code reachable from a guest never indexes
+    near the end.  Default reservations have no such guard either (they need none).
+    """
+    config.memory_reservation = _abi.WASM_MEMORY_BYTES
+    config.memory_guard_size = 0
+    config.memory_reservation_for_growth = 0
+    config.memory_may_move = False  # the host keeps views on the base address
+    config.cranelift_flag_set("enable_heap_access_spectre_mitigation", "false")
+
+
 class WasmEngine:
     """The compiled engine module, linked once per process for each hard-stop setting.
 
@@ -301,11 +329,12 @@ class WasmEngine:
         if not WASM_PATH.exists():
             raise EngineMissing(f"the Microvium engine is not built ({WASM_PATH} is missing); {BUILD_HINT}")
         config = wasmtime.Config()
-        # Copy-on-write memory images cost two extra kernel mappings per instance, and
-        # the live-instance ceiling is vm.max_map_count (65530): 4 mappings per
-        # instance allow ~16,000 VMs, 2 allow ~32,000.  The engine's data is a few KB,
-        # so copying it at instantiation costs nothing measurable.
+        # Copy-on-write memory images cost two extra kernel mappings per instance (the
+        # kernel's vm.max_map_count, 65,530, caps mappings).  The engine's data is a few
+        # hundred bytes, so copying it at instantiation costs nothing measurable.
         config.memory_init_cow = False
+        if hard_stop:
+            _size_memories_to_fit(config)
         # The hard stop (see _HardStop).  A serialized module only loads into an engine
         # with the same setting.
         config.epoch_interruption = hard_stop
@@ -323,7 +352,7 @@ class WasmEngine:
         self.pre = self.linker.instantiate_pre(self.module)
         self.store = wasmtime.Store(self.engine)
         # The default caps (10,000 instances and memories per store) are below what a
-        # fleet needs; the real ceiling is the kernel's mapping limit.
+        # fleet needs; the real ceiling is address space (see _size_memories_to_fit).
         self.store.set_limits(instances=10_000_000, memories=10_000_000, tables=10_000_000)
         self.ctx = self.store._context()
         self.entry = Entry()
@@ -340,7 +369,7 @@ class WasmEngine:
         return engine
 
     def new_cookie(self, base: int) -> int:
-        """A number identifying a new instance in host calls (16 bits: instances are mapping-limited).
+        """A number identifying a new instance in host calls (32 bits).
 
         Unique in the process, not just in this engine: the host keeps per-instance
         tables keyed by cookie (the fast call classes), and two engines' first
@@ -348,7 +377,7 @@ class WasmEngine:
         """
         cookie = WasmEngine._next_cookie
         if cookie > _abi.COOKIE_MAX:
-            raise RuntimeError("too many engine instances for one process (65,535)")
+            raise RuntimeError(f"too many engine instances for one process ({_abi.COOKIE_MAX:,})")
         WasmEngine._next_cookie += 1
         self.bases[cookie] = base
         return cookie
@@ -381,13 +410,13 @@ class WasmEngine:
             raise wasmtime.WasmtimeError._from_ptr(error)
 
     def _define_imports(self) -> None:
-        i32, f64 = wasmtime.ValType.i32(), wasmtime.ValType.f64()
+        i32, i64, f64 = wasmtime.ValType.i32(), wasmtime.ValType.i64(), wasmtime.ValType.f64()
         hosts = self.hosts
         c_int32_p = ctypes.POINTER(ctypes.c_int32)
         c_double_p = ctypes.POINTER(ctypes.c_double)
         bases = self.bases
 
-        views: dict[int, Any] = {}  # raw buffer address -> int32 view (a handful of addresses recur)
+        views: dict[int, Any] = {}  # raw buffer address -> int64 view (a handful of addresses recur)
         cookie_shift, max_id = _abi.HOST_CALL_COOKIE_SHIFT, _abi.MAX_ID
 
         def call(_env: Any, _caller: Any, raw: int, _n: int) -> int:
@@ -395,8 +424,8 @@ class WasmEngine:
             # buffer carries only cookie << 16 | import id, and takes the result.
             view = views.get(raw)
             if view is None:
-                view = views[raw] = ctypes.c_int32.from_address(raw)
-            packed = view.value & 0xFFFFFFFF
+                view = views[raw] = ctypes.c_int64.from_address(raw)
+            packed = view.value  # cookie << 16 | import id: >= 0, the cookie being 32 bits
             # Errors must not escape a ctypes callback (they would only be
             # printed); hosts catch everything and return a code.
             try:
@@ -431,7 +460,7 @@ class WasmEngine:
             p[0] = len(text)
             return 0
 
-        self._define("call", [i32], [i32], call, raw_address=True)
+        self._define("call", [i64], [i32], call, raw_address=True)
         self._define("breakpoint", [i32, i32], [], breakpoint)
         self._define("fmod", [f64, f64], [f64], fmod)
         self._define("pow", [f64, f64], [f64], pow_)
@@ -446,6 +475,9 @@ _RAW_I32 = (ctypes.c_int32 * (4 * 8)).from_buffer(_RAW)
 _RAW_ADDR = ctypes.addressof(_RAW)
 _TRAP = ctypes.c_void_p()
 _TRAP_ADDR = ctypes.addressof(_TRAP)
+
+_FUNC_SLOTS = {"mvx_op": 0, "mvx_call": 1, "mvx_noop": 2}
+"""The function exports the host calls, and their slots in ``Instance._funcs``."""
 
 RawParts = tuple[Callable[..., int | None], int, int, int, int, Any, ctypes.c_void_p, Entry]
 """(raw call, store context, function, raw buffer, trap slot address, buffer as int32s, trap slot, entry)."""
@@ -481,9 +513,11 @@ class Instance:
         if trap:
             raise wasmtime.Trap._from_ptr(trap)
         self._instance = instance
-        self._funcs: list[Any] = []  # keeps the func structs whose addresses raw calls use
+        # The func structs whose addresses raw calls use, one slot per export in _FUNC_SLOTS:
+        # one ctypes array instead of a list of structs saves ~0.5 KiB per instance.
+        self._funcs = (ffi.wasmtime_func_t * len(_FUNC_SLOTS))()
         self._op_addr = self._func_address("mvx_op")
-        self._call_addr = self._func_address("mvx_call")
+        self._call_addr = self.call_address = self._func_address("mvx_call")
         memory = self._export("memory")
         base = ffi.wasmtime_memory_data(ctx, ctypes.byref(memory))
         self.base: int = ctypes.cast(base, ctypes.c_void_p).value or 0
@@ -505,7 +539,17 @@ class Instance:
         # All of linear memory as 16-bit words: guest values are read and written in place.
         self.mem16 = (ctypes.c_uint16 * (_abi.WASM_MEMORY_BYTES // 2)).from_address(self.base)
         self._f64 = ctypes.c_double.from_address(self.base + layout.f64)
-        self.call = self.direct("call")
+
+    call: Callable[[int], int]
+    """``mvx_call(a)``, made on first use (see __getattr__)."""
+
+    def __getattr__(self, name: str) -> Any:
+        # ``call`` is a closure over nine cells, ~0.7 KiB: the trivial call path (_calls.py) never
+        # uses it, and an instance made with it carries it for life (bench/vm.py's live-VM row).
+        if name == "call":
+            self.call = call = self.direct("call")
+            return call
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def _export(self, name: str) -> Any:
         item = ffi.wasmtime_extern_t()
@@ -517,9 +561,8 @@ class Instance:
             raise EngineMissing(f"engine module lacks export {name!r}; {BUILD_HINT}")
         if int(item.kind) == _ffi.WASMTIME_EXTERN_MEMORY.value:
             return item.of.memory
-        func = ffi.wasmtime_func_t()
+        func = self._funcs[_FUNC_SLOTS[name]]  # a view on the array's slot
         ctypes.pointer(func)[0] = item.of.func
-        self._funcs.append(func)
         return func
 
     def _func_address(self, name: str) -> int:

@@ -41,7 +41,7 @@ async def test_a_worker_out_of_vm_room_leaves_the_actor_to_another_worker(
         nonlocal made
         made += 1
         if made > 2:
-            raise OSError("mmap failed")  # what wasmtime reports at vm.max_map_count
+            raise OSError("mmap failed")  # what wasmtime reports when address space or memory runs out
         return real_instance(*args)
 
     monkeypatch.setattr(_pool, "_idle", {True: [], False: []})
