@@ -15,6 +15,7 @@ from ..errors import Cancelled, GuestError
 from ..vm import SnapshotLike
 from ..vm.snapshot import check_size, snapshot_bytes
 from .errors import ActorExistsInRedis, ActorFailedInRedis, ActorNotFound
+from .history import Kept, entries, replay
 from .keys import (
     HINT_FREE,
     PARTITIONS,
@@ -401,6 +402,116 @@ class Client:
                 "seen": float(at),
             })
         return out
+
+    # ---- history, replay, fork, reset (issue 16) ----
+
+    async def history(self, actor_id: str) -> AsyncIterator[dict[str, Any]]:
+        """The kept turns of an actor spawned with ``history=K``, oldest first (at most K): ``{"turn", "at",
+        "kind": "message" | "completion" | "timer", "export", "args", "message_id", "result" | "error",
+        "host_calls": [{"import", "args", "result"}]}``.  Async host calls appear with their ``token`` (and
+        ``due`` for sleeps); the completion turn that receives one has ``token``, ``ok`` and ``value``."""
+        for entry in (await self._kept(actor_id)).entries:
+            yield entry
+
+    async def _kept(self, actor_id: str) -> Kept:
+        keys = ActorKeys.of(actor_id)
+        link = self.link
+
+        def reads(pipe: Any) -> None:
+            pipe.hmget(keys.state, "t", "h")
+            pipe.get(keys.history_base)
+            pipe.lrange(keys.history, 0, -1)
+            pipe.lrange(keys.history_records, 0, -1)
+
+        # (one transaction-free pipeline: a commit between the reads is caught by the turn count below)
+        for _ in range(10):
+            (turns, cap), base, raw, records = await link.guarded(lambda: link.pipeline_once(reads))
+            if turns is None:
+                raise self._not_found(actor_id)
+            kept = Kept(int(turns), int(cap or 0), None if base is None else bytes(base), entries(raw),
+                        [bytes(r) for r in records])
+            if len(kept.entries) == len(kept.records) and (
+                    not kept.entries or kept.entries[-1]["turn"] == kept.turns):
+                return kept
+        raise RuntimeError(f"actor {actor_id!r} kept committing while its history was read; try again")
+
+    async def replay(self, actor_id: str, snapshot: SnapshotLike | None = None) -> dict[str, Any]:
+        """Run the actor's kept history again in this process, with no side effects: every host call is
+        answered from the history.  On the actor's own code (from the state before the oldest kept turn),
+        or on ``snapshot`` (from that snapshot's own state: the check to run before an upgrade).
+
+        Returns ``{"turns": n, "diverged": None | {"turn", "expected", "got"}}``: the first turn whose
+        result, host calls or (on its own code) resulting state differs.  ValueError when it keeps no history.
+        """
+        kept = await self._kept(actor_id)
+        if kept.base is None:
+            raise kept.range_error(actor_id, 0)
+        return await replay(kept, None if snapshot is None else snapshot_bytes(snapshot))
+
+    async def fork(self, source_id: str, /, turn: int, actor_id: str | None = None) -> str:
+        """A new actor (ID ``actor_id``, or a new one) in the state ``source_id`` had after ``turn``: same
+        imports, gas, code and history cap, an empty mailbox, the history up to ``turn``; returns its ID.
+        ValueError names the kept range when ``turn`` is outside it; ActorExistsInRedis for a taken ID."""
+        _check_turn(turn)
+        new_id = uuid.uuid4().hex if actor_id is None else actor_id
+        if not isinstance(new_id, str) or not new_id:
+            raise TypeError("actor_id must be a non-empty str")
+        src, dst = ActorKeys.of(source_id), ActorKeys.of(new_id)
+        # The new actor may hash to another slot: its one write (mva_fork_into) takes what this client
+        # read of the old one's kept window (consistent: checked against its committed turn count).
+        kept = await self._kept(source_id)
+        if kept.base is None or not kept.first <= turn <= kept.turns:
+            raise kept.range_error(source_id, turn)
+        info = await self._describe(src)
+        if info is None:
+            raise self._not_found(source_id)
+        upto = turn - kept.first
+        record = kept.base if upto == 0 else kept.records[upto - 1]
+        gas = await self.link.guarded(lambda: self.redis.hget(src.state, "g"))
+        raw = await self.link.fcall("mva_fork_into", [
+            6, dst.state, dst.record, dst.history, dst.history_records, dst.history_base, dst.all,
+            new_id, turn, uuid.uuid4().hex, record, kept.base, info.imports, gas or b"", info.code, kept.cap,
+            upto, *[pack(e) for e in kept.entries[:upto]], *kept.records[:upto]])
+        if text(raw[0]) == "EXISTS":
+            raise ActorExistsInRedis(f"an actor with ID {new_id!r} already exists")
+        return new_id
+
+    async def reset(self, actor_id: str, turn: int, reapply: bool = False) -> None:
+        """Take the actor back to its state after ``turn`` (the worker running it loses it at once).
+
+        ``reapply=False`` drops the messages applied after ``turn``; ``True`` queues them again, in their
+        order, ahead of the mail waiting (their callers were answered already: they run as sends).  The
+        history after ``turn`` is dropped.  ValueError names the kept range when ``turn`` is outside it."""
+        _check_turn(turn)
+        keys = ActorKeys.of(actor_id)
+        for _ in range(10):
+            kept = await self._kept(actor_id)
+            if kept.base is None or not kept.first <= turn <= kept.turns:
+                raise kept.range_error(actor_id, turn)
+            requeue: list[Any] = []
+            if reapply:
+                for entry in kept.entries[turn - kept.first:]:
+                    if entry["kind"] == "message":
+                        requeue += [entry["message_id"], message_payload(entry["export"], entry["args"], False)]
+            raw = await self.link.fcall("mva_reset", [
+                10, keys.state, keys.lease, keys.mailbox, keys.record, keys.journal, keys.history,
+                keys.history_records, keys.history_base, keys.work, keys.ready,
+                actor_id, turn, kept.turns, uuid.uuid4().hex, *requeue])
+            status = text(raw[0])
+            if status == "UNKNOWN":
+                raise self._not_found(actor_id)
+            if status == "RANGE":
+                raise kept.range_error(actor_id, turn)
+            if status == "OK":
+                await self._hint(actor_id)
+                return
+            # MOVED: a turn committed since the history was read; read it again
+        raise RuntimeError(f"actor {actor_id!r} kept running turns during reset; pause it first, then reset")
+
+
+def _check_turn(turn: int) -> None:
+    if not isinstance(turn, int) or isinstance(turn, bool) or turn < 0:
+        raise ValueError(f"turn must be a non-negative int, not {turn!r}")
 
 
 def connect(url: str) -> Client:

@@ -6,6 +6,7 @@ import json
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 
@@ -50,6 +51,10 @@ class Owned:
     journal_due: bool = False  # a turn made a journaled call: commit without waiting for a full batch
     last_failure: str = ""  # JSON of the last failed turn since the last commit (describe's last_failure)
     pause: str = ""  # JSON of a gas pause, for the releasing commit
+    history: int = 0  # turns of history kept (spawn(history=K)); 0: none, and none of the fields below is used
+    kept: list[tuple[bytes, bytes]] = field(default_factory=list)  # (entry, record after it) for the next commit
+    host_log: list[dict[str, Any]] = field(default_factory=list)  # the running turn's synchronous host calls
+    delivered: deque[tuple[int, bool, Any]] = field(default_factory=deque)  # completions queued, in order
     _gone: bool = False
     _progress: anyio.Event | None = None  # set at each commit and when gone (made by the first waiter)
 

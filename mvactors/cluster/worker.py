@@ -29,7 +29,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from ..actors import Actor, ActorRecord, Runtime, TurnOutcome
+from ..actors import Actor, ActorRecord, AsyncCall, Runtime, TurnOutcome
 from ..actors.gas import PauseEvent
 from ..errors import ActorError, EngineExhausted
 from ..imports import Journaled
@@ -37,6 +37,7 @@ from ..vm import load_engine
 from .committer import Committer
 from .crash import crash_point, snapshot_point
 from .discovery import HINT_BLOCK_MS, Discovery
+from .history import note_turn, recording
 from .journal import RedisJournal
 from .keys import ActorKeys
 from .lease import Lease, Leases
@@ -117,7 +118,8 @@ class Worker:
         try:
             await link.load_functions()
             await link.guarded(leases.heartbeat)
-            self._runtime = Runtime(host_calls=journal.host_calls(), on_turn=self._on_turn, on_pause=self._on_pause)
+            self._runtime = Runtime(host_calls=journal.host_calls(self._host_outcome), on_turn=self._on_turn,
+                                    on_pause=self._on_pause)
             await self._runtime.__aenter__()
             self._tg = anyio.create_task_group()
             await self._tg.__aenter__()
@@ -210,6 +212,7 @@ class Worker:
         if calls and any(isinstance(call.fn, Journaled) for call in calls):
             owned.journal_due = True  # the call waits for this turn's commit: make it soon
         reply = outcome.reply
+        mail = None
         if reply is not None:
             mail = owned.submitted.pop(reply, None)  # the runtime says which message ran
             if mail is not None:
@@ -224,6 +227,8 @@ class Worker:
             unawaited_later = owned.collect_settled()
             if unawaited_later:
                 self._unawaited(owned, unawaited_later)
+        if owned.history:  # spawn(history=K): this turn's entry and record go with its commit
+            note_turn(owned, actor, outcome, mail)
         if outcome.failure is not None:
             self._fail_now(actor, f"{type(outcome.failure).__name__}: {outcome.failure}")
             return
@@ -256,6 +261,12 @@ class Worker:
         if records:
             assert self._tg is not None
             self._tg.start_soon(self._release, records, "paused: out of gas")
+
+    def _host_outcome(self, actor: Actor, call: AsyncCall, ok: bool, value: Any) -> None:
+        """An async host call's outcome, about to reach ``actor``: history keeps it with its completion turn."""
+        owned = self._owned.get(actor.id)
+        if owned is not None and owned.history:
+            owned.delivered.append((call.token, ok, value))
 
     def _unawaited(self, owned: Owned, failures: list[tuple[str, BaseException]]) -> None:
         """Turns of a ``send()`` that failed with no caller to tell: logged and counted, as a Runtime does
@@ -297,6 +308,9 @@ class Worker:
                 raise LookupError(f"no worker import table named {name!r} (this worker has: "
                                   f"{', '.join(sorted(self.imports)) or 'none'})")
             imports = self.imports.get(name, {}) if name else {}
+            owned.history = got.history
+            if got.history:  # its synchronous host calls' results are kept too (replay answers from them)
+                imports = recording(imports, owned.host_log)
             record = ActorRecord(snapshot=got.saved) if got.fresh else ActorRecord.decode(stored_record(got.saved))
             owned.committed_next_token = record.next_token  # the calls it awaits may run (again) at once
             owned.actor = await self.runtime.adopt(record, actor_id, imports, got.gas)
