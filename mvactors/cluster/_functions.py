@@ -594,6 +594,57 @@ local function reset(keys, args)
   return {'OK'}
 end
 
+-- ---- operating actors (issue 16): upgrade ----
+-- Client.upgrade sends a barrier (export -1) through the mailbox; the worker that reaches it with every
+-- earlier turn committed and no host call or timer pending releases the actor paused ('upgrade', with
+-- the barrier's message_id).  Then this applies the new record, fenced by the epoch the client saw.
+
+-- upgrade(a, l, m, c, j, h, hr, hb, work, ready, paused; actor, epoch, message_id, request ID, outcome, record,
+--   code, history entry) -> {'OK'} | {'NOT_AT_BARRIER'} | {'FENCED', epoch} | {'UNKNOWN'}
+-- outcome 'OK': the new record ('S' + snapshot: a fresh one) and code replace the old, one more turn,
+-- history entry kept (if any); 'FAIL' or 'ABORT': the barrier is dropped and the actor goes on with
+-- its old code (ABORT: it may not have been reached; its holder, if any, is fenced out).
+local function upgrade(keys, args)
+  local a, l, m, c, j, h, hr, hb = keys[1], keys[2], keys[3], keys[4], keys[5], keys[6], keys[7], keys[8]
+  local work, ready, paused = keys[9], keys[10], keys[11]
+  local f = redis.call('HMGET', a, 'e', 'z', 'r', 'h')
+  if not f[1] then return {'UNKNOWN'} end
+  if f[3] == args[4] then return {'OK'} end  -- this request, re-sent
+  local at_barrier = false
+  if f[2] then
+    local z = cjson.decode(f[2])
+    at_barrier = z.reason == 'upgrade' and z.message_id == args[3]
+  end
+  if args[5] ~= 'ABORT' then
+    if not at_barrier then return {'NOT_AT_BARRIER'} end
+    if f[1] ~= args[2] then return {'FENCED', f[1]} end
+  elseif not at_barrier then
+    fence_out(a, l, ready, args[1])
+  end
+  for _, entry in ipairs(redis.call('XRANGE', m, '-', '+')) do
+    if entry[2][2] == args[3] then
+      redis.call('XDEL', m, entry[1])
+      if at_barrier then redis.call('HSET', a, 'p', entry[1]) end  -- (it was the head: the next to apply)
+      break
+    end
+  end
+  if args[5] == 'OK' then
+    put_record(a, c, args[6])
+    redis.call('HSET', a, 'k', args[7])
+    redis.call('HINCRBY', a, 't', 1)
+    redis.call('HDEL', a, 's')
+    redis.call('DEL', j)  -- (no call was pending; the new code numbers its calls from its own record)
+    if f[4] and args[8] ~= '' then keep_history({h, hr, hb}, {{args[8], args[6]}}, f[4]) end
+  end
+  if at_barrier then
+    redis.call('HDEL', a, 'z')
+    redis.call('ZREM', paused, args[1])
+  end
+  redis.call('HSET', a, 'r', args[4])
+  redis.call('ZADD', work, 0, args[1])
+  return {'OK'}
+end
+
 local function version(keys, args) return VERSION end
 
 redis.register_function('mva_spawn', spawn)
@@ -614,5 +665,6 @@ redis.register_function('mva_retry', retry)
 redis.register_function('mva_cancel', cancel)
 redis.register_function('mva_fork_into', fork_into)
 redis.register_function('mva_reset', reset)
+redis.register_function('mva_upgrade', upgrade)
 redis.register_function{function_name='mva_version', callback=version, flags={'no-writes'}}
 """.replace("@VERSION@", str(VERSION))

@@ -405,6 +405,9 @@ class Mail(NamedTuple):
     wants_reply: bool
 
 
+UPGRADE_BARRIER = -1  # the export ID of an upgrade's mailbox entry: the worker stops before it (Client.upgrade)
+
+
 def message_payload(export_id: int, args: tuple[Any, ...] | list[Any], wants_reply: bool) -> bytes:
     """A mailbox entry's body (TypeError for arguments that cannot cross processes)."""
     return pack([export_id, list(args), wants_reply])

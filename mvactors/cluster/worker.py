@@ -44,7 +44,7 @@ from .lease import Lease, Leases
 from .link import Redis, RedisLink
 from .owned import Owned
 from .stats import WorkerStats
-from .wire import Acquired, CorruptState, stored_record
+from .wire import UPGRADE_BARRIER, Acquired, CorruptState, stored_record
 
 log = logging.getLogger("mvactors")
 
@@ -283,6 +283,9 @@ class Worker:
             return
         room = self.checkpoint_every - owned.uncommitted - len(owned.submitted)
         while room > 0 and owned.buffer:
+            if owned.buffer[0].export_id == UPGRADE_BARRIER:  # the mail after it waits for the new code
+                self._at_barrier(owned)
+                return
             mail = owned.buffer.popleft()
             owned.submitted[actor.submit(mail.export_id, *mail.args)] = mail
             room -= 1
@@ -415,11 +418,31 @@ class Worker:
 
     # ---- release and hand-over ----
 
+    def _at_barrier(self, owned: Owned) -> None:
+        """An upgrade's mail is next: once every turn before it is committed and the actor awaits no host
+        call or timer, hand it back to Redis paused (reason "upgrade"); the client that sent the upgrade
+        applies it there (``Client.upgrade``), fenced by the epoch, and resumes it."""
+        if owned.submitted or owned.committing or owned.uncommitted or owned.awaiting_host or owned.gone:
+            return
+        if owned.next_due is not None or (owned.actor is not None and owned.actor.awaiting()):
+            return  # (a timer, or an async export's promise: it waits; the client's timeout names them)
+        assert self._leases is not None
+        owned.pause = json.dumps({"reason": "upgrade", "since": round(self._leases.redis_time(), 3),
+                                  "detail": "an upgrade is being applied at this turn boundary",
+                                  "message_id": owned.buffer[0].message_id})
+        records = self._take_out([owned])
+        if records:
+            assert self._tg is not None
+            self._tg.start_soon(self._release, records, "an upgrade is next in its mailbox")
+
     def _release_quiet(self) -> None:
         """Hand idle actors back to Redis (they hibernate there) after a short grace period."""
         now = time.monotonic()
         grace = self.lease_ms / 1000 / 4
         for owned in list(self._owned.values()):
+            if owned.buffer and owned.buffer[0].export_id == UPGRADE_BARRIER:
+                self._at_barrier(owned)  # (its host call or timer may have completed since)
+                continue
             if not owned.quiet() or owned.awaiting_host:
                 owned.quiet_since = None
                 continue

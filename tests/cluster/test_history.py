@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -25,9 +26,20 @@ function total() { return count; }
 vmExport(1, add);
 vmExport(2, get);
 vmExport(3, total);
+function out() { return { count: count }; }
+vmExport(10, out);
 """
 # v2 counts by two: a replay of v1's history on it diverges at its first add().
 V2 = V1.replace("count = count + 1; return count;", "count = count + 2; return count;")
+
+
+# The upgrades: IN multiplies the migrated count by 100 (so a test sees it ran), or throws.
+UP = V2 + """
+function into(v) { count = v.count * 100; }
+function boom(v) { count = 7; throw "cannot migrate " + v.count; }
+vmExport(11, into);
+vmExport(12, boom);
+"""
 
 
 @pytest.fixture
@@ -153,3 +165,68 @@ async def test_reset_drops_or_reapplies_the_later_messages(redis_url: str, v1: b
             await client.reset(actor_id, turn=7)
         with pytest.raises(ActorNotFound):
             await client.reset("nobody", turn=1)
+
+
+async def test_upgrade_migrates_state_in_mailbox_order(redis_url: str, v1: bytes,
+                                                       compile_js: Callable[[str], bytes]) -> None:
+    up = compile_js(UP)
+    async with mvactors.connect(redis_url) as client, mvactors.Worker(redis_url, IMPORTS):
+        actor_id = await client.spawn(v1, imports="counter", history=10)
+        before = (await client.describe(actor_id))["code"]
+        for tag in "ab":
+            await client.send(actor_id, 1, tag)  # old code: +1 each
+        await client.upgrade(actor_id, up, migrate=(10, 11), timeout=10)
+        assert await client.call(actor_id, 1, "c", timeout=10) == 202  # 2 migrated x 100, then +2 (new code)
+        info = await client.describe(actor_id)
+        assert info["code"] != before and info["state"] != "paused" and info["turns"] == 4
+        kinds = [(e["kind"], e["turn"]) for e in await _history(client, actor_id)]
+        assert kinds == [("message", 1), ("message", 2), ("upgrade", 3), ("message", 4)]
+        # Without migrate the new snapshot's own state replaces the old.
+        await client.upgrade(actor_id, up, timeout=10)
+        assert await client.call(actor_id, 3, timeout=10) == 0
+
+
+async def test_upgrade_is_atomic_when_in_throws(redis_url: str, v1: bytes, compile_js: Callable[[str], bytes]) -> None:
+    up = compile_js(UP)
+    async with mvactors.connect(redis_url) as client, mvactors.Worker(redis_url, IMPORTS):
+        actor_id = await client.spawn(v1, imports="counter", history=5)
+        await client.call(actor_id, 1, "a", timeout=10)
+        before = await client.describe(actor_id)
+        with pytest.raises(mvactors.UpgradeFailed, match=r"IN \(export 12\) threw: guest threw 'cannot migrate 1'"):
+            await client.upgrade(actor_id, up, migrate=(10, 12), timeout=10)
+        after = await client.describe(actor_id)
+        assert after["code"] == before["code"] and after["turns"] == 1 and after["paused"] is None
+        assert await client.call(actor_id, 1, "b", timeout=10) == 2  # old code, old state
+        assert [e["kind"] for e in await _history(client, actor_id)] == ["message", "message"]
+
+
+async def test_upgrade_refuses_bad_input_before_anything_changes(redis_url: str, v1: bytes,
+                                                                 compile_js: Callable[[str], bytes]) -> None:
+    up = compile_js(UP)
+    async with mvactors.connect(redis_url) as client:
+        actor_id = await client.spawn(v1, imports="counter")
+        with pytest.raises(mvactors.UpgradeFailed, match=r"no export 99 \(migrate IN\)"):
+            await client.upgrade(actor_id, up, migrate=(10, 99))
+        with pytest.raises(mvactors.UpgradeFailed, match=r"no export 98 \(migrate OUT\)"):
+            await client.upgrade(actor_id, up, migrate=(98, 11))
+        with pytest.raises(TypeError, match="migrate must be"):
+            await client.upgrade(actor_id, up, migrate="10:11")  # type: ignore[arg-type]
+        with pytest.raises(ActorNotFound):
+            await client.upgrade("nobody", up)
+        assert (await client.describe(actor_id))["mailbox"] == 0
+
+
+async def test_upgrade_waits_for_a_pending_host_call_then_names_it(
+        redis_url: str, v1: bytes, compile_js: Callable[[str], bytes], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MVACTORS_TEST_GATES", str(tmp_path))
+    up = compile_js(UP)
+    async with mvactors.connect(redis_url) as client, mvactors.Worker(redis_url, IMPORTS):
+        actor_id = await client.spawn(v1, imports="counter")
+        await client.send(actor_id, 2, "gate:open")  # get() awaits fetch, which waits for the gate file
+        with pytest.raises(mvactors.UpgradeFailed, match=r"host function 3 \(call 1\) pending"):
+            await client.upgrade(actor_id, up, migrate=(10, 11), timeout=1)
+        (tmp_path / "open").touch()
+        assert await client.call(actor_id, 3, timeout=10) == 1  # old code: the withdrawn upgrade left no trace
+        await client.upgrade(actor_id, up, migrate=(10, 11), timeout=10)
+        assert await client.call(actor_id, 3, timeout=10) == 100
