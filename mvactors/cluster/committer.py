@@ -166,7 +166,7 @@ class Committer:
                 continue
             work.append((owned, record, entry))
             owned.replies = []
-            if owned.kept:
+            if owned.kept:  # (None for actors without history: nothing to do)
                 owned.kept = []
             owned.last_failure = ""
             owned.journal_due = False

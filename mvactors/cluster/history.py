@@ -66,6 +66,7 @@ def _outcome(reply: Reply | None) -> dict[str, Any]:
 
 def note_turn(owned: Owned, actor: Actor, outcome: TurnOutcome, mail: Mail | None) -> None:
     """Keep what the turn that just ran did, and the record after it, for the actor's next commit."""
+    assert owned.host_log is not None and owned.kept is not None and owned.delivered is not None
     calls: list[dict[str, Any]] = owned.host_log[:]
     owned.host_log.clear()
     for call in outcome.calls:

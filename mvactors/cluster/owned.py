@@ -51,10 +51,12 @@ class Owned:
     journal_due: bool = False  # a turn made a journaled call: commit without waiting for a full batch
     last_failure: str = ""  # JSON of the last failed turn since the last commit (describe's last_failure)
     pause: str = ""  # JSON of a gas pause, for the releasing commit
-    history: int = 0  # turns of history kept (spawn(history=K)); 0: none, and none of the fields below is used
-    kept: list[tuple[bytes, bytes]] = field(default_factory=list)  # (entry, record after it) for the next commit
-    host_log: list[dict[str, Any]] = field(default_factory=list)  # the running turn's synchronous host calls
-    delivered: deque[tuple[int, bool, Any]] = field(default_factory=deque)  # completions queued, in order
+    # History (spawn(history=K)): None for actors that keep none (an empty deque alone is ~600 B, and a
+    # worker may hold 100,000 actors); made by the adoption of one that does.
+    history: int = 0  # turns of history kept
+    kept: list[tuple[bytes, bytes]] | None = None  # (entry, record after it) per turn, for the next commit
+    host_log: list[dict[str, Any]] | None = None  # the running turn's synchronous host calls
+    delivered: deque[tuple[int, bool, Any]] | None = None  # async outcomes on their way, in delivery order
     _gone: bool = False
     _progress: anyio.Event | None = None  # set at each commit and when gone (made by the first waiter)
 

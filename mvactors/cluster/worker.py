@@ -23,6 +23,7 @@ import os
 import socket
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -265,7 +266,7 @@ class Worker:
     def _host_outcome(self, actor: Actor, call: AsyncCall, ok: bool, value: Any) -> None:
         """An async host call's outcome, about to reach ``actor``: history keeps it with its completion turn."""
         owned = self._owned.get(actor.id)
-        if owned is not None and owned.history:
+        if owned is not None and owned.delivered is not None:
             owned.delivered.append((call.token, ok, value))
 
     def _unawaited(self, owned: Owned, failures: list[tuple[str, BaseException]]) -> None:
@@ -313,6 +314,7 @@ class Worker:
             imports = self.imports.get(name, {}) if name else {}
             owned.history = got.history
             if got.history:  # its synchronous host calls' results are kept too (replay answers from them)
+                owned.kept, owned.host_log, owned.delivered = [], [], deque()
                 imports = recording(imports, owned.host_log)
             record = ActorRecord(snapshot=got.saved) if got.fresh else ActorRecord.decode(stored_record(got.saved))
             owned.committed_next_token = record.next_token  # the calls it awaits may run (again) at once
