@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import anyio
 import pytest
 
 import mvactors
@@ -12,7 +13,7 @@ from mvactors.cluster import ActorNotFound
 from mvactors.cluster.keys import ActorKeys
 from tests.cluster.cluster_hosts import IMPORTS
 
-from .processes import eventually
+from .processes import eventually, worker
 
 pytestmark = pytest.mark.anyio
 
@@ -230,3 +231,50 @@ async def test_upgrade_waits_for_a_pending_host_call_then_names_it(
         assert await client.call(actor_id, 3, timeout=10) == 1  # old code: the withdrawn upgrade left no trace
         await client.upgrade(actor_id, up, migrate=(10, 11), timeout=10)
         assert await client.call(actor_id, 3, timeout=10) == 100
+
+
+async def test_upgrade_under_load_runs_every_message_once_in_mailbox_order(
+        redis_url: str, snapshot: Callable[[str], bytes], compile_js: Callable[[str], bytes]) -> None:
+    source = (Path(__file__).resolve().parent.parent / "guest" / "ops_actor.js").read_text()
+    v2 = compile_js(source.replace("seen.push(tag);", 'seen.push(tag + "@2");')
+                    + "\nfunction into(v) { count = v.count; seen = v.seen; }\nvmExport(11, into);\n")
+    senders = 4
+    async with mvactors.connect(redis_url) as client:
+        actor_id = await client.spawn(snapshot("ops_actor"), imports="counter", history=3)
+        with worker(redis_url) as running:
+            running.wait_for("started on")  # (its first VM compiles the engine: seconds on a loaded machine)
+            sent: list[str] = []
+            sent_after: set[str] = set()
+            upgraded = anyio.Event()
+
+            async def sender(n: int) -> None:  # until the upgrade returned, then 5 more
+                i, extra = 0, 0
+                while extra < 5:
+                    tag = f"s{n}-{i}"
+                    after = upgraded.is_set()
+                    await client.send(actor_id, 1, tag)
+                    sent.append(tag)
+                    if after:
+                        sent_after.add(tag)
+                        extra += 1
+                    i += 1
+                    await anyio.sleep(0.005)
+
+            async with anyio.create_task_group() as tg:
+                for n in range(senders):
+                    tg.start_soon(sender, n)
+                await client.call(actor_id, 1, "first", timeout=30)
+                await client.upgrade(actor_id, v2, migrate=(10, 11), timeout=30)
+                upgraded.set()
+            state = await client.call(actor_id, 2, timeout=30)
+        seen = state["seen"]
+        tags = [t.removesuffix("@2") for t in seen]
+        assert sorted(tags) == sorted(["first", *sent])
+        assert state["count"] == len(seen) == len(sent) + 1  # each exactly once, none lost
+        on_v2 = [t.endswith("@2") for t in seen]
+        assert on_v2 == sorted(on_v2)  # every old-code turn before every new-code turn
+        assert on_v2[0] is False and on_v2[-1] is True and sent_after  # both codes ran under the load
+        assert all(t + "@2" in seen for t in sent_after)  # sent after upgrade() returned: new code
+        for n in range(senders):  # each sender's messages in the order it sent them
+            mine = [t for t in tags if t.startswith(f"s{n}-")]
+            assert mine == [t for t in sent if t.startswith(f"s{n}-")] and mine
