@@ -86,6 +86,8 @@ class MicroviumError(Exception):
     ``errno`` its number.
     """
 
+    missing_import: int | None = None  # MVM_E_UNRESOLVED_IMPORT at restore: the import ID the map lacks
+
     def __init__(self, message: str, code: int | str = 1) -> None:
         super().__init__(message)
         if isinstance(code, str):

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
 
-from ..errors import ActorError, ActorEvicted, ActorFailed, MailboxFull, RuntimeNotRunning
-from .cell import ActorState, Cell
+from ..errors import ActorError, ActorEvicted, ActorFailed, MailboxFull, RuntimeNotRunning, UpgradeFailed
+from ..vm import SnapshotLike
+from ..vm.snapshot import export_ids, snapshot_bytes
+from .cell import UPGRADE, ActorState, Cell
 from .clock import WallClock
 from .gas import GasPolicy, PauseEvent, PauseReason
 from .mailbox import Message, Reply, check_message
@@ -189,6 +192,41 @@ class Actor:
             self._check_alive()  # the actor may have failed while we waited
         cell.mail().append(message)
         self.services.schedule(self)
+
+    async def upgrade(self, snapshot: SnapshotLike, migrate: tuple[int, int] | None = None,
+                      timeout: float | None = None) -> None:
+        """Run new code from here on, in mailbox order: messages sent before run on the old code, after on
+        the new (the mechanism ``Client.upgrade`` uses in a cluster).
+
+        With ``migrate=(OUT, IN)``, export OUT on the old code gives a plain value (copied), then the new
+        snapshot is restored and export IN(value) runs on it; without, the new snapshot's own state
+        replaces the old.  Atomic: if OUT/IN throws, the snapshot does not restore, or a host call or
+        timer is pending when its turn comes, the actor keeps its old code and state and
+        :class:`mvactors.UpgradeFailed` says why.  ``timeout`` bounds the wait for its turn (seconds).
+        """
+        data = snapshot_bytes(snapshot)
+        if migrate is not None:
+            if (not isinstance(migrate, tuple) or len(migrate) != 2
+                    or not all(isinstance(x, int) and not isinstance(x, bool) for x in migrate)):
+                raise TypeError(f"migrate must be (OUT, IN): two export IDs, not {migrate!r}")
+            exports = export_ids(self.cell.record(collect=False).snapshot)
+            if migrate[0] not in exports:
+                raise UpgradeFailed(f"actor {self.id}'s code has no export {migrate[0]} (migrate OUT); its exports "
+                                    f"are {sorted(exports)}")
+            if migrate[1] not in export_ids(data):
+                raise UpgradeFailed(f"the new snapshot has no export {migrate[1]} (migrate IN); its exports are "
+                                    f"{sorted(export_ids(data))}")
+        reply = Reply()
+        message = Message(export_id=UPGRADE, args=(data, migrate), reply=reply)
+        self._check_alive()
+        with anyio.fail_after(timeout) if timeout is not None else contextlib.nullcontext():
+            cell = self.cell
+            while cell.full():
+                await cell.room()
+                self._check_alive()
+            cell.mail().append(message)
+            self.services.schedule(self)
+            await reply.wait()
 
     def deliver(self, token: int, ok: bool, value: Any) -> None:
         """Hand the outcome of async host call ``token`` to the actor (for HostCalls implementations).

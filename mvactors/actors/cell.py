@@ -17,7 +17,16 @@ from typing import Any, Literal, NamedTuple
 
 import anyio
 
-from ..errors import ActorError, ActorFailed, Cancelled, GasExhausted, GuestError, MicroviumError, VMUnusable
+from ..errors import (
+    ActorError,
+    ActorFailed,
+    Cancelled,
+    GasExhausted,
+    GuestError,
+    MicroviumError,
+    UpgradeFailed,
+    VMUnusable,
+)
 from ..imports import AsyncCall
 from ..vm import VM, GuestPromise, SnapshotLike
 from ._callers import Callers, TurnCalls, Unawaited
@@ -61,6 +70,8 @@ class TurnOutcome(NamedTuple):
     error: BaseException | None = None
     reply: Reply | None = None
 
+
+UPGRADE = -2  # the export ID of Actor.upgrade's mailbox entry (no guest export is negative)
 
 # Most turns start nothing, wake nothing and fail nothing: one shared outcome each.
 _KINDS: tuple[TurnKind, ...] = ("message", "completion", "timer")
@@ -375,7 +386,55 @@ class Cell:
                 return self.fail(exc, _kind_of(message, self._callers))
         if message.token:
             return self._apply_completion(vm, message, woke)
+        if message.export_id == UPGRADE:
+            return self._apply_upgrade(vm, message, woke)
         return self._apply_message(vm, message, woke)
+
+    def _apply_upgrade(self, vm: VM, message: Message, woke: bool) -> TurnOutcome:
+        """``Actor.upgrade``'s turn: the new VM replaces the old one, or the old one stays (atomic)."""
+        snapshot, migrate = message.args
+        error: BaseException | None = None
+        callers = self._callers
+        new: VM | None = None
+        if callers is not None and callers.awaited:
+            pending = ", ".join(f"host function {c.import_id} (call {t})" if c.due is None else f"a timer (call {t})"
+                                for t, c in callers.awaited.items())
+            error = UpgradeFailed(f"actor {self.id} awaits {pending}; upgrade it once they complete")
+        else:
+            try:
+                value = None
+                if migrate is not None:
+                    # OUT runs on a copy: should it change state and then IN throw, the actor is untouched.
+                    copy, _ = VM.wake(self.record(collect=False).hibernation(), self._vm_imports,
+                                      time_limit=self.time_limit)
+                    try:
+                        value = plain(copy.exports[migrate[0]]())
+                    finally:
+                        copy.close()
+                new = VM.restore(snapshot, self._vm_imports, time_limit=self.time_limit)
+                if migrate is not None:
+                    new.exports[migrate[1]](value)
+            except Exception as exc:
+                if new is not None:
+                    new.close()
+                error = UpgradeFailed(f"the upgrade of actor {self.id} was not applied (it keeps its old code and "
+                                      f"state): {type(exc).__name__}: {exc}")
+        if error is None and new is not None:
+            vm.close()
+            self._callers = None  # (nothing was awaited: the old VM's promise book goes with it)
+            self._attach(new)
+        self.mailbox.popleft()
+        if self._space is not None:
+            self._made_room()
+        self.metrics.turns += 1
+        self.turns += 1
+        assert message.reply is not None
+        if error is None:
+            message.reply.resolve(None)
+        else:
+            self.metrics.failed_turns += 1
+            message.reply.fail(error)
+        return TurnOutcome("message", error is not None, (), None, None, None, woke, None, message.reply)
 
     def _apply_message(self, vm: VM, message: Message, woke: bool) -> TurnOutcome:
         """A call of an export: its caller gets the result, or waits on the promise the export returned."""

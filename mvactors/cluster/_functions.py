@@ -23,6 +23,9 @@ Key names per actor (T = the partition's hash tag):
   T:j:<id>  hash   token -> journaled host call result
   T:r:<id>:<message_id>  stream with the reply of one call (expires)
   T:h:<id>  list   the kept history, oldest first (msgpack entries, capped at h)
+  T:hr:<id> list   the record after each kept turn (same order as T:h; fork and reset restore one)
+  T:hb:<id> string the record before the oldest kept turn (replay starts there): "S" + the spawned
+                   snapshot until K turns have run, then a stored record
   (with replica_acks >= 1 a commit does not write T:r keys: it stages its replies in T:a field
    y, a msgpack [reply key, payload, ...], and mva_publish writes them once WAIT says the
    commit is on enough replicas; see committer.py)
@@ -40,7 +43,7 @@ Per partition:
 
 from __future__ import annotations
 
-VERSION = 11
+VERSION = 12
 
 LIBRARY = r"""#!lua name=mvactors
 -- mvactors cluster functions
@@ -75,6 +78,7 @@ local function spawn(keys, args)
   if args[4] and args[4] ~= '' then redis.call('HSET', keys[1], 'k', args[4]) end
   if args[5] and tonumber(args[5]) > 0 then redis.call('HSET', keys[1], 'h', args[5]) end
   if keys[3] then redis.call('ZADD', keys[3], 0, args[6]) end
+  if keys[4] then redis.call('SET', keys[4], 'S' .. args[1]) end  -- history kept: replay starts here
   return {'OK'}
 end
 
@@ -196,22 +200,27 @@ local function gas_pause(a, work, paused, actor, z)
   if due then redis.call('ZADD', work, due, actor) else redis.call('ZREM', work, actor) end
 end
 
--- One actor's commit; every check comes before its first write.
--- e: [actor, epoch, prev_turns, turns, pos, release, due ms or '', next_token, pending tokens, settling,
---     record, reply payloads, last failure JSON or '', gas pause JSON or '']
--- Replies held back until their commit is on enough replicas (replica_acks >= 1); mva_publish
--- makes them readable.  Appended: a commit repeated before the last publish keeps both.
-local function stage_replies(a, reply_keys, payloads)
-  local staged = redis.call('HGET', a, 'y')
-  local list = staged and cmsgpack.unpack(staged) or {}
-  for i = 1, #reply_keys do
-    list[#list + 1] = reply_keys[i]
-    list[#list + 1] = payloads[i]
+-- history (issue 16): the commit of turns of an actor that keeps history appends each turn's entry and the
+-- record after it, and drops the oldest beyond cap K; the record after the last dropped turn becomes
+-- the base replay starts from.  Only in the first attempt of a commit (a repeat is answered DUP first).
+-- hk: {T:h, T:hr, T:hb}; items: [[entry, record], ...]
+local function keep_history(hk, items, cap)
+  for _, item in ipairs(items) do
+    redis.call('RPUSH', hk[1], item[1])
+    redis.call('RPUSH', hk[2], item[2])
   end
-  redis.call('HSET', a, 'y', cmsgpack.pack(list))
+  local over = redis.call('LLEN', hk[1]) - tonumber(cap)
+  for _ = 1, over do
+    redis.call('LPOP', hk[1])
+    redis.call('SET', hk[3], redis.call('LPOP', hk[2]))
+  end
 end
 
-local function commit_one(a, l, m, j, c, work, ready, paused, worker, e, reply_keys, stage)
+-- One actor's commit; every check comes before its first write.
+-- e: [actor, epoch, prev_turns, turns, pos, release, due ms or '', next_token, pending tokens, settling,
+  (with replica_acks >= 1 a commit does not write T:r keys: it stages its replies in T:a field
+   y, a msgpack [reply key, payload, ...], and mva_publish writes them once WAIT says the
+   commit is on enough replicas; see committer.py)
   local actor, epoch, prev, turns, pos = e[1], e[2], e[3], e[4], e[5]
   local rel, due, next_token, pending_tokens, settling = e[6], e[7], e[8], e[9], e[10]
   local f = redis.call('HMGET', a, 'e', 't', 'p', 'f', 's', 'q')
@@ -247,6 +256,7 @@ local function commit_one(a, l, m, j, c, work, ready, paused, worker, e, reply_k
     if e[14] ~= '' then gas_pause(a, work, paused, actor, e[14]) end
     return 'DUP'
   end
+  if hk then keep_history(hk, e[15], e[16]) end
   local payloads = e[12]
   if stage and #reply_keys > 0 then
     stage_replies(a, reply_keys, payloads)
@@ -261,19 +271,22 @@ local function commit_one(a, l, m, j, c, work, ready, paused, worker, e, reply_k
   return 'OK'
 end
 
--- commit(work, ready, paused index, then per actor: a, l, m, j, c, its reply keys...; worker, actors[, stage])
---   -> a status per actor (stage '1': replies are staged, not written; see stage_replies)
+-- commit(work, ready, paused index, then per actor: a, l, m, j, c[, h, hr, hb], its reply keys...; worker, actors
+--   [, stage]) -> a status per actor (stage '1': replies are staged, not written; see stage_replies)
 -- actors: one msgpack array of commit_one's entries (one argument, not dozens: cheaper to send and parse).
 -- Actors of one partition commit in one call (group commit); each actor's outcome is its own.
 local function commit(keys, args)
   local work, ready, paused, worker, stage = keys[1], keys[2], keys[3], args[1], args[3] == '1'
   local k, out = 4, {}
   for n, e in ipairs(cmsgpack.unpack(args[2])) do
-    local reply_keys = {}
-    for i = 1, #e[12] do reply_keys[i] = keys[k + 4 + i] end
+    local reply_keys, hk, nh = {}, nil, 0
+    if e[15] then  -- (history kept: its three keys come after c)
+      hk, nh = {keys[k + 5], keys[k + 6], keys[k + 7]}, 3
+    end
+    for i = 1, #e[12] do reply_keys[i] = keys[k + 4 + nh + i] end
     out[n] = commit_one(keys[k], keys[k + 1], keys[k + 2], keys[k + 3], keys[k + 4], work, ready, paused, worker, e,
-                        reply_keys, stage)
-    k = k + 5 + #e[12]
+                        reply_keys, stage, hk)
+    k = k + 5 + nh + #e[12]
   end
   return out
 end
@@ -362,7 +375,7 @@ local function describe(keys, args)
   return describe_one(keys[1], keys[2], keys[3]) or {}
 end
 
--- delete(a, l, m, d, j, work, ready, c[, all, failed, paused, h]; actor) -> 1 | 0 (unknown)
+-- delete(a, l, m, d, j, work, ready, c[, all, failed, paused, h, hr, hb]; actor) -> 1 | 0 (unknown)
 local function delete(keys, args)
   local f = redis.call('HMGET', keys[1], 'e', 'o')
   if not f[1] then return 0 end
@@ -372,7 +385,9 @@ local function delete(keys, args)
   for i = 9, 11 do
     if keys[i] then redis.call('ZREM', keys[i], args[1]) end
   end
-  if keys[12] then redis.call('DEL', keys[12]) end
+  for i = 12, 14 do
+    if keys[i] then redis.call('DEL', keys[i]) end
+  end
   return 1
 end
 
@@ -503,6 +518,143 @@ local function cancel(keys, args)
   return {'OK'}
 end
 
+-- ---- operating actors (issue 16): fork and reset, from the record kept after a turn ----
+-- The kept turns are t-n+1 .. t (n entries in T:h); "after turn t-n" is the base (T:hb).
+
+-- The stored record after turn N, its index in T:h (0: the base), and the kept range; nil when N is outside.
+local function after_turn(a, h, hr, hb, n_turn)
+  local t = tonumber(redis.call('HGET', a, 't'))
+  local n = redis.call('LLEN', h)
+  local lo = t - n
+  if redis.call('EXISTS', hb) == 0 or n_turn < lo or n_turn > t then return nil, lo, t end
+  if n_turn == lo then return redis.call('GET', hb), 0, t end
+  return redis.call('LINDEX', hr, n_turn - lo - 1), n_turn - lo, t
+end
+
+-- A kept record as T:c holds it ('S' + snapshot: the spawned snapshot, which T:c holds with f = 1).
+local function put_record(a, c, r)
+  if string.sub(r, 1, 1) == 'S' then
+    redis.call('SET', c, string.sub(r, 2))
+    redis.call('HSET', a, 'f', '1')
+  else
+    redis.call('SET', c, r)
+    redis.call('HDEL', a, 'f')
+  end
+end
+
+-- fork_into(a, c, h, hr, hb, all; actor, turn, request ID, record, base, imports, gas, code, cap, n,
+--   n entries, n records) -> {'OK'} | {'EXISTS'}
+-- The new actor of a fork, written in its own slot (it may hash to another partition than the actor it
+-- copies, so the client reads that one's kept window and passes the part up to the turn).  A repeat
+-- (same request ID) finds the actor it made and answers OK.
+local function fork_into(keys, args)
+  local a, c, h, hr, hb = keys[1], keys[2], keys[3], keys[4], keys[5]
+  if redis.call('EXISTS', a) == 1 then
+    if redis.call('HGET', a, 'fk') == args[3] then return {'OK'} end
+    return {'EXISTS'}
+  end
+  redis.call('HSET', a, 'e', 0, 't', args[2], 'p', '0-0', 'fk', args[3], 'h', args[9])
+  put_record(a, c, args[4])
+  if args[6] ~= '' then redis.call('HSET', a, 'i', args[6]) end
+  if args[7] ~= '' then redis.call('HSET', a, 'g', args[7]) end
+  if args[8] ~= '' then redis.call('HSET', a, 'k', args[8]) end
+  redis.call('SET', hb, args[5])
+  local n = tonumber(args[10])
+  for i = 1, n do
+    redis.call('RPUSH', h, args[10 + i])
+    redis.call('RPUSH', hr, args[10 + n + i])
+  end
+  redis.call('ZADD', keys[6], 0, args[1])
+  return {'OK'}
+end
+
+-- reset(a, l, m, c, j, h, hr, hb, work, ready; actor, turn, turns seen, request ID, reapplied payloads...)
+--   -> {'OK'} | {'RANGE', lo, hi} | {'MOVED', turns} | {'UNKNOWN'}
+-- Back to the state after turn N: the owner is fenced out, the history after N is dropped, the journal
+-- (tokens of the dropped turns) cleared.  The client read the history at "turns seen" and passes the
+-- mailbox payloads of the messages applied after N to re-queue (reapply), ahead of the mail waiting:
+-- MOVED when turns ran since (the client reads again).  A repeat (same request ID) answers OK.
+local function reset(keys, args)
+  local a, l, m, c, j, h, hr, hb, work, ready = keys[1], keys[2], keys[3], keys[4], keys[5], keys[6], keys[7],
+    keys[8], keys[9], keys[10]
+  local f = redis.call('HMGET', a, 'e', 't', 'r')
+  if not f[1] then return {'UNKNOWN'} end
+  if f[3] == args[4] then return {'OK'} end
+  local r, idx, hi = after_turn(a, h, hr, hb, tonumber(args[2]))
+  if not r then return {'RANGE', idx, hi} end
+  if f[2] ~= args[3] then return {'MOVED', f[2]} end
+  fence_out(a, l, ready, args[1])
+  put_record(a, c, r)
+  redis.call('HSET', a, 't', args[2], 'r', args[4])
+  redis.call('HDEL', a, 's')
+  redis.call('DEL', j)
+  if idx == 0 then
+    redis.call('DEL', h, hr)
+  else
+    redis.call('LTRIM', h, 0, idx - 1)
+    redis.call('LTRIM', hr, 0, idx - 1)
+  end
+  if #args > 4 then  -- the re-queued messages go first: the mailbox is written again in that order
+    local waiting = redis.call('XRANGE', m, '-', '+')
+    redis.call('DEL', m)
+    for i = 5, #args, 2 do redis.call('XADD', m, '*', 'i', args[i], 'b', args[i + 1]) end
+    for _, entry in ipairs(waiting) do redis.call('XADD', m, '*', unpack(entry[2])) end
+  end
+  redis.call('ZADD', work, 0, args[1])
+  return {'OK'}
+end
+
+-- ---- operating actors (issue 16): upgrade ----
+-- Client.upgrade sends a barrier (export -1) through the mailbox; the worker that reaches it with every
+-- earlier turn committed and no host call or timer pending releases the actor paused ('upgrade', with
+-- the barrier's message_id).  Then this applies the new record, fenced by the epoch the client saw.
+
+-- upgrade(a, l, m, c, j, h, hr, hb, work, ready, paused; actor, epoch, message_id, request ID, outcome, record,
+--   code, history entry) -> {'OK'} | {'NOT_AT_BARRIER'} | {'FENCED', epoch} | {'UNKNOWN'}
+-- outcome 'OK': the new record ('S' + snapshot: a fresh one) and code replace the old, one more turn,
+-- history entry kept (if any); 'FAIL' or 'ABORT': the barrier is dropped and the actor goes on with
+-- its old code (ABORT: it may not have been reached; its holder, if any, is fenced out).
+local function upgrade(keys, args)
+  local a, l, m, c, j, h, hr, hb = keys[1], keys[2], keys[3], keys[4], keys[5], keys[6], keys[7], keys[8]
+  local work, ready, paused = keys[9], keys[10], keys[11]
+  local f = redis.call('HMGET', a, 'e', 'z', 'r', 'h')
+  if not f[1] then return {'UNKNOWN'} end
+  if f[3] == args[4] then return {'OK'} end  -- this request, re-sent
+  local at_barrier = false
+  if f[2] then
+    local z = cjson.decode(f[2])
+    at_barrier = z.reason == 'upgrade' and z.message_id == args[3]
+  end
+  if args[5] ~= 'ABORT' then
+    if not at_barrier then return {'NOT_AT_BARRIER'} end
+    if f[1] ~= args[2] then return {'FENCED', f[1]} end
+  elseif not at_barrier then
+    fence_out(a, l, ready, args[1])
+  end
+  for _, entry in ipairs(redis.call('XRANGE', m, '-', '+')) do
+    if entry[2][2] == args[3] then
+      redis.call('XDEL', m, entry[1])
+      if at_barrier then redis.call('HSET', a, 'p', entry[1]) end  -- (it was the head: the next to apply)
+      break
+    end
+  end
+  if args[5] == 'OK' then
+    put_record(a, c, args[6])
+    redis.call('HSET', a, 'k', args[7])
+    redis.call('HINCRBY', a, 't', 1)
+    redis.call('HDEL', a, 's')
+    redis.call('DEL', j)  -- (no call was pending; the new code numbers its calls from its own record)
+    if f[4] and args[8] ~= '' then keep_history({h, hr, hb}, {{args[8], args[6]}}, f[4]) end
+  end
+  if at_barrier then
+    redis.call('HDEL', a, 'z')
+    redis.call('ZREM', paused, args[1])
+  end
+  redis.call('HSET', a, 'r', args[4])
+  redis.call('ZADD', work, 0, args[1])
+  return {'OK'}
+end
+
 local function version(keys, args) return VERSION end
 
 -- ---- replica_acks (issue 15): the writes that make WAIT cover what a caller is about to trust ----
@@ -557,6 +709,9 @@ redis.register_function('mva_pause', pause)
 redis.register_function('mva_resume', resume)
 redis.register_function('mva_retry', retry)
 redis.register_function('mva_cancel', cancel)
+redis.register_function('mva_fork_into', fork_into)
+redis.register_function('mva_reset', reset)
+redis.register_function('mva_upgrade', upgrade)
 redis.register_function{function_name='mva_version', callback=version, flags={'no-writes'}}
 redis.register_function{function_name='mva_sync', callback=sync, flags={'allow-oom'}}  -- one counter
 -- allow-oom: it moves a staged reply from the record's hash to its stream (no net growth), and a

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import math
 import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
+
 from ..actors import ActorRecord, GasPolicy
-from ..errors import Cancelled, GuestError
+from ..errors import Cancelled, GuestError, UpgradeFailed
 from ..vm import SnapshotLike
 from ..vm.snapshot import check_size, snapshot_bytes
 from .deployment import check_deployment
@@ -30,6 +33,7 @@ from .errors import (
     RedisOutOfMemory,
     RedisUnreachable,
 )
+from .history import FRESH, Kept, entries, replay
 from .keys import (
     HINT_FREE,
     PARTITIONS,
@@ -43,11 +47,13 @@ from .keys import (
     worker_info_key,
 )
 from .link import Redis, RedisLink
+from .upgrade import check_migrate, new_record
 from .wire import (
     REPLY_CANCELLED,
     REPLY_GUEST_ERROR,
     REPLY_OK,
     REPLY_UNSENDABLE,
+    UPGRADE_BARRIER,
     Described,
     ReplyPayload,
     SendReply,
@@ -456,6 +462,215 @@ class Client:
                 "seen": float(at),
             })
         return out
+
+    # ---- history, replay, fork, reset (issue 16) ----
+
+    async def history(self, actor_id: str) -> AsyncIterator[dict[str, Any]]:
+        """The kept turns of an actor spawned with ``history=K``, oldest first (at most K): ``{"turn", "at",
+        "kind": "message" | "completion" | "timer", "export", "args", "message_id", "result" | "error",
+        "host_calls": [{"import", "args", "result"}]}``.  Async host calls appear with their ``token`` (and
+        ``due`` for sleeps); the completion turn that receives one has ``token``, ``ok`` and ``value``."""
+        for entry in (await self._kept(actor_id)).entries:
+            yield entry
+
+    async def _kept(self, actor_id: str) -> Kept:
+        keys = ActorKeys.of(actor_id)
+        link = self.link
+
+        def reads(pipe: Any) -> None:
+            pipe.hmget(keys.state, "t", "h")
+            pipe.get(keys.history_base)
+            pipe.lrange(keys.history, 0, -1)
+            pipe.lrange(keys.history_records, 0, -1)
+
+        # (one transaction-free pipeline: a commit between the reads is caught by the turn count below)
+        for _ in range(10):
+            (turns, cap), base, raw, records = await link.guarded(lambda: link.pipeline_once(reads))
+            if turns is None:
+                raise self._not_found(actor_id)
+            kept = Kept(int(turns), int(cap or 0), None if base is None else bytes(base), entries(raw),
+                        [bytes(r) for r in records])
+            if len(kept.entries) == len(kept.records) and (
+                    not kept.entries or kept.entries[-1]["turn"] == kept.turns):
+                return kept
+        raise RuntimeError(f"actor {actor_id!r} kept committing while its history was read; try again")
+
+    async def replay(self, actor_id: str, snapshot: SnapshotLike | None = None) -> dict[str, Any]:
+        """Run the actor's kept history again in this process, with no side effects: every host call is
+        answered from the history.  On the actor's own code (from the state before the oldest kept turn),
+        or on ``snapshot`` (from that snapshot's own state: the check to run before an upgrade).
+
+        Returns ``{"turns": n, "diverged": None | {"turn", "expected", "got"}}``: the first turn whose
+        result, host calls or (on its own code) resulting state differs.  ValueError when it keeps no history.
+        """
+        kept = await self._kept(actor_id)
+        if kept.base is None:
+            raise kept.range_error(actor_id, 0)
+        return await replay(kept, None if snapshot is None else snapshot_bytes(snapshot))
+
+    async def fork(self, source_id: str, /, turn: int, actor_id: str | None = None) -> str:
+        """A new actor (ID ``actor_id``, or a new one) in the state ``source_id`` had after ``turn``: same
+        imports, gas, code and history cap, an empty mailbox, the history up to ``turn``; returns its ID.
+        ValueError names the kept range when ``turn`` is outside it; ActorExistsInRedis for a taken ID."""
+        _check_turn(turn)
+        new_id = uuid.uuid4().hex if actor_id is None else actor_id
+        if not isinstance(new_id, str) or not new_id:
+            raise TypeError("actor_id must be a non-empty str")
+        src, dst = ActorKeys.of(source_id), ActorKeys.of(new_id)
+        # The new actor may hash to another slot: its one write (mva_fork_into) takes what this client
+        # read of the old one's kept window (consistent: checked against its committed turn count).
+        kept = await self._kept(source_id)
+        if kept.base is None or not kept.first <= turn <= kept.turns:
+            raise kept.range_error(source_id, turn)
+        info = await self._describe(src)
+        if info is None:
+            raise self._not_found(source_id)
+        upto = turn - kept.first
+        record = kept.base if upto == 0 else kept.records[upto - 1]
+        gas = await self.link.guarded(lambda: self.redis.hget(src.state, "g"))
+        raw = await self.link.fcall("mva_fork_into", [
+            6, dst.state, dst.record, dst.history, dst.history_records, dst.history_base, dst.all,
+            new_id, turn, uuid.uuid4().hex, record, kept.base, info.imports, gas or b"", info.code, kept.cap,
+            upto, *[pack(e) for e in kept.entries[:upto]], *kept.records[:upto]])
+        if text(raw[0]) == "EXISTS":
+            raise ActorExistsInRedis(f"an actor with ID {new_id!r} already exists")
+        return new_id
+
+    async def reset(self, actor_id: str, turn: int, reapply: bool = False) -> None:
+        """Take the actor back to its state after ``turn`` (the worker running it loses it at once).
+
+        ``reapply=False`` drops the messages applied after ``turn``; ``True`` queues them again, in their
+        order, ahead of the mail waiting (their callers were answered already: they run as sends).  The
+        history after ``turn`` is dropped.  ValueError names the kept range when ``turn`` is outside it."""
+        _check_turn(turn)
+        keys = ActorKeys.of(actor_id)
+        for _ in range(10):
+            kept = await self._kept(actor_id)
+            if kept.base is None or not kept.first <= turn <= kept.turns:
+                raise kept.range_error(actor_id, turn)
+            requeue: list[Any] = []
+            if reapply:
+                for entry in kept.entries[turn - kept.first:]:
+                    if entry["kind"] == "message":
+                        requeue += [entry["message_id"], message_payload(entry["export"], entry["args"], False)]
+            raw = await self.link.fcall("mva_reset", [
+                10, keys.state, keys.lease, keys.mailbox, keys.record, keys.journal, keys.history,
+                keys.history_records, keys.history_base, keys.work, keys.ready,
+                actor_id, turn, kept.turns, uuid.uuid4().hex, *requeue])
+            status = text(raw[0])
+            if status == "UNKNOWN":
+                raise self._not_found(actor_id)
+            if status == "RANGE":
+                raise kept.range_error(actor_id, turn)
+            if status == "OK":
+                await self._hint(actor_id)
+                return
+            # MOVED: a turn committed since the history was read; read it again
+        raise RuntimeError(f"actor {actor_id!r} kept running turns during reset; pause it first, then reset")
+
+    # ---- upgrade (issue 16) ----
+
+    async def upgrade(self, actor_id: str, snapshot: SnapshotLike, migrate: tuple[int, int] | None = None,
+                      timeout: float | None = None) -> None:
+        """Deploy new code to a running actor, in mailbox order: mail sent before runs on the old code,
+        mail sent after on the new.
+
+        It is applied at a turn boundary with no host call or timer pending, waiting up to ``timeout``
+        seconds (None: as long as it takes) for them.  With ``migrate=(OUT, IN)``, export OUT on the
+        old code returns a plain value (copied), then the new snapshot is restored and export IN(value)
+        runs on it; without, the new snapshot's own state replaces the old.  Atomic: on any failure the
+        actor keeps its old code and state and :class:`mvactors.UpgradeFailed` says why.  One fenced
+        write; ``describe()["code"]`` changes and history (if kept) records an "upgrade" turn.
+        A worker must be running the actor's import table to reach the turn boundary.
+        """
+        if migrate is not None and (not isinstance(migrate, tuple) or len(migrate) != 2
+                                    or not all(isinstance(x, int) and not isinstance(x, bool) for x in migrate)):
+            raise TypeError(f"migrate must be (OUT, IN): two export IDs, not {migrate!r}")
+        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
+            raise ValueError(f"timeout must be a positive number of seconds or None, not {timeout!r}")
+        data = snapshot_bytes(snapshot)
+        check_size(data)
+        keys = ActorKeys.of(actor_id)
+        old, old_snapshot = await self._current(actor_id)
+        check_migrate(old_snapshot, data, migrate)  # a missing export fails before anything changes
+        if (await self._describe(keys) or self._gone(actor_id)).failed:
+            raise UpgradeFailed(f"actor {actor_id!r} has failed; repair it with retry() before upgrading it")
+        message_id = await self._send(actor_id, UPGRADE_BARRIER, (), None, False)
+        request = uuid.uuid4().hex
+        deadline = math.inf if timeout is None else time.monotonic() + timeout
+        delay = 0.01
+        while True:  # until the worker that reaches the barrier hands the actor back paused for it
+            info = await self._describe(keys) or self._gone(actor_id)
+            paused = json.loads(info.paused) if info.paused else None
+            if paused and paused.get("reason") == "upgrade" and paused.get("message_id") == message_id:
+                break
+            if info.failed:
+                raise UpgradeFailed(f"actor {actor_id!r} failed before the upgrade was reached: {info.failed}")
+            if time.monotonic() >= deadline:
+                await self._upgrade_write(keys, "", message_id, request, "ABORT", b"", "", b"")
+                raise UpgradeFailed(f"actor {actor_id!r} was not at a turn boundary with nothing pending within "
+                                    f"{timeout} s: {await self._pending_named(actor_id)}; the upgrade was "
+                                    "withdrawn (try again with a longer timeout)")
+            await anyio.sleep(delay)  # (polling: the pause is written by the worker's releasing commit)
+            delay = min(delay * 2, 0.2)
+        old, old_snapshot = await self._current(actor_id)  # the state at the barrier
+        try:
+            record = await new_record(old, old_snapshot, data, migrate, FRESH)
+        except UpgradeFailed:
+            await self._upgrade_write(keys, str(info.epoch), message_id, request, "FAIL", b"", "", b"")
+            raise
+        code = hashlib.sha256(data).hexdigest()
+        entry = b""
+        if info.history:
+            entry = pack({"turn": info.turns + 1, "at": round(time.time(), 3), "kind": "upgrade", "export": None,
+                          "args": None if migrate is None else list(migrate), "message_id": message_id,
+                          "result": code, "host_calls": []})
+        status = await self._upgrade_write(keys, str(info.epoch), message_id, request, "OK", record, code, entry)
+        if status != "OK":
+            raise UpgradeFailed(f"actor {actor_id!r} changed while the upgrade was made ({status}); it keeps its "
+                                "old code: try again")
+        await self._hint(actor_id)
+
+    def _gone(self, actor_id: str) -> Described:
+        raise self._not_found(actor_id)
+
+    async def _current(self, actor_id: str) -> tuple[ActorRecord | None, bytes]:
+        """The actor's committed state: (record, its snapshot), or (None, the spawned snapshot)."""
+        keys = ActorKeys.of(actor_id)
+        link = self.link
+
+        def reads(pipe: Any) -> None:
+            pipe.hget(keys.state, "f")
+            pipe.get(keys.record)
+
+        fresh, saved = await link.guarded(lambda: link.pipeline_once(reads))
+        if saved is None:
+            raise self._not_found(actor_id)
+        if fresh:
+            return None, bytes(saved)
+        record = ActorRecord.decode(stored_record(bytes(saved)))
+        return record, record.snapshot
+
+    async def _pending_named(self, actor_id: str) -> str:
+        record, _ = await self._current(actor_id)
+        if record is None or not record.pending:
+            return "its earlier mail had not all run"
+        now = time.time()
+        return ", ".join(f"host function {p.import_id} (call {p.token}) pending" if p.due is None else
+                         f"a timer (call {p.token}) due in {max(0.0, p.due - now):.1f} s" for p in record.pending)
+
+    async def _upgrade_write(self, keys: ActorKeys, epoch: str, message_id: str, request: str, outcome: str,
+                             record: bytes, code: str, entry: bytes) -> str:
+        raw = await self.link.fcall("mva_upgrade", [
+            11, keys.state, keys.lease, keys.mailbox, keys.record, keys.journal, keys.history, keys.history_records,
+            keys.history_base, keys.work, keys.ready, keys.paused,
+            keys.actor_id, epoch, message_id, request, outcome, record, code, entry])
+        return text(raw[0])
+
+
+def _check_turn(turn: int) -> None:
+    if not isinstance(turn, int) or isinstance(turn, bool) or turn < 0:
+        raise ValueError(f"turn must be a non-negative int, not {turn!r}")
 
 
 def connect(url: str, replica_acks: int = 0, dedupe_window_ms: int = DEDUPE_WINDOW_MS) -> Client:

@@ -167,7 +167,7 @@ class Committer:
                            storable_record(record.encode(), compress=release), release,
                            self._hooks.work_due_ms(min(dues)) if dues else None, record.next_token,
                            [p.token for p in record.pending], owned.replies, settling, owned.last_failure,
-                           owned.pause)
+                           owned.pause, owned.kept or None, owned.history)
 
     async def commit(self, batch: list[Owned], release: bool = False,
                      records: Mapping[Owned, tuple[ActorRecord, str]] | None = None) -> None:
@@ -194,6 +194,8 @@ class Committer:
                 continue
             work.append((owned, record, entry))
             owned.replies = []
+            if owned.kept:  # (None for actors without history: nothing to do)
+                owned.kept = []
             owned.last_failure = ""
             owned.journal_due = False
             owned.committing = True

@@ -65,11 +65,19 @@ class JournalHostCalls(HostCalls):
     """HostCalls that journal the ``mvactors.journaled`` imports of a worker's actors."""
 
     def __init__(self, read: JournalRead, write: JournalWrite, fail: FailActor,
-                 after_write: Callable[[], None], issued: Issued) -> None:
+                 after_write: Callable[[], None], issued: Issued,
+                 observe: Callable[[Actor, AsyncCall, bool, Any], None] | None = None) -> None:
         self._read, self._write, self._fail, self._after_write = read, write, fail, after_write
         self._issued = issued
+        self._observe = observe
 
     async def run(self, actor: Actor, call: AsyncCall) -> tuple[bool, Any]:
+        ok, value = await self._run(actor, call)
+        if self._observe is not None:  # (history: the completion turn this outcome becomes records it)
+            self._observe(actor, call, ok, value)
+        return ok, value
+
+    async def _run(self, actor: Actor, call: AsyncCall) -> tuple[bool, Any]:
         if not isinstance(call.fn, Journaled):
             return await super().run(actor, call)
         entry = self._read(actor, call.token)
@@ -108,9 +116,11 @@ class RedisJournal:
         self._drop = drop
         self._fail = fail
 
-    def host_calls(self) -> JournalHostCalls:
-        """HostCalls for the worker's runtime, journaling through this journal."""
-        return JournalHostCalls(self.read, self.write, self._fail, lambda: crash_point("after-journal"), self.issued)
+    def host_calls(self, observe: Callable[[Actor, AsyncCall, bool, Any], None] | None = None) -> JournalHostCalls:
+        """HostCalls for the worker's runtime, journaling through this journal; ``observe(actor, call, ok, value)``
+        sees each async call's outcome just before the actor gets it."""
+        return JournalHostCalls(self.read, self.write, self._fail, lambda: crash_point("after-journal"), self.issued,
+                                observe)
 
     def _ours(self, actor: Actor) -> Owned | None:
         owned = self._held.get(actor.id)

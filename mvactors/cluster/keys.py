@@ -64,8 +64,8 @@ def hint_key(worker_id: str) -> str:
 class ActorKeys:
     """The Redis key names of one actor (all in its partition's slot), built once: every turn's commit names them."""
 
-    __slots__ = ("actor_id", "dedupe", "history", "journal", "lease", "mailbox", "ready", "record", "state", "tag",
-                 "work")
+    __slots__ = ("actor_id", "dedupe", "history", "history_base", "history_records", "journal", "lease", "mailbox",
+                 "ready", "record", "state", "tag", "work")
 
     def __init__(self, actor_id: str, tag: str) -> None:
         self.actor_id, self.tag = actor_id, tag
@@ -76,6 +76,8 @@ class ActorKeys:
         self.dedupe = f"{tag}:d:{actor_id}"
         self.journal = f"{tag}:j:{actor_id}"
         self.history = f"{tag}:h:{actor_id}"
+        self.history_records = f"{tag}:hr:{actor_id}"
+        self.history_base = f"{tag}:hb:{actor_id}"
         self.work = work_key(tag)
         self.ready = ready_key(tag)
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import anyio
 
-from ..errors import ClusterError
+from ..errors import ClusterError, UpgradeFailed
 from .client import STATES, Client
 from .errors import ActorNotFound
 
@@ -63,6 +63,31 @@ def add_parsers(commands: Any) -> None:
     p.add_argument("id")
     p.add_argument("message_id")
     p.set_defaults(run=lambda args: _run(args, _cancel))
+    p = sub.add_parser("history", parents=[common], help="the kept turns of an actor, oldest first")
+    p.add_argument("id")
+    p.set_defaults(run=lambda args: _run(args, _history))
+    p = sub.add_parser("upgrade", parents=[common], help="deploy a new snapshot to running actors, in mailbox order")
+    p.add_argument("ids", nargs="*", metavar="ID")
+    p.add_argument("snapshot", metavar="SNAPSHOT", help="the compiled snapshot file of the new code")
+    p.add_argument("--imports", metavar="NAME", help="every actor with this import table (instead of IDs)")
+    p.add_argument("--migrate", metavar="OUT:IN", help="export IDs: OUT on the old code, IN(value) on the new")
+    p.add_argument("--timeout", type=float, default=30.0, metavar="S",
+                   help="seconds to wait for a turn boundary with nothing pending (default 30)")
+    p.set_defaults(run=lambda args: _run(args, _upgrade))
+    p = sub.add_parser("fork", parents=[common], help="a new actor in the state after a kept turn")
+    p.add_argument("id")
+    p.add_argument("--turn", type=int, required=True, metavar="N")
+    p.add_argument("--as", dest="new_id", metavar="NEW_ID", help="the new actor's ID (default: a new one)")
+    p.set_defaults(run=lambda args: _run(args, _fork))
+    p = sub.add_parser("reset", parents=[common], help="take an actor back to its state after a kept turn")
+    p.add_argument("id")
+    p.add_argument("--turn", type=int, required=True, metavar="N")
+    p.add_argument("--reapply", action="store_true", help="queue the messages applied after N again, in order")
+    p.set_defaults(run=lambda args: _run(args, _reset))
+    p = sub.add_parser("replay", parents=[common], help="re-run the kept history here (exit 1 on divergence)")
+    p.add_argument("id")
+    p.add_argument("--snapshot", metavar="FILE", help="replay on this code instead of the actor's own")
+    p.set_defaults(run=lambda args: _run(args, _replay))
 
 
 def _run(args: argparse.Namespace, action: Callable[[Client, argparse.Namespace], Awaitable[int]]) -> int:
@@ -81,7 +106,7 @@ def _run(args: argparse.Namespace, action: Callable[[Client, argparse.Namespace]
         return _fail(command, str(exc))
     except ActorNotFound as exc:
         return _fail(command, f"{exc}; `mvactors actors list --redis {url}` lists the actors")
-    except (ClusterError, ValueError, TypeError, OSError) as exc:
+    except (ClusterError, UpgradeFailed, ValueError, TypeError, OSError) as exc:
         return _fail(command, str(exc))
 
 
@@ -195,3 +220,96 @@ async def _cancel(client: Client, args: argparse.Namespace) -> int:
     else:
         print(f"message {args.message_id} had already run; nothing was dropped")
     return 0
+
+
+# ---- history, upgrade, fork, reset, replay ----
+
+
+def _cell(value: Any) -> str:
+    return json.dumps(value, default=str) if isinstance(value, (dict, list)) else str(value)
+
+
+async def _history(client: Client, args: argparse.Namespace) -> int:
+    rows = [entry async for entry in client.history(args.id)]
+    if args.json:
+        _emit_json(rows)
+        return 0
+    _table(f"actor {args.id}: {len(rows)} kept turns", ["turn", "kind", "export", "args", "outcome", "host calls"],
+           [[str(e["turn"]), e["kind"], _cell(e["export"]), _cell(e["args"]),
+             f"error {_cell(e['error'])}" if "error" in e else _cell(e.get("result", e.get("value"))),
+             str(len(e["host_calls"]))] for e in rows])
+    return 0
+
+
+def _migrate(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    out, sep, into = text.partition(":")
+    if not sep or not out.strip().isdigit() or not into.strip().isdigit():
+        raise OpsError(f"--migrate takes two export IDs as OUT:IN, e.g. --migrate 10:11, not {text!r}")
+    return int(out), int(into)
+
+
+async def _upgrade(client: Client, args: argparse.Namespace) -> int:
+    if bool(args.ids) == bool(args.imports):
+        raise OpsError("name the actors: `mvactors actors upgrade ID... SNAPSHOT`, or "
+                       "`mvactors actors upgrade --imports NAME SNAPSHOT` for every actor with that table")
+    path = Path(args.snapshot)
+    if not path.is_file():
+        raise OpsError(f"no snapshot file {args.snapshot!r}; compile one with `mvactors compile script.js`")
+    data = path.read_bytes()
+    migrate = _migrate(args.migrate)
+    ids = list(args.ids) or [info["id"] async for info in client.actors(imports=args.imports)]
+    failed = 0
+    for actor_id in ids:
+        try:
+            await client.upgrade(actor_id, data, migrate=migrate, timeout=args.timeout)
+            outcome = {"id": actor_id, "upgraded": True}
+        except UpgradeFailed as exc:
+            failed += 1
+            outcome = {"id": actor_id, "upgraded": False, "why": str(exc)}
+        if args.json:
+            _emit_json([outcome])
+        elif outcome["upgraded"]:
+            print(f"actor {actor_id} upgraded")
+        else:
+            print(f"actor {actor_id} NOT upgraded (it keeps its old code): {outcome['why']}")
+    return 1 if failed else 0
+
+
+async def _fork(client: Client, args: argparse.Namespace) -> int:
+    new_id = await client.fork(args.id, turn=args.turn, actor_id=args.new_id)
+    if args.json:
+        _emit_json([{"id": args.id, "turn": args.turn, "fork": new_id}])
+    else:
+        print(f"actor {new_id} forked from {args.id} after turn {args.turn}")
+    return 0
+
+
+async def _reset(client: Client, args: argparse.Namespace) -> int:
+    await client.reset(args.id, turn=args.turn, reapply=args.reapply)
+    if args.json:
+        _emit_json([{"id": args.id, "turn": args.turn, "reapply": args.reapply}])
+    else:
+        later = "queued again" if args.reapply else "dropped"
+        print(f"actor {args.id} reset to its state after turn {args.turn} (the messages after it {later})")
+    return 0
+
+
+async def _replay(client: Client, args: argparse.Namespace) -> int:
+    snapshot = None
+    if args.snapshot:
+        path = Path(args.snapshot)
+        if not path.is_file():
+            raise OpsError(f"no snapshot file {args.snapshot!r}; compile one with `mvactors compile script.js`")
+        snapshot = path.read_bytes()
+    report = await client.replay(args.id, snapshot=snapshot)
+    diverged = report["diverged"]
+    if args.json:
+        _emit_json([{"id": args.id, **report}])
+    elif diverged is None:
+        print(f"replayed {report['turns']} turns of actor {args.id}: no divergence")
+    else:
+        print(f"actor {args.id} diverged at turn {diverged['turn']}: expected {_cell(diverged['expected'])}, "
+              f"got {_cell(diverged['got'])}")
+    return 0 if diverged is None else 1

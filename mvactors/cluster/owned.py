@@ -6,6 +6,7 @@ import json
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 
@@ -50,6 +51,12 @@ class Owned:
     journal_due: bool = False  # a turn made a journaled call: commit without waiting for a full batch
     last_failure: str = ""  # JSON of the last failed turn since the last commit (describe's last_failure)
     pause: str = ""  # JSON of a gas pause, for the releasing commit
+    # History (spawn(history=K)): None for actors that keep none (an empty deque alone is ~600 B, and a
+    # worker may hold 100,000 actors); made by the adoption of one that does.
+    history: int = 0  # turns of history kept
+    kept: list[tuple[bytes, bytes]] | None = None  # (entry, record after it) per turn, for the next commit
+    host_log: list[dict[str, Any]] | None = None  # the running turn's synchronous host calls
+    delivered: deque[tuple[int, bool, Any]] | None = None  # async outcomes on their way, in delivery order
     _gone: bool = False
     _progress: anyio.Event | None = None  # set at each commit and when gone (made by the first waiter)
 

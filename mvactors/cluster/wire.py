@@ -234,13 +234,17 @@ def inventoried(blob: bytes) -> list[tuple[str, Described]]:
 
 def spawn_args(keys: ActorKeys, snapshot: bytes, imports: str, gas: bytes, code: str, history: int) -> list[Any]:
     """The keys and arguments of ``mva_spawn``."""
+    if history:  # its replay starts from the spawned snapshot until K turns have run
+        return [4, keys.state, keys.record, keys.all, keys.history_base, snapshot, imports, gas, code, history,
+                keys.actor_id]
     return [3, keys.state, keys.record, keys.all, snapshot, imports, gas, code, history, keys.actor_id]
 
 
 def delete_args(keys: ActorKeys) -> list[Any]:
     """The keys and arguments of ``mva_delete``."""
-    return [12, keys.state, keys.lease, keys.mailbox, keys.dedupe, keys.journal, keys.work, keys.ready,
-            keys.record, keys.all, keys.failed, keys.paused, keys.history, keys.actor_id]
+    return [14, keys.state, keys.lease, keys.mailbox, keys.dedupe, keys.journal, keys.work, keys.ready,
+            keys.record, keys.all, keys.failed, keys.paused, keys.history, keys.history_records, keys.history_base,
+            keys.actor_id]
 
 
 def spawned(raw: list[Any]) -> bool:
@@ -340,6 +344,8 @@ class CommitEntry:
     settling: str = ""
     last_failure: str = ""  # JSON of the last failed turn since the previous commit ("" for none)
     pause: str = ""  # JSON of a gas pause, written with this (releasing) commit ("" for none)
+    history: list[tuple[bytes, bytes]] | None = None  # (entry, record after it) per turn: history kept
+    history_cap: int = 0
 
 
 def commit_args(worker_id: str, entries: list[CommitEntry]) -> list[Any]:
@@ -353,10 +359,14 @@ def commit_args(worker_id: str, entries: list[CommitEntry]) -> list[Any]:
     for e in entries:
         k = e.keys
         names += (k.state, k.lease, k.mailbox, k.journal, k.record)
+        fields = [k.actor_id, e.epoch, e.prev_turns, e.turns, e.pos, e.release,
+                  "" if e.due_ms is None else str(e.due_ms), e.next_token, e.pending, e.settling, e.record,
+                  [payload for _, payload in e.replies], e.last_failure, e.pause]
+        if e.history:  # (only actors that keep history: the others send what they always sent)
+            names += (k.history, k.history_records, k.history_base)
+            fields += [[list(item) for item in e.history], e.history_cap]
         names += [key for key, _ in e.replies]
-        body.append([k.actor_id, e.epoch, e.prev_turns, e.turns, e.pos, e.release,
-                     "" if e.due_ms is None else str(e.due_ms), e.next_token, e.pending, e.settling, e.record,
-                     [payload for _, payload in e.replies], e.last_failure, e.pause])
+        body.append(fields)
     return [len(names), *names, worker_id, msgpack.packb(body, use_bin_type=False)]
 
 
@@ -393,6 +403,9 @@ class Mail(NamedTuple):
     export_id: int
     args: list[Any]
     wants_reply: bool
+
+
+UPGRADE_BARRIER = -1  # the export ID of an upgrade's mailbox entry: the worker stops before it (Client.upgrade)
 
 
 def message_payload(export_id: int, args: tuple[Any, ...] | list[Any], wants_reply: bool) -> bytes:

@@ -23,13 +23,14 @@ import os
 import socket
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import anyio
 import anyio.abc
 
-from ..actors import Actor, ActorRecord, Runtime, TurnOutcome
+from ..actors import Actor, ActorRecord, AsyncCall, Runtime, TurnOutcome
 from ..actors.gas import PauseEvent
 from ..errors import ActorError, EngineExhausted
 from ..imports import Journaled
@@ -38,13 +39,14 @@ from .committer import Committer
 from .crash import crash_point, snapshot_point
 from .deployment import check_deployment
 from .discovery import HINT_BLOCK_MS, Discovery
+from .history import note_turn, recording
 from .journal import RedisJournal
 from .keys import ActorKeys
 from .lease import Lease, Leases
 from .link import Redis, RedisLink
 from .owned import Owned
 from .stats import WorkerStats
-from .wire import Acquired, CorruptState, stored_record
+from .wire import UPGRADE_BARRIER, Acquired, CorruptState, stored_record
 
 log = logging.getLogger("mvactors")
 
@@ -129,7 +131,8 @@ class Worker:
             await link.guarded(lambda: check_deployment(link.redis, warn_persistence=True))
             await link.load_functions()
             await link.guarded(leases.heartbeat)
-            self._runtime = Runtime(host_calls=journal.host_calls(), on_turn=self._on_turn, on_pause=self._on_pause)
+            self._runtime = Runtime(host_calls=journal.host_calls(self._host_outcome), on_turn=self._on_turn,
+                                    on_pause=self._on_pause)
             await self._runtime.__aenter__()
             self._tg = anyio.create_task_group()
             await self._tg.__aenter__()
@@ -222,6 +225,7 @@ class Worker:
         if calls and any(isinstance(call.fn, Journaled) for call in calls):
             owned.journal_due = True  # the call waits for this turn's commit: make it soon
         reply = outcome.reply
+        mail = None
         if reply is not None:
             mail = owned.submitted.pop(reply, None)  # the runtime says which message ran
             if mail is not None:
@@ -236,6 +240,8 @@ class Worker:
             unawaited_later = owned.collect_settled()
             if unawaited_later:
                 self._unawaited(owned, unawaited_later)
+        if owned.history:  # spawn(history=K): this turn's entry and record go with its commit
+            note_turn(owned, actor, outcome, mail)
         if outcome.failure is not None:
             self._fail_now(actor, f"{type(outcome.failure).__name__}: {outcome.failure}")
             return
@@ -269,6 +275,12 @@ class Worker:
             assert self._tg is not None
             self._tg.start_soon(self._release, records, "paused: out of gas")
 
+    def _host_outcome(self, actor: Actor, call: AsyncCall, ok: bool, value: Any) -> None:
+        """An async host call's outcome, about to reach ``actor``: history keeps it with its completion turn."""
+        owned = self._owned.get(actor.id)
+        if owned is not None and owned.delivered is not None:
+            owned.delivered.append((call.token, ok, value))
+
     def _unawaited(self, owned: Owned, failures: list[tuple[str, BaseException]]) -> None:
         """Turns of a ``send()`` that failed with no caller to tell: logged and counted, as a Runtime does
         (describe's ``last_failure`` gets the last one with the next commit)."""
@@ -284,6 +296,9 @@ class Worker:
             return
         room = self.checkpoint_every - owned.uncommitted - len(owned.submitted)
         while room > 0 and owned.buffer:
+            if owned.buffer[0].export_id == UPGRADE_BARRIER:  # the mail after it waits for the new code
+                self._at_barrier(owned)
+                return
             mail = owned.buffer.popleft()
             owned.submitted[actor.submit(mail.export_id, *mail.args)] = mail
             room -= 1
@@ -309,6 +324,10 @@ class Worker:
                 raise LookupError(f"no worker import table named {name!r} (this worker has: "
                                   f"{', '.join(sorted(self.imports)) or 'none'})")
             imports = self.imports.get(name, {}) if name else {}
+            owned.history = got.history
+            if got.history:  # its synchronous host calls' results are kept too (replay answers from them)
+                owned.kept, owned.host_log, owned.delivered = [], [], deque()
+                imports = recording(imports, owned.host_log)
             record = ActorRecord(snapshot=got.saved) if got.fresh else ActorRecord.decode(stored_record(got.saved))
             owned.committed_next_token = record.next_token  # the calls it awaits may run (again) at once
             owned.actor = await self.runtime.adopt(record, actor_id, imports, got.gas)
@@ -416,6 +435,23 @@ class Worker:
 
     # ---- release and hand-over ----
 
+    def _at_barrier(self, owned: Owned) -> None:
+        """An upgrade's mail is next: once every turn before it is committed and the actor awaits no host
+        call or timer, hand it back to Redis paused (reason "upgrade"); the client that sent the upgrade
+        applies it there (``Client.upgrade``), fenced by the epoch, and resumes it."""
+        if owned.submitted or owned.committing or owned.uncommitted or owned.awaiting_host or owned.gone:
+            return
+        if owned.next_due is not None or (owned.actor is not None and owned.actor.awaiting()):
+            return  # (a timer, or an async export's promise: it waits; the client's timeout names them)
+        assert self._leases is not None
+        owned.pause = json.dumps({"reason": "upgrade", "since": round(self._leases.redis_time(), 3),
+                                  "detail": "an upgrade is being applied at this turn boundary",
+                                  "message_id": owned.buffer[0].message_id})
+        records = self._take_out([owned])
+        if records:
+            assert self._tg is not None
+            self._tg.start_soon(self._release, records, "an upgrade is next in its mailbox")
+
     def _release_quiet(self) -> None:
         """Hand idle actors back to Redis (they hibernate there) after a short grace period."""
         if self._leases is not None and self._leases.redis_full:
@@ -423,6 +459,9 @@ class Worker:
         now = time.monotonic()
         grace = self.lease_ms / 1000 / 4
         for owned in list(self._owned.values()):
+            if owned.buffer and owned.buffer[0].export_id == UPGRADE_BARRIER:
+                self._at_barrier(owned)  # (its host call or timer may have completed since)
+                continue
             if not owned.quiet() or owned.awaiting_host:
                 owned.quiet_since = None
                 continue

@@ -86,8 +86,10 @@ _RESTORE_HINTS = {
 def restore_error(err: int, data: bytes, engine_version: str, missing_import: int) -> MicroviumError:
     """The error for the engine refusing to restore ``data`` with mvm_TeError ``err``."""
     if err == E_UNRESOLVED_IMPORT:
-        return MicroviumError(f"the snapshot imports host function {missing_import}, which is not in the import map",
-                              err)
+        error = MicroviumError(f"the snapshot imports host function {missing_import}, which is not in the import map",
+                               err)
+        error.missing_import = missing_import
+        return error
     name = error_name(err)
     if name == "MVM_E_WRONG_BYTECODE_VERSION":
         hint = (f"the snapshot is for bytecode version {data[SNAPSHOT_VERSION_AT]}, this engine runs version "

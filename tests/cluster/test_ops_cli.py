@@ -78,3 +78,54 @@ def test_no_redis_is_an_error_saying_what_to_type(monkeypatch: pytest.MonkeyPatc
     monkeypatch.delenv("MVACTORS_REDIS", raising=False)
     assert main(["actors", "list"]) == 2
     assert "pass --redis redis://" in capsys.readouterr().err
+
+
+def test_history_replay_fork_reset_and_upgrade(redis_url: str, compile_js: Callable[[str], bytes], tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from .processes import worker
+    from .test_history import UP, V1, V2
+
+    r = ["--redis", redis_url]
+    (tmp_path / "v2.mvm-bc").write_bytes(compile_js(V2))
+    (tmp_path / "up.mvm-bc").write_bytes(compile_js(UP))
+
+    async def run(actor_id: str, export: int, *args: object) -> object:
+        async with mvactors.connect(redis_url) as client:
+            if actor_id == "":
+                return await client.spawn(compile_js(V1), imports="counter", actor_id="h", history=10)
+            return await client.call(actor_id, export, *args, timeout=30)
+
+    with worker(redis_url):
+        anyio.run(run, "", 0)
+        for tag in "abc":
+            anyio.run(run, "h", 1, tag)
+        assert main(["actors", "history", "h", "--json", *r]) == 0
+        assert [row["args"] for row in _lines(capsys.readouterr().out)] == [["a"], ["b"], ["c"]]
+        assert main(["actors", "history", "h", *r]) == 0
+        assert "3 kept turns" in capsys.readouterr().out
+        assert main(["actors", "replay", "h", *r]) == 0
+        assert "replayed 3 turns" in capsys.readouterr().out
+        assert main(["actors", "replay", "h", "--snapshot", str(tmp_path / "v2.mvm-bc"), *r]) == 1
+        assert "diverged at turn 1" in capsys.readouterr().out
+        assert main(["actors", "fork", "h", "--turn", "1", "--as", "h1", "--json", *r]) == 0
+        assert _lines(capsys.readouterr().out) == [{"id": "h", "turn": 1, "fork": "h1"}]
+        assert anyio.run(run, "h1", 3) == 1
+        assert main(["actors", "reset", "h", "--turn", "2", *r]) == 0
+        assert "reset to its state after turn 2" in capsys.readouterr().out
+        assert anyio.run(run, "h", 3) == 2
+        assert main(["actors", "upgrade", "h", str(tmp_path / "up.mvm-bc"), "--migrate", "10:11", *r]) == 0
+        assert "actor h upgraded" in capsys.readouterr().out
+        assert anyio.run(run, "h", 3) == 200
+        assert main(["actors", "upgrade", "h", str(tmp_path / "up.mvm-bc"), "--migrate", "10:12", *r]) == 1
+        assert "NOT upgraded" in capsys.readouterr().out
+        assert main(["actors", "upgrade", "--imports", "counter", str(tmp_path / "up.mvm-bc"), "--json", *r]) == 0
+        assert sorted(row["id"] for row in _lines(capsys.readouterr().out)) == ["h", "h1"]
+    # Bad input: exit 2, saying what to type.
+    assert main(["actors", "fork", "h", "--turn", "99", *r]) == 2
+    assert "are kept" in capsys.readouterr().err
+    assert main(["actors", "upgrade", "h", str(tmp_path / "up.mvm-bc"), "--migrate", "x", *r]) == 2
+    assert "OUT:IN" in capsys.readouterr().err
+    assert main(["actors", "upgrade", str(tmp_path / "up.mvm-bc"), *r]) == 2
+    assert "name the actors" in capsys.readouterr().err
+    assert main(["actors", "replay", "h", "--snapshot", str(tmp_path / "none"), *r]) == 2
+    assert "no snapshot file" in capsys.readouterr().err
