@@ -218,9 +218,20 @@ end
 
 -- One actor's commit; every check comes before its first write.
 -- e: [actor, epoch, prev_turns, turns, pos, release, due ms or '', next_token, pending tokens, settling,
-  (with replica_acks >= 1 a commit does not write T:r keys: it stages its replies in T:a field
-   y, a msgpack [reply key, payload, ...], and mva_publish writes them once WAIT says the
-   commit is on enough replicas; see committer.py)
+--     record, reply payloads, last failure JSON or '', gas pause JSON or ''[, history items, history cap]]
+-- Replies held back until their commit is on enough replicas (replica_acks >= 1); mva_publish
+-- makes them readable.  Appended: a commit repeated before the last publish keeps both.
+local function stage_replies(a, reply_keys, payloads)
+  local staged = redis.call('HGET', a, 'y')
+  local list = staged and cmsgpack.unpack(staged) or {}
+  for i = 1, #reply_keys do
+    list[#list + 1] = reply_keys[i]
+    list[#list + 1] = payloads[i]
+  end
+  redis.call('HSET', a, 'y', cmsgpack.pack(list))
+end
+
+local function commit_one(a, l, m, j, c, work, ready, paused, worker, e, reply_keys, stage, hk)
   local actor, epoch, prev, turns, pos = e[1], e[2], e[3], e[4], e[5]
   local rel, due, next_token, pending_tokens, settling = e[6], e[7], e[8], e[9], e[10]
   local f = redis.call('HMGET', a, 'e', 't', 'p', 'f', 's', 'q')
