@@ -55,7 +55,8 @@ class VMState:
     """The fields of a VM and the life of its engine instance (use, check, die, discard)."""
 
     __slots__ = ("__weakref__", "_arg0", "_async_ops", "_base", "_breakpoint_exception", "_breakpoint_hit",
-                 "_closed_reason", "_converting", "_died", "_export_cache", "_free", "_gas", "_gc_heap",
+                 "_call_address", "_closed_reason", "_converting", "_died", "_export_cache", "_free", "_gas",
+                 "_gc_heap",
                  "_handle_stride", "_handles", "_handles16", "_host_exception", "_host_tasks", "_imports", "_inst",
                  "_layout", "_linked", "_max_args", "_mem16", "_next_token", "_pending", "_revived", "_scratch",
                  "_slow", "_snapshot", "_sp_slots", "_task_group", "_this16", "_time_limit", "_waiters",
@@ -123,6 +124,7 @@ class VMState:
         self._inst: _engine.Instance | None = instance
         self._base = instance.base
         self._mem16 = instance.mem16
+        self._call_address = instance.call_address  # for the trivial call: a slot read, not a dict lookup
 
     def _live(self) -> _engine.Instance:
         inst = self._inst

@@ -16,8 +16,9 @@ VM_DIR = Path(__file__).resolve().parents[2] / "mvactors" / "vm"
 EXCEPTIONS: dict[str, set[str]] = {
     # The trivial call's hot path: a GuestFunction subclass whose __call__ reads its VM's flat
     # fields.  A public method in between would cost ~0.1 µs of the ~1.7 µs call (bench/vm.py).
-    # The instance and its memory view too: one class per engine, not per instance (~2.5 KiB per VM).
-    "_calls.py": {"vm._slow", "vm._to_guest", "vm._trapped", "vm._call_result", "vm._inst", "vm._mem16"},
+    # Its instance, memory view and export address too: one class per engine, not per instance (~2.5 KiB/VM).
+    "_calls.py": {"vm._slow", "vm._to_guest", "vm._trapped", "vm._call_result", "vm._inst", "vm._mem16",
+                  "vm._call_address"},
     # wasmtime-py's C bindings: the public call path costs 10-48 µs per call.  _wasm is the only
     # module that imports wasmtime.  (WasmEngine._next_cookie is the class's own counter.)
     "_wasm.py": {"ffi._wasmtime_store_epoch_deadline_callback", "ffi._wasmtime_func_call_unchecked",
