@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import anyio.to_thread
 
@@ -82,7 +82,27 @@ def _command(port: int, *args: str, timeout: float = 5.0) -> str:
     return done.stdout
 
 
-class RedisServer:
+class _Started:
+    """``with`` starts it and stops it (and deletes its files), also when starting fails half-way."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class RedisServer(_Started):
     """One ``redis-server`` process on a free loopback port, AOF on, in a temporary directory.
 
     ``url`` is ``redis://127.0.0.1:<port>/0``.  :meth:`kill` sends SIGKILL (the AOF keeps what
@@ -172,18 +192,9 @@ class RedisServer:
         if self._own_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
 
-    def __enter__(self) -> RedisServer:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
-class RedisCluster:
+class RedisCluster(_Started):
     """``masters`` cluster-enabled servers joined into one Redis Cluster (slots split evenly).
 
     With ``replicas`` each master gets that many replicas (AOF on, ``appendfsync always`` like
@@ -264,18 +275,9 @@ class RedisCluster:
             node.stop()
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def __enter__(self) -> RedisCluster:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
-class ReplicatedRedis:
+class ReplicatedRedis(_Started):
     """One master and ``replicas`` replicas of it (plain replication, no Cluster), every node with
     AOF on and ``appendfsync always``.  :meth:`start` returns once each replica has synced.
 
@@ -314,15 +316,6 @@ class ReplicatedRedis:
         for node in (*self.replicas, self.master):
             node.close()
 
-    def __enter__(self) -> ReplicatedRedis:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class _UrlContext:
