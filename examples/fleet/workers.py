@@ -32,7 +32,6 @@ from mvactors.testing import redis_server
 
 HERE = Path(__file__).resolve().parent
 WORKER = "import sys; from mvactors.cli import main; sys.exit(main(sys.argv[1:]))"
-WORKERS_KEY = "mva:{workers}"  # the workers' heartbeat zset (mvactors/cluster/keys.py)
 START_TIMEOUT_S = 60.0
 
 
@@ -78,7 +77,7 @@ def stop_workers(workers: dict[str, subprocess.Popen[bytes]]) -> dict[str, int]:
 
 async def wait_for_workers(client: mvactors.Client, workers: dict[str, subprocess.Popen[bytes]]) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
-    while await client.redis.zcard(WORKERS_KEY) < len(workers):
+    while len(await client.workers()) < len(workers):
         dead = {name: proc.returncode for name, proc in workers.items() if proc.poll() is not None}
         if dead:
             raise RuntimeError(f"worker processes exited at start: {dead}")

@@ -48,7 +48,7 @@ async def main(orders: int) -> int:
         async with redis_server() as url, mvactors.connect(url) as client:
             workers = {name: start_worker(url, name, ledger) for name in ("worker-1", "worker-2")}
             try:
-                while await client.redis.zcard("mva:{workers}") < len(workers):  # both are up
+                while len(await client.workers()) < len(workers):  # both are up
                     await anyio.sleep(0.05)
                 ids = [await client.spawn(snapshot, imports="orders", actor_id=f"order-{i}") for i in range(orders)]
                 for i, actor_id in enumerate(ids):
