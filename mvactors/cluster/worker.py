@@ -43,7 +43,7 @@ from .history import note_turn, recording
 from .journal import RedisJournal
 from .keys import ActorKeys
 from .lease import Lease, Leases
-from .link import Redis, RedisLink
+from .link import REPLICA_WAIT_MS, Redis, RedisLink
 from .owned import Owned
 from .stats import WorkerStats
 from .wire import UPGRADE_BARRIER, Acquired, CorruptState, stored_record
@@ -174,8 +174,11 @@ class Worker:
             self._discovery.notify_shutdown()
         try:
             if graceful and self._link is not None and self._runtime is not None:
-                with anyio.CancelScope(shield=True), anyio.move_on_after(max(2.0, self.lease_ms / 1000)):
-                    await self._hand_over_all()
+                # A commit waits up to REPLICA_WAIT_MS for the replicas, and the hand-over may wait
+                # for one in flight and then send its own: give both their time.
+                budget = max(2.0, self.lease_ms / 1000) + (2 * REPLICA_WAIT_MS / 1000 if self.replica_acks else 0)
+                with anyio.CancelScope(shield=True), anyio.move_on_after(budget):
+                    await self._hand_over_all(budget / 2)
         finally:
             self._closed.set()
 
@@ -506,11 +509,14 @@ class Worker:
         for owned in records:
             log.info("worker %s released actor %s (%s)", self.worker_id, owned.actor_id, why)
 
-    async def _hand_over_all(self) -> None:
-        """Graceful close: commit every actor as it is now and release its lease."""
+    async def _hand_over_all(self, quiesce_s: float) -> None:
+        """Graceful close: commit every actor as it is now and release its lease.  An actor whose
+        commit is still in flight after ``quiesce_s`` is left to its lease's lapse."""
         assert self._committer is not None and self._leases is not None
-        with anyio.move_on_after(self.lease_ms / 1000 / 2):
-            await self._committer.quiesce()  # a commit in flight must land before the releasing one
+        # A commit in flight must land before the releasing one.  (The leases are still renewed
+        # meanwhile: the renewal task runs until the worker's task group ends.)
+        with anyio.move_on_after(quiesce_s):
+            await self._committer.quiesce()
         records = self._take_out([o for o in self._owned.values() if not o.gone])
         if records:
             await self._release(records, "the worker is closing")
