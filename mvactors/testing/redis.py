@@ -24,7 +24,6 @@ from types import TracebackType
 from typing import Any, Self
 
 import anyio.to_thread
-import redis
 
 _START_TIMEOUT = 20.0
 _BUS_PORT_OFFSET = 10000  # Redis Cluster talks between nodes on port + 10000
@@ -305,6 +304,8 @@ class ReplicatedRedis(_Started):
         # then a WAIT cannot count it and runs to its timeout (seen: 1 s for the first commit of 6 in
         # 20 fresh pairs).  So one write must be acknowledged, on one connection (WAIT counts the
         # replicas holding this connection's last write).
+        import redis  # (here: mvactors.testing imports without the redis extra)
+
         with redis.Redis(host="127.0.0.1", port=self.master.port) as probe:
             pipe = probe.pipeline(transaction=False)
             pipe.set("mvactors-test:replication-probe", "1")
