@@ -43,7 +43,7 @@ Per partition:
 
 from __future__ import annotations
 
-VERSION = 12
+VERSION = 13
 
 LIBRARY = r"""#!lua name=mvactors
 -- mvactors cluster functions
@@ -579,21 +579,28 @@ local function fork_into(keys, args)
   return {'OK'}
 end
 
--- reset(a, l, m, c, j, h, hr, hb, work, ready; actor, turn, turns seen, request ID, reapplied payloads...)
+-- reset(a, l, m, c, j, h, hr, hb, work, ready, dropped reply keys...; actor, turn, turns seen, request ID,
+--   settling seen, dropped payload, reapplied (message ID, payload)...)
 --   -> {'OK'} | {'RANGE', lo, hi} | {'MOVED', turns} | {'UNKNOWN'}
 -- Back to the state after turn N: the owner is fenced out, the history after N is dropped, the journal
 -- (tokens of the dropped turns) cleared.  The client read the history at "turns seen" and passes the
 -- mailbox payloads of the messages applied after N to re-queue (reapply), ahead of the mail waiting:
--- MOVED when turns ran since (the client reads again).  A repeat (same request ID) answers OK.
+-- MOVED when turns ran since, or the settling list (field s) changed (the client reads again).  The
+-- callers of async exports in that list whose message is not re-queued with its reply wanted get the
+-- dropped payload.  A repeat (same request ID) answers OK.
 local function reset(keys, args)
   local a, l, m, c, j, h, hr, hb, work, ready = keys[1], keys[2], keys[3], keys[4], keys[5], keys[6], keys[7],
     keys[8], keys[9], keys[10]
-  local f = redis.call('HMGET', a, 'e', 't', 'r')
+  local f = redis.call('HMGET', a, 'e', 't', 'r', 's')
   if not f[1] then return {'UNKNOWN'} end
   if f[3] == args[4] then return {'OK'} end
   local r, idx, hi = after_turn(a, h, hr, hb, tonumber(args[2]))
   if not r then return {'RANGE', idx, hi} end
-  if f[2] ~= args[3] then return {'MOVED', f[2]} end
+  if f[2] ~= args[3] or (f[4] or '') ~= args[5] then return {'MOVED', f[2]} end
+  for i = 11, #keys do  -- callers of async exports whose promise the reset drops
+    redis.call('XADD', keys[i], 'MAXLEN', 1, '*', 'v', args[6])
+    redis.call('PEXPIRE', keys[i], REPLY_TTL_MS)
+  end
   fence_out(a, l, ready, args[1])
   put_record(a, c, r)
   redis.call('HSET', a, 't', args[2], 'r', args[4])
@@ -605,10 +612,10 @@ local function reset(keys, args)
     redis.call('LTRIM', h, 0, idx - 1)
     redis.call('LTRIM', hr, 0, idx - 1)
   end
-  if #args > 4 then  -- the re-queued messages go first: the mailbox is written again in that order
+  if #args > 6 then  -- the re-queued messages go first: the mailbox is written again in that order
     local waiting = redis.call('XRANGE', m, '-', '+')
     redis.call('DEL', m)
-    for i = 5, #args, 2 do redis.call('XADD', m, '*', 'i', args[i], 'b', args[i + 1]) end
+    for i = 7, #args, 2 do redis.call('XADD', m, '*', 'i', args[i], 'b', args[i + 1]) end
     for _, entry in ipairs(waiting) do redis.call('XADD', m, '*', unpack(entry[2])) end
   end
   redis.call('ZADD', work, 0, args[1])

@@ -541,22 +541,34 @@ class Client:
 
         ``reapply=False`` drops the messages applied after ``turn``; ``True`` queues them again, in their
         order, ahead of the mail waiting (their callers were answered already: they run as sends).  The
-        history after ``turn`` is dropped.  ValueError names the kept range when ``turn`` is outside it."""
+        history after ``turn`` is dropped.  ValueError names the kept range when ``turn`` is outside it.
+
+        A caller still waiting for an async export's promise (its message ran after ``turn``, the promise
+        had not settled) is answered by the re-run of its message with ``reapply=True``, and with
+        :class:`mvactors.Cancelled` without: the state that would have settled it is gone."""
         _check_turn(turn)
         keys = ActorKeys.of(actor_id)
         for _ in range(10):
             kept = await self._kept(actor_id)
             if kept.base is None or not kept.first <= turn <= kept.turns:
                 raise kept.range_error(actor_id, turn)
+            # Read with the history; mva_reset refuses (MOVED) if it changed since, like the turn count.
+            settling = text(await self.link.guarded(lambda: self.redis.hget(keys.state, "s")) or b"")
+            waiting = {reply_key for _, reply_key in (json.loads(settling) if settling else ())
+                       if not reply_key.startswith("!")}  # ("!": a send's failure report, not a caller)
             requeue: list[Any] = []
             if reapply:
                 for entry in kept.entries[turn - kept.first:]:
                     if entry["kind"] == "message":
-                        requeue += [entry["message_id"], message_payload(entry["export"], entry["args"], False)]
+                        wanted = keys.reply(entry["message_id"]) in waiting
+                        waiting.discard(keys.reply(entry["message_id"]))
+                        requeue += [entry["message_id"], message_payload(entry["export"], entry["args"], wanted)]
+            dropped = pack([REPLY_CANCELLED, f"actor {actor_id} was reset to turn {turn} before this call's "
+                                             "promise settled; send it again if it should run"])
             raw = await self.link.fcall("mva_reset", [
-                10, keys.state, keys.lease, keys.mailbox, keys.record, keys.journal, keys.history,
-                keys.history_records, keys.history_base, keys.work, keys.ready,
-                actor_id, turn, kept.turns, uuid.uuid4().hex, *requeue])
+                10 + len(waiting), keys.state, keys.lease, keys.mailbox, keys.record, keys.journal, keys.history,
+                keys.history_records, keys.history_base, keys.work, keys.ready, *sorted(waiting),
+                actor_id, turn, kept.turns, uuid.uuid4().hex, settling, dropped, *requeue])
             status = text(raw[0])
             if status == "UNKNOWN":
                 raise self._not_found(actor_id)

@@ -168,6 +168,45 @@ async def test_reset_drops_or_reapplies_the_later_messages(redis_url: str, v1: b
             await client.reset("nobody", turn=1)
 
 
+@pytest.mark.parametrize("reapply", [False, True])
+async def test_reset_answers_the_callers_of_promises_it_drops(redis_url: str, v1: bytes, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch,
+                                                               reapply: bool) -> None:
+    # get() awaits a host call gated on a file: its caller waits on a promise the reset rewinds past.
+    monkeypatch.setenv("MVACTORS_TEST_GATES", str(tmp_path))
+    answers: list[object] = []
+    async with mvactors.connect(redis_url) as client, mvactors.Worker(redis_url, IMPORTS), \
+            anyio.create_task_group() as tg:
+        actor_id = await client.spawn(v1, imports="counter", history=5)
+        await client.call(actor_id, 1, "a", timeout=10)
+
+        async def caller() -> None:
+            try:
+                answers.append(await client.call(actor_id, 2, "gate:g", timeout=30))
+            except mvactors.Cancelled as exc:
+                answers.append(exc)
+
+        tg.start_soon(caller)
+
+        async def parked() -> bool:  # its turn is committed with the caller in the settling list
+            return bool(await client.redis.hget(ActorKeys.of(actor_id).state, "s"))
+
+        await eventually(parked, 10, "the async export's turn to be committed, its promise pending")
+        await client.reset(actor_id, turn=1, reapply=reapply)
+        if reapply:  # the message runs again on the rewound state, and its caller hears that run
+            (tmp_path / "g").touch()
+            await eventually(lambda: _answered(answers), 10, "the re-run to answer the caller")
+            assert answers == ["gate:g:2"]
+        else:
+            await eventually(lambda: _answered(answers), 10, "the caller to hear of the reset")
+            assert isinstance(answers[0], mvactors.Cancelled) and "reset to turn 1" in str(answers[0])
+            assert await client.call(actor_id, 3, timeout=10) == 1
+
+
+async def _answered(answers: list[object]) -> bool:
+    return bool(answers)
+
+
 async def test_upgrade_migrates_state_in_mailbox_order(redis_url: str, v1: bytes,
                                                        compile_js: Callable[[str], bytes]) -> None:
     up = compile_js(UP)
