@@ -1,7 +1,8 @@
 """``mvactors.connect(url)``: spawn, message and inspect actors stored in Redis, from any process.
 
-With ``replica_acks=N`` (N >= 1) each spawn, send and describe runs on one connection to the
-master serving the actor's partition, followed by a write that always replicates and ``WAIT N``
+With ``replica_acks=N`` (N >= 1) each spawn, send, describe and operation (pause, resume, retry,
+cancel, delete, fork, reset, upgrade) runs on one connection to the master serving the actor's
+partition, followed by a write that always replicates and ``WAIT N``
 (:meth:`RedisLink.acked`): it returns only once N replicas hold the message (and, for describe,
 everything it read), so a failover to one of them keeps it.  A WAIT that times out raises
 :class:`NotReplicated`: send again with the same ``message_id``; the repeat is recognised.
@@ -139,6 +140,13 @@ class Client:
                 raise result
             return result
         return await link.guarded(once)
+
+    async def _write(self, tag: str, name: str, flat: list[Any]) -> Any:
+        """An operation's ``FCALL`` (``flat``: numkeys, keys..., arguments...) on partition ``tag``: with
+        ``replica_acks``, it returns once that many replicas hold it, like a send.  One attempt: after
+        :class:`NotReplicated` the operation ran on the master, and ``describe()`` (which waits for the
+        replicas too) tells whether it holds once they catch up."""
+        return await self._acked_fcall(tag, name, flat[1:1 + flat[0]], flat[1 + flat[0]:])
 
     async def _describe(self, keys: ActorKeys) -> Described | None:
         return Described.decode(await self._acked_fcall(keys.tag, "mva_describe",
@@ -282,7 +290,8 @@ class Client:
 
     async def delete(self, actor_id: str) -> None:
         """Remove the actor, its mailbox and journal; a worker running it drops it at its next commit."""
-        found = await self.link.fcall("mva_delete", delete_args(ActorKeys.of(actor_id)))
+        keys = ActorKeys.of(actor_id)
+        found = await self._write(keys.tag, "mva_delete", delete_args(keys))
         if not int(found):
             raise ActorNotFound(f"no actor {actor_id!r} in Redis at {self.url}")
 
@@ -299,7 +308,7 @@ class Client:
         ``detail`` is kept in ``describe()["paused"]``.  A failed actor cannot be paused (ValueError).
         """
         keys = ActorKeys.of(actor_id)
-        raw = await self.link.fcall("mva_pause", [5, keys.state, keys.lease, keys.work, keys.ready, keys.paused,
+        raw = await self._write(keys.tag, "mva_pause", [5, keys.state, keys.lease, keys.work, keys.ready, keys.paused,
                                                   actor_id, detail])
         status = text(raw[0])
         if status == "UNKNOWN":
@@ -315,7 +324,7 @@ class Client:
                 not isinstance(extra_gas, int) or isinstance(extra_gas, bool) or not 0 < extra_gas <= 0x7FFFFFFF):
             raise ValueError(f"extra_gas must be a positive int below 2**31, got {extra_gas!r}")
         keys = ActorKeys.of(actor_id)
-        raw = await self.link.fcall("mva_resume", [3, keys.state, keys.work, keys.paused, actor_id,
+        raw = await self._write(keys.tag, "mva_resume", [3, keys.state, keys.work, keys.paused, actor_id,
                                                    uuid.uuid4().hex, "" if extra_gas is None else extra_gas])
         status = text(raw[0])
         if status == "UNKNOWN":
@@ -328,7 +337,7 @@ class Client:
         """Repair a failed actor: the failure is cleared and it goes back to its last committed record;
         the turn that failed runs again (fix its cause first).  ValueError when it has not failed."""
         keys = ActorKeys.of(actor_id)
-        raw = await self.link.fcall("mva_retry", [5, keys.state, keys.lease, keys.work, keys.ready, keys.failed,
+        raw = await self._write(keys.tag, "mva_retry", [5, keys.state, keys.lease, keys.work, keys.ready, keys.failed,
                                                   actor_id, uuid.uuid4().hex])
         status = text(raw[0])
         if status == "UNKNOWN":
@@ -345,9 +354,9 @@ class Client:
             raise TypeError("message_id must be a non-empty str")
         keys = ActorKeys.of(actor_id)
         payload = pack([REPLY_CANCELLED, f"message {message_id} was cancelled before it ran"])
-        raw = await self.link.fcall("mva_cancel", [8, keys.state, keys.lease, keys.mailbox, keys.dedupe, keys.work,
-                                                   keys.ready, keys.paused, keys.reply(message_id), actor_id,
-                                                   message_id, payload])
+        raw = await self._write(keys.tag, "mva_cancel", [
+            8, keys.state, keys.lease, keys.mailbox, keys.dedupe, keys.work, keys.ready, keys.paused,
+            keys.reply(message_id), actor_id, message_id, payload])
         status = text(raw[0])
         if status == "UNKNOWN":
             raise self._not_found(actor_id)
@@ -528,7 +537,7 @@ class Client:
         upto = turn - kept.first
         record = kept.base if upto == 0 else kept.records[upto - 1]
         gas = await self.link.guarded(lambda: self.redis.hget(src.state, "g"))
-        raw = await self.link.fcall("mva_fork_into", [
+        raw = await self._write(dst.tag, "mva_fork_into", [
             6, dst.state, dst.record, dst.history, dst.history_records, dst.history_base, dst.all,
             new_id, turn, uuid.uuid4().hex, record, kept.base, info.imports, gas or b"", info.code, kept.cap,
             upto, *[pack(e) for e in kept.entries[:upto]], *kept.records[:upto]])
@@ -565,7 +574,7 @@ class Client:
                         requeue += [entry["message_id"], message_payload(entry["export"], entry["args"], wanted)]
             dropped = pack([REPLY_CANCELLED, f"actor {actor_id} was reset to turn {turn} before this call's "
                                              "promise settled; send it again if it should run"])
-            raw = await self.link.fcall("mva_reset", [
+            raw = await self._write(keys.tag, "mva_reset", [
                 10 + len(waiting), keys.state, keys.lease, keys.mailbox, keys.record, keys.journal, keys.history,
                 keys.history_records, keys.history_base, keys.work, keys.ready, *sorted(waiting),
                 actor_id, turn, kept.turns, uuid.uuid4().hex, settling, dropped, *requeue])
@@ -673,7 +682,7 @@ class Client:
 
     async def _upgrade_write(self, keys: ActorKeys, epoch: str, message_id: str, request: str, outcome: str,
                              record: bytes, code: str, entry: bytes) -> str:
-        raw = await self.link.fcall("mva_upgrade", [
+        raw = await self._write(keys.tag, "mva_upgrade", [
             11, keys.state, keys.lease, keys.mailbox, keys.record, keys.journal, keys.history, keys.history_records,
             keys.history_base, keys.work, keys.ready, keys.paused,
             keys.actor_id, epoch, message_id, request, outcome, record, code, entry])

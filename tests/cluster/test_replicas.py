@@ -117,3 +117,22 @@ async def test_describe_with_replica_acks_waits_for_the_replica(
             await client.describe(actor_id)
         assert (await client.describe(actor_id))["turns"] == 0
 
+
+
+async def test_operations_with_replica_acks_return_only_once_the_replica_holds_them(
+        replicated: ReplicatedRedis, actor_snapshot: bytes) -> None:
+    # An operator's pause or cancel is as durable as a send: a failover right after it keeps it.
+    async with mvactors.connect(replicated.url, replica_acks=1) as client:
+        actor_id = await client.spawn(actor_snapshot, imports="counter")
+        message_id = await client.send(actor_id, 1, "s", 1)
+        with stopped(replicated.replicas[0]):
+            with pytest.raises(NotReplicated):
+                await client.pause(actor_id)
+            with pytest.raises(NotReplicated):
+                await client.cancel(actor_id, message_id)
+        # Both ran on the master; their repeats are recognised and now acknowledged.
+        await client.pause(actor_id)
+        assert await client.cancel(actor_id, message_id) is True
+        assert (await client.describe(actor_id))["state"] == "paused"
+        await client.resume(actor_id)
+        await client.delete(actor_id)
