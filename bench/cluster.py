@@ -287,6 +287,56 @@ async def worker_processes_turns(url: str, snapshot: bytes, n: int, per_actor: i
         return n * per_actor / seconds
 
 
+async def moves_per_minute(url: str, snapshot: bytes, n: int, period: float, seconds: float,
+                           *flags: str) -> dict[str, float]:
+    """Two healthy workers serve ``n`` actors that each get a message every ``period`` seconds (the
+    fleet example's shape); how often an actor changes owner between them, per actor-minute and in
+    all.  Owners are sampled every 0.2 s (a move and back within one sample is not seen)."""
+    async with mvactors.connect(url) as client:
+        ids = await spawn_many(client, snapshot, n, "moves")
+        procs = [worker_process(url, *flags) for _ in range(2)]
+        try:
+            with anyio.fail_after(60):
+                while await client.redis.zcard(WORKERS) < 2:
+                    await anyio.sleep(0.05)
+            await warm_up(client, snapshot, 2, "warm-moves")
+            last: dict[str, str] = {}
+            moves = 0
+
+            async def sample() -> None:
+                nonlocal moves
+                pipe = client.redis.pipeline(transaction=False)
+                for actor_id in ids:
+                    pipe.get(ActorKeys.of(actor_id).lease)  # "worker:epoch"
+                for actor_id, owner in zip(ids, await pipe.execute(), strict=True):
+                    if owner is None:
+                        continue  # released (hibernating): not a move until another worker adopts it
+                    owner = text(owner).rpartition(":")[0]
+                    if last.get(actor_id, owner) != owner:
+                        moves += 1
+                    last[actor_id] = owner
+
+            async def feed() -> None:
+                while True:
+                    for actor_id in ids:
+                        await client.send(actor_id, 1, 1)
+                    await anyio.sleep(period)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(feed)
+                end = time.monotonic() + seconds
+                while time.monotonic() < end:
+                    await sample()
+                    await anyio.sleep(0.2)
+                tg.cancel_scope.cancel()
+        finally:
+            for p in procs:
+                p.send_signal(signal.SIGTERM)
+            for p in procs:
+                p.wait(30)
+        return {"moves": moves, "per_actor_minute": moves / n / (seconds / 60)}
+
+
 async def handover_ms(url: str, snapshot: bytes, how: int, rounds: int, lease_ms: int) -> list[float]:
     """SIGTERM (graceful) or SIGKILL the owner, then time the first reply from the new owner."""
     times = []
@@ -393,6 +443,9 @@ async def main_async(quick: bool) -> None:
         p2 = await worker_processes_turns(url, snapshot, n, per_actor, 2)
         rows.append(["2 workers vs 1 (processes)", f"{p2:,.0f}/s vs {p1:,.0f}/s", "—", f"{p2 / p1:.2f}x",
                      "report", None])
+        m = await moves_per_minute(url, snapshot, 200, 0.5, 10 if quick else 30)
+        rows.append(["owner changes between 2 healthy workers, 200 actors messaged every 0.5 s",
+                     f"{m['per_actor_minute']:.2f} per actor-minute ({m['moves']:,.0f})", "—", "", "report", None])
         rounds = 1 if quick else 3
         graceful = await handover_ms(url, snapshot, signal.SIGTERM, rounds, 2000)
         rows.append(["graceful migration (SIGTERM → first reply from the new owner)",

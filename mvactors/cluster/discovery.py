@@ -35,13 +35,14 @@ class Discovery:
     """Finds actors for one worker and feeds it their mail.
 
     ``held`` is the worker's owned set and ``failing`` the actors whose failure it has yet to write
-    (both read here, neither acquired); ``limit()`` its current cap on actors (None:
+    (both read here, neither acquired); ``yielded`` the actors it shed to balance load, each with the
+    monotonic time before which it leaves them to other workers; ``limit()`` its current cap on actors (None:
     none); ``adopt`` runs an acquired actor; ``feed(owned)`` hands read mail to the actor;
     ``each_pass()`` runs after every round (the worker releases quiet actors there).
     """
 
     def __init__(self, link: RedisLink, worker_id: str, leases: Leases, held: Mapping[str, Owned],
-                 failing: AbstractSet[str], limit: Callable[[], int | None], adopt: Adopt,
+                 failing: AbstractSet[str], yielded: Mapping[str, float], limit: Callable[[], int | None], adopt: Adopt,
                  feed: Callable[[Owned], None], each_pass: Callable[[], None]) -> None:
         self.link = link
         self.worker_id = worker_id
@@ -49,6 +50,7 @@ class Discovery:
         self.acquiring: set[str] = set()
         self._held = held
         self._failing = failing
+        self._yielded = yielded
         self._limit = limit
         self._adopt = adopt
         self._feed = feed
@@ -176,8 +178,9 @@ class Discovery:
             return
         if time.monotonic() < self._full_until:
             return
+        now = time.monotonic()
         actor_ids = [a for a in actor_ids if a not in self._held and a not in self.acquiring
-                     and a not in self._failing][:max(self.room(), 0)]
+                     and a not in self._failing and self._yielded.get(a, 0.0) <= now][:max(self.room(), 0)]
         if not actor_ids:
             return
         self.acquiring.update(actor_ids)

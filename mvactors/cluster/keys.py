@@ -14,6 +14,7 @@ PARTITIONS = 32
 PREFIX = "mva"
 HINT_FREE = "mva:{hint}:free"  # stream: actors that need an owner now (wake-ups; scans find them anyway)
 WORKERS = "mva:{workers}"  # zset: worker ID -> time of its last heartbeat (Redis's clock)
+WORKER_LOAD = "mva:{workers}:load"  # zset: worker ID -> actors it held at its last heartbeat (same slot)
 
 
 def partition(actor_id: str) -> int:

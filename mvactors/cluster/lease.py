@@ -17,9 +17,9 @@ from typing import Any
 
 import anyio
 
-from .keys import WORKERS, ActorKeys, worker_info_key
+from .keys import WORKER_LOAD, WORKERS, ActorKeys, worker_info_key
 from .link import OUT_OF_MEMORY, UNREACHABLE, RedisLink
-from .wire import Acquired, CorruptState, NotAcquired, acquire_args, decode_acquire, renew_args, renewed
+from .wire import Acquired, CorruptState, NotAcquired, acquire_args, decode_acquire, renew_args, renewed, text
 
 AcquireResult = Acquired | NotAcquired | CorruptState | Exception
 
@@ -58,6 +58,8 @@ class Leases:
         # 80% of the TTL leaves 20% (400 ms at the default 2 s) for clock drift and the commit's trip.
         self.safe = lease_ms / 1000 * 0.8
         self.peers = 1  # live workers on this Redis, from their heartbeats
+        self.held_by_others = 0  # actors the other live workers held at their last heartbeats
+        self.beats = 0  # heartbeats answered (a fresh view of the others' loads each)
         self.clock_offset = 0.0  # Redis's clock minus this machine's wall clock, in seconds
         self._held = held
         self._on_lost = on_lost
@@ -99,13 +101,15 @@ class Leases:
         pipe = self.link.redis.pipeline(transaction=False)
         pipe.zadd(WORKERS, {self.worker_id: now})
         pipe.zremrangebyscore(WORKERS, "-inf", now - 3 * self.lease_ms / 1000)
-        pipe.zcard(WORKERS)
+        pipe.zrange(WORKERS, 0, -1)
+        pipe.zadd(WORKER_LOAD, {self.worker_id: len(self._held)})
+        pipe.zrange(WORKER_LOAD, 0, -1, withscores=True)
         if self._info is not None:
             # Expires with the heartbeat (3 TTLs), as the live set forgets the worker.
             key = worker_info_key(self.worker_id)
             pipe.hset(key, mapping={k: v for k, v in self._info().items()})  # type: ignore[misc]
             pipe.pexpire(key, 3 * self.lease_ms)
-        said, _, live, *_info = await pipe.execute(raise_on_error=False)
+        said, _, live, _, loads, *_info = await pipe.execute(raise_on_error=False)
         if isinstance(said, OUT_OF_MEMORY):
             # A full Redis: the others may count this worker out (it only skews their fair share);
             # its leases still renew (mva_renew is allow-oom).  Logged about once per 10 s.
@@ -117,10 +121,20 @@ class Leases:
             if self._full_beats:
                 log.warning("worker %s: Redis takes writes again", self.worker_id)
             self._full_beats = 0
-        for answer in (said, live, *_info):
+        for answer in (said, live, loads, *_info):
             if isinstance(answer, Exception) and not isinstance(answer, OUT_OF_MEMORY):
                 raise answer
-        self.peers = max(1, int(live))
+        alive = {text(w) for w in live}
+        self.peers = max(1, len(alive))
+        self.held_by_others = sum(int(n) for w, n in loads if text(w) in alive and text(w) != self.worker_id)
+        self.beats += 1
+        gone = [w for w, _ in loads if text(w) not in alive]
+        if gone:  # the load of workers whose heartbeat aged out (a crash, or a full Redis that refused leave())
+            await self.link.redis.zrem(WORKER_LOAD, *gone)
+
+    def fair_share(self) -> int:
+        """This worker's share of the actors the live workers hold (rounded up)."""
+        return -(-(self.held_by_others + len(self._held)) // self.peers)
 
     @property
     def redis_full(self) -> bool:
@@ -131,6 +145,7 @@ class Leases:
         """Take this worker out of the live set (else its heartbeat ages out in 3 TTLs)."""
         try:
             await self.link.redis.zrem(WORKERS, self.worker_id)
+            await self.link.redis.zrem(WORKER_LOAD, self.worker_id)
             await self.link.redis.delete(worker_info_key(self.worker_id))
         except UNREACHABLE:
             pass  # its heartbeat ages out

@@ -61,6 +61,9 @@ class Worker:
     ``lease_ms`` is the lease TTL (a crashed worker's actors move after it), and
     ``checkpoint_every`` commits every N turns (and when an actor goes quiet or moves);
     turns since the last commit are replayed from the mailbox after a crash.
+    ``idle_release_s``: an actor with no mail, host call or timer for this long is handed back to
+    Redis (it hibernates there; any worker adopts it at its next message); sooner when this worker
+    holds more than its share of the live workers' actors, or is at ``max_actors``.
     ``replica_acks`` (N): a commit counts, and its replies become readable, only once N replicas
     of its master hold it (``WAIT``; see :mod:`~.committer`); 0 trusts the master alone.
 
@@ -77,7 +80,7 @@ class Worker:
 
     def __init__(self, url: str, imports: ImportTables, worker_id: str | None = None,
                  max_actors: int | None = None, lease_ms: int = 2000, checkpoint_every: int = 1,
-                 replica_acks: int = 0) -> None:
+                 replica_acks: int = 0, idle_release_s: float = 10.0) -> None:
         if not isinstance(imports, Mapping) or not all(
                 isinstance(k, str) and isinstance(v, Mapping) for k, v in imports.items()):
             raise TypeError("imports must map import-table names (str) to import maps ({id: function})")
@@ -93,7 +96,13 @@ class Worker:
             raise ValueError(f"checkpoint_every must be a positive int, not {checkpoint_every!r}")
         if not isinstance(replica_acks, int) or isinstance(replica_acks, bool) or replica_acks < 0:
             raise ValueError(f"replica_acks must be an int >= 0, not {replica_acks!r}")
+        if not isinstance(idle_release_s, (int, float)) or isinstance(idle_release_s, bool) or not (
+                idle_release_s >= 0):
+            raise ValueError(f"idle_release_s must be a number of seconds >= 0, not {idle_release_s!r}")
         self.url = url
+        self.idle_release_s = float(idle_release_s)
+        self._yielded: dict[str, float] = {}  # actors shed to balance load -> monotonic time to take them again
+        self._shed_beat = 0  # the heartbeat whose view of the loads the last shedding used
         self.replica_acks = replica_acks
         self.imports = imports
         self.worker_id = worker_id
@@ -124,7 +133,7 @@ class Worker:
         leases = self._leases = Leases(link, self.worker_id, self.lease_ms, self._owned, self._drop, self._info)
         self._committer = Committer(link, self.worker_id, self.checkpoint_every, leases.safe, self._stats,
                                     _CommitHooks(self))
-        self._discovery = Discovery(link, self.worker_id, leases, self._owned, self._committer.failing,
+        self._discovery = Discovery(link, self.worker_id, leases, self._owned, self._committer.failing, self._yielded,
                                     lambda: self.max_actors, self._adopt, self._feed, self._release_quiet)
         journal = RedisJournal(link, self.worker_id, self._owned, leases.safe, self._drop, self._fail_now)
         try:
@@ -456,11 +465,28 @@ class Worker:
             self._tg.start_soon(self._release, records, "an upgrade is next in its mailbox")
 
     def _release_quiet(self) -> None:
-        """Hand idle actors back to Redis (they hibernate there) after a short grace period."""
-        if self._leases is not None and self._leases.redis_full:
+        """Hand idle actors back to Redis (they hibernate there) once quiet for ``idle_release_s``, or
+        for a quarter lease when this worker holds more than its share (or is at ``max_actors``).
+
+        Releasing sooner made actors that receive mail every second or so move between healthy
+        workers (each move is a rehydrate and a lease round trip): 381 owner changes in 10 s for 200
+        actors messaged every 0.5 s on 2 workers (bench/cluster.py's moves row)."""
+        leases = self._leases
+        if leases is None or leases.redis_full:
             return  # a releasing commit would be refused: keep them, leased, until memory is freed
         now = time.monotonic()
         grace = self.lease_ms / 1000 / 4
+        for actor_id in [a for a, until in self._yielded.items() if until <= now]:
+            del self._yielded[actor_id]
+        # Hysteresis: shed only beyond the fair share plus 10% (at least 2 actors), so two workers with
+        # nearly equal loads do not trade actors back and forth; and at most half the excess per fresh
+        # view of the others' loads (a heartbeat), as they may be taking actors meanwhile.
+        fair = leases.fair_share()
+        shed = 0
+        if len(self._owned) - fair > max(2, fair // 10) and leases.beats > self._shed_beat:
+            shed = max(1, (len(self._owned) - fair) // 2)
+            self._shed_beat = leases.beats
+        at_cap = self.max_actors is not None and len(self._owned) >= self.max_actors
         for owned in list(self._owned.values()):
             if owned.buffer and owned.buffer[0].export_id == UPGRADE_BARRIER:
                 self._at_barrier(owned)  # (its host call or timer may have completed since)
@@ -472,11 +498,21 @@ class Worker:
                 continue  # a timer fires soon: keep it resident
             if owned.quiet_since is None:
                 owned.quiet_since = now
-            elif now - owned.quiet_since >= grace:
+                continue
+            # (shed: any actor seen quiet on two passes: one with mail every half second is never
+            # quiet for long, and it must be able to move to a worker that joined later)
+            quiet_for = now - owned.quiet_since
+            if quiet_for >= self.idle_release_s or (at_cap and quiet_for >= grace) or shed > 0:
+                why = "idle"
+                if quiet_for < self.idle_release_s and not (at_cap and quiet_for >= grace):
+                    # Leave it to the others for two leases (it is acquired back after, if nobody does).
+                    shed -= 1
+                    self._yielded[owned.actor_id] = now + 2 * self.lease_ms / 1000
+                    why = f"this worker holds more than its share of {fair} actors"
                 records = self._take_out([owned])
                 if records:
                     assert self._tg is not None
-                    self._tg.start_soon(self._release, records)
+                    self._tg.start_soon(self._release, records, why)
 
     def _take_out(self, batch: list[Owned]) -> dict[Owned, tuple[ActorRecord, str]]:
         """Evict actors from the runtime (no turn runs after this) for a final, releasing commit."""

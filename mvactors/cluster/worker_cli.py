@@ -51,6 +51,8 @@ def add_parser(commands: Any) -> None:
     p.add_argument("--worker-id", help="this worker's name (default: host-pid-random)")
     p.add_argument("--max-actors", type=int, help="hold at most this many actors at once")
     p.add_argument("--lease-ms", type=int, default=2000, help="lease TTL in ms (default 2000)")
+    p.add_argument("--idle-release", type=float, default=10.0, metavar="SECONDS",
+                   help="hand an actor back to Redis after this long without work (default 10)")
     p.add_argument("--checkpoint-every", type=int, default=1, help="commit every N turns (default 1)")
     p.add_argument("--replica-acks", type=int, default=0, metavar="N",
                    help="a commit counts, and its replies are readable, once N replicas hold it (default 0)")
@@ -71,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
     if not logging.getLogger("mvactors").handlers and not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     worker = Worker(args.redis, tables, worker_id=args.worker_id, max_actors=args.max_actors,
-                    lease_ms=args.lease_ms, checkpoint_every=args.checkpoint_every, replica_acks=args.replica_acks)
+                    lease_ms=args.lease_ms, checkpoint_every=args.checkpoint_every, replica_acks=args.replica_acks,
+                    idle_release_s=args.idle_release)
     try:
         anyio.run(_serve, worker)
     except EvictionPolicyRefused as exc:  # a deployment that would lose actors: refuse to serve it

@@ -52,7 +52,7 @@ async def test_a_completion_that_runs_while_the_actor_is_adopted_is_committed_an
             assert await anyio.to_thread.run_sync(crashing.wait, 30) == CRASH_EXIT_CODE, crashing.output()
         assert (await client.describe(actor_id))["turns"] == 1
 
-        async with mvactors.Worker(redis_url, IMPORTS) as taker:
+        async with mvactors.Worker(redis_url, IMPORTS, idle_release_s=0.5) as taker:
             real_adopt = taker.runtime.adopt
             adopted: list[int] = []
 
@@ -84,7 +84,8 @@ async def test_an_idle_actor_handed_back_to_redis_is_not_adopted_again_without_w
         redis_url: str, actor_snapshot: bytes) -> None:
     # A release hinted "free" even for an idle actor: the releasing worker took its own hint, adopted
     # the actor again and released it again, every lease/4, for as long as it stayed idle.
-    async with mvactors.Worker(redis_url, IMPORTS, lease_ms=400) as worker, mvactors.connect(redis_url) as client:
+    async with mvactors.Worker(redis_url, IMPORTS, lease_ms=400, idle_release_s=0.1) as worker, \
+            mvactors.connect(redis_url) as client:
         actor_id = await client.spawn(actor_snapshot, imports="counter")
         assert await client.call(actor_id, 1, "s", 1, timeout=10) == 1
         hints_before = await client.redis.xlen(HINT_FREE)  # the call's own wake-up hint
@@ -97,3 +98,24 @@ async def test_an_idle_actor_handed_back_to_redis_is_not_adopted_again_without_w
         assert (await client.describe(actor_id))["owner"] is None
         assert await client.call(actor_id, 1, "s", 2, timeout=10) == 2  # mail brings it back
         assert worker.stats()["acquired"] == 2
+
+
+async def test_a_worker_that_joins_later_is_given_a_share_and_then_the_owners_stay(
+        redis_url: str, actor_snapshot: bytes) -> None:
+    # Idle release is 60 s here: only the balancing moves actors.  The first worker sheds down to its
+    # fair share (10) plus the hysteresis (2), and leaves what it shed to the newcomer when mail comes.
+    async with mvactors.connect(redis_url) as client, \
+            mvactors.Worker(redis_url, IMPORTS, idle_release_s=60) as first:
+        ids = [await client.spawn(actor_snapshot, imports="counter") for _ in range(20)]
+        for actor_id in ids:
+            assert await client.call(actor_id, 1, "s", 1, timeout=10) == 1
+        assert len(first.actors) == 20
+        async with mvactors.Worker(redis_url, IMPORTS, idle_release_s=60) as second:
+            async def shed() -> bool:
+                return len(first.actors) <= 12
+
+            await eventually(shed, 30, "the first worker to shed down to its share")
+            for actor_id in ids:  # every actor answers, each message applied once, wherever it runs
+                assert await client.call(actor_id, 1, "s", 2, timeout=10) == 2
+            assert len(second.actors) >= 8 and len(first.actors) + len(second.actors) == 20
+            assert first.stats()["released"] == 20 - len(first.actors)  # nothing moved back and forth
