@@ -630,7 +630,7 @@ class Client:
             if time.monotonic() >= deadline:
                 await self._upgrade_write(keys, "", message_id, request, "ABORT", b"", "", b"")
                 raise UpgradeFailed(f"actor {actor_id!r} was not at a turn boundary with nothing pending within "
-                                    f"{timeout} s: {await self._pending_named(actor_id)}; the upgrade was "
+                                    f"{timeout} s: {await self._pending_named(actor_id, info)}; the upgrade was "
                                     "withdrawn (try again with a longer timeout)")
             await anyio.sleep(delay)  # (polling: the pause is written by the worker's releasing commit)
             delay = min(delay * 2, 0.2)
@@ -672,8 +672,12 @@ class Client:
         record = ActorRecord.decode(stored_record(bytes(saved)))
         return record, record.snapshot
 
-    async def _pending_named(self, actor_id: str) -> str:
+    async def _pending_named(self, actor_id: str, info: Described) -> str:
         record, _ = await self._current(actor_id)
+        if (record is None or not record.pending) and not info.owner:
+            # Nobody leased it in all that time: the likeliest cause is that no worker serves its table.
+            return (f"no worker took it up (is a worker running import table {info.imports!r}? "
+                    "`mvactors workers` lists the live ones)")
         if record is None or not record.pending:
             return "its earlier mail had not all run"
         now = time.time()
