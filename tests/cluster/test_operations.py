@@ -312,7 +312,7 @@ async def test_pause_and_resume_survive_a_worker_kill_9(redis_url: str, ops_snap
 async def test_an_upgrade_nobody_can_reach_names_the_missing_worker(redis_url: str, ops_snapshot: bytes) -> None:
     async with mvactors.connect(redis_url) as client:  # no worker runs table "counter"
         actor_id = await client.spawn(ops_snapshot, imports="counter")
-        with pytest.raises(mvactors.UpgradeFailed, match="no worker took it up.*'counter'.*mvactors workers"):
+        with pytest.raises(mvactors.UpgradeFailed, match=r"no worker took it up.*'counter'.*mvactors workers"):
             await client.upgrade(actor_id, ops_snapshot, timeout=0.3)
         info = await client.describe(actor_id)
         assert info["mailbox"] == 0 and info["state"] == "idle"  # the barrier was withdrawn
