@@ -43,7 +43,7 @@ Per partition:
 
 from __future__ import annotations
 
-VERSION = 13
+VERSION = 14
 
 LIBRARY = r"""#!lua name=mvactors
 -- mvactors cluster functions
@@ -334,9 +334,11 @@ local function journal(keys, args)
   return {'OK'}
 end
 
--- fail(a, l, m, work, ready, failed index, reply keys...; actor, worker, epoch, reason, read pos, reply payload)
+-- fail(a, l, m, work, ready, failed index, reply keys...; actor, worker, epoch, reason, read pos, reply payload
+--   [, stage '1'])
 --   -> {'OK'} | {'MORE'} (mail after read pos: read it, and name its callers too) | {'FENCED'} | {'UNKNOWN'}
--- Every waiting caller gets the failure in the same write that marks the actor failed.
+-- Every waiting caller gets the failure in the same write that marks the actor failed (staged, like a
+-- commit's replies, when the worker waits for replicas).
 local function fail(keys, args)
   local a, l, m, work, ready = keys[1], keys[2], keys[3], keys[4], keys[5]
   local epoch = redis.call('HGET', a, 'e')
@@ -352,9 +354,18 @@ local function fail(keys, args)
   redis.call('ZREM', work, args[1])
   redis.call('ZREM', ready, args[2] .. '|' .. args[1])
   redis.call('ZADD', keys[6], 0, args[1])
-  for i = 7, #keys do
-    redis.call('XADD', keys[i], 'MAXLEN', 1, '*', 'v', args[6])
-    redis.call('PEXPIRE', keys[i], REPLY_TTL_MS)
+  if args[7] == '1' then  -- replica_acks: readable once the replicas hold the failure (mva_publish)
+    local reply_keys, payloads = {}, {}
+    for i = 7, #keys do
+      reply_keys[#reply_keys + 1] = keys[i]
+      payloads[#payloads + 1] = args[6]
+    end
+    if #reply_keys > 0 then stage_replies(a, reply_keys, payloads) end
+  else
+    for i = 7, #keys do
+      redis.call('XADD', keys[i], 'MAXLEN', 1, '*', 'v', args[6])
+      redis.call('PEXPIRE', keys[i], REPLY_TTL_MS)
+    end
   end
   return {'OK'}
 end

@@ -22,7 +22,8 @@ on N replicas, or a failover could hand a caller the reply of a turn the new mas
 4. a worker that adopts an actor with staged replies (its owner died between 2 and 3) waits for
    the replicas (sync + WAIT) and publishes them: they belong to the record it adopted.
 
-A reply stream therefore only exists for a commit N replicas hold.  What the master holds
+A failure (``mva_fail``) stages the failed callers' replies the same way, and publishes them after
+a sync + WAIT.  A reply stream therefore only exists for a commit N replicas hold.  What the master holds
 beyond that (a staged reply, an unreplicated commit) is never shown to a caller, and is lost or
 kept by a failover without anyone having trusted it.  N = 0 writes the reply streams in the
 commit, as before.
@@ -359,12 +360,20 @@ class Committer:
         waiting = owned.waiting_callers()
         read_pos = owned.read_pos
         while True:
-            args = fail_args(owned.keys, self.worker_id, owned.epoch, reason, read_pos, waiting)
+            # With replica_acks the replies are staged: the callers hear of it once the replicas hold it.
+            args = fail_args(owned.keys, self.worker_id, owned.epoch, reason, read_pos, waiting,
+                             stage=self.link.replica_acks > 0)
             reply = FailReply.decode(await self.link.retrying(
                 "failing an actor", lambda a=args: self.link.redis.fcall("mva_fail", *a)))  # type: ignore[misc]
             if reply.status != "MORE":
                 break
             read_pos = await self._read_callers(owned, read_pos, waiting)
+        if reply.status == "OK" and self.link.replica_acks and waiting:
+            # (the sync + WAIT covers the failure's write, made on another connection before it)
+            async def synced() -> list[Any]:
+                return await self.link.acked(owned.keys.tag, lambda pipe: None)
+            await self.link.retrying("waiting for the replicas", synced)
+            await self._publish([(owned.keys, waiting)])
         if reply.status == "OK":
             self.stats.failed += 1
         else:

@@ -451,11 +451,12 @@ class JournalReply(NamedTuple):
 
 
 def fail_args(keys: ActorKeys, worker_id: str, epoch: str, reason: str, read_pos: str,
-              reply_keys: list[str]) -> list[Any]:
+              reply_keys: list[str], stage: bool = False) -> list[Any]:
     """The keys and arguments of ``mva_fail``: ``reply_keys`` of every caller known to wait, and the
-    last mailbox entry read (Redis refuses with MORE while mail after it may have callers)."""
+    last mailbox entry read (Redis refuses with MORE while mail after it may have callers); ``stage``:
+    hold the replies in the actor's hash until ``mva_publish`` (replica_acks)."""
     return [6 + len(reply_keys), keys.state, keys.lease, keys.mailbox, keys.work, keys.ready, keys.failed, *reply_keys,
-            keys.actor_id, worker_id, epoch, reason, read_pos, failed_payload(reason)]
+            keys.actor_id, worker_id, epoch, reason, read_pos, failed_payload(reason), *(["1"] if stage else [])]
 
 
 class FailReply(NamedTuple):

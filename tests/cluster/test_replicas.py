@@ -15,7 +15,7 @@ import mvactors
 from mvactors.cluster import NotReplicated
 from mvactors.cluster.crash import CRASH_EXIT_CODE
 from mvactors.cluster.keys import ActorKeys
-from mvactors.cluster.wire import REPLY_OK
+from mvactors.cluster.wire import REPLY_FAILED, REPLY_OK
 from mvactors.testing import RedisServer, ReplicatedRedis
 from tests.cluster.cluster_hosts import IMPORTS
 
@@ -136,3 +136,25 @@ async def test_operations_with_replica_acks_return_only_once_the_replica_holds_t
         assert (await client.describe(actor_id))["state"] == "paused"
         await client.resume(actor_id)
         await client.delete(actor_id)
+
+
+async def test_a_failure_is_not_readable_by_its_caller_until_the_replica_holds_it(
+        replicated: ReplicatedRedis, actor_snapshot: bytes) -> None:
+    # The worker has no "orders" table: the actor fails at adoption.  A caller told "failed" by a
+    # master that then fails over would see the message run after all.
+    async with mvactors.connect(replicated.url) as client:
+        actor_id = await client.spawn(actor_snapshot, imports="orders")
+        await send_wanting_reply(client, actor_id, "m1", 1, "s", 1)
+        keys = ActorKeys.of(actor_id)
+        with stopped(replicated.replicas[0]):
+            async with mvactors.Worker(replicated.url, IMPORTS, replica_acks=1):
+                async def failed_on_the_master() -> bool:
+                    return bool(await client.redis.hexists(keys.state, "x"))  # type: ignore[misc]
+
+                await eventually(failed_on_the_master, 10, "the failure written on the master")
+                assert not await client.redis.exists(keys.reply("m1"))
+                assert await client.redis.hexists(keys.state, "y")  # type: ignore[misc]  # staged
+                replicated.replicas[0].process.send_signal(signal.SIGCONT)  # type: ignore[union-attr]
+                code, reason = await reply_of(client, actor_id, "m1", 15)
+        assert code == REPLY_FAILED and "orders" in reason
+        assert not await client.redis.hexists(keys.state, "y")  # type: ignore[misc]
