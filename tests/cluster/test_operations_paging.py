@@ -1,0 +1,93 @@
+"""``Client.actors(limit=, after=)``: pages by cursor, in ID order, reading about a page per page."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import mvactors
+from mvactors.cluster import client as client_module
+from mvactors.cluster.keys import ActorKeys
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def ops_snapshot(snapshot: Callable[[str], bytes]) -> bytes:
+    return snapshot("ops_actor")
+
+
+async def _page(client: mvactors.Client, **kwargs: Any) -> list[dict[str, Any]]:
+    return [info async for info in client.actors(**kwargs)]
+
+
+async def test_paging_by_cursor_lists_every_actor_once_in_id_order(redis_url: str, ops_snapshot: bytes) -> None:
+    async with mvactors.connect(redis_url) as client:
+        # 600 plain IDs spread over all 32 partitions, plus IDs whose UTF-8 bytes sort after ASCII's
+        # and a counter group: pages of 37 cross every partition's boundary many times.
+        ids = {f"a{n:03d}" for n in range(600)} | {"é1", "z", "\u00ff", "日本"}
+        for actor_id in sorted(ids):
+            await client.spawn(ops_snapshot, actor_id=actor_id)
+        seen: list[str] = []
+        after: str | None = None
+        pages = 0
+        while True:
+            page = await _page(client, limit=37, after=after)
+            assert len(page) <= 37
+            if not page:
+                break
+            pages += 1
+            seen += [row["id"] for row in page]
+            if len(page) < 37:
+                break
+            after = page[-1]["id"]
+        assert len(seen) == len(ids) and set(seen) == ids  # every actor, none twice
+        assert seen == sorted(ids, key=lambda i: i.encode("utf-8"))  # the byte order Redis's lex ranges use
+        assert pages == -(-len(ids) // 37)
+        # The unbounded stream is the same order; after= an ID no longer stored still resumes there.
+        assert [row["id"] for row in await _page(client)] == seen
+        assert [row["id"] for row in await _page(client, after="a5995", limit=3)] == ["z", "é1", "\u00ff"]
+
+
+async def test_limit_is_respected_with_filters_and_state_indexes(redis_url: str, ops_snapshot: bytes) -> None:
+    async with mvactors.connect(redis_url) as client:
+        plain = [await client.spawn(ops_snapshot, actor_id=f"p{n:03d}") for n in range(200)]
+        counters = [await client.spawn(ops_snapshot, imports="counter", actor_id=f"c{n}") for n in range(5)]
+        assert [r["id"] for r in await _page(client, limit=1)] == ["c0"]
+        # A filter that rejects most rows still fills the page (the reads grow until it does).
+        assert [r["id"] for r in await _page(client, imports="counter", limit=2, after="c0")] == counters[1:3]
+        assert [r["id"] for r in await _page(client, state="idle", limit=3, after="p100")] == plain[101:104]
+        assert await _page(client, state="failed", limit=5) == []
+        # A limit above the count is the whole list.
+        assert len(await _page(client, limit=10_000)) == 205
+
+
+async def test_a_page_describes_about_a_page_not_thousands(redis_url: str, ops_snapshot: bytes,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    async with mvactors.connect(redis_url) as client:
+        for n in range(600):
+            await client.spawn(ops_snapshot, actor_id=f"q{n:03d}")
+        described: list[int] = []
+        real = client_module.inventory_args
+
+        def counting(keys: list[ActorKeys]) -> list[Any]:
+            described.append(len(keys))
+            return real(keys)
+
+        monkeypatch.setattr(client_module, "inventory_args", counting)
+        assert len(await _page(client, limit=50)) == 50
+        # Without a limit the first round described up to 8,192 (all 600 here) before the first row.
+        assert sum(described) <= 51, described
+
+
+@pytest.mark.parametrize(("kwargs", "named"), [
+    ({"limit": 0}, "limit"), ({"limit": -5}, "limit"), ({"limit": True}, "limit"), ({"limit": 2.5}, "limit"),
+    ({"limit": "50"}, "limit"), ({"after": 7}, "after"), ({"after": b"a1"}, "after"),
+])
+async def test_bad_page_arguments_raise_naming_the_argument(redis_url: str, kwargs: dict[str, Any],
+                                                            named: str) -> None:
+    async with mvactors.connect(redis_url) as client:
+        with pytest.raises(ValueError, match=f"^{named} must be"):
+            await _page(client, **kwargs)
