@@ -488,6 +488,31 @@ class Client:
             if filtered and rejected:
                 want = min(want * 2, _ROUND)
 
+    async def counts(self) -> dict[str, int]:
+        """How many actors are stored, failed and paused: ``{"total", "failed", "paused"}``, read from
+        the indexes (one pipeline of 128 small reads, whatever the number of actors).
+
+        ``paused`` leaves out paused actors that have also failed (:meth:`describe` says "failed" for
+        them).  Idle and running are not indexed (who holds an actor is only in its lease key):
+        together they are ``total - failed - paused``; :meth:`workers` says how many each worker holds.
+        """
+        link = self.link
+        tags = [partition_tag(i) for i in range(PARTITIONS)]
+
+        def cards(pipe: Any) -> None:
+            for tag in tags:
+                pipe.zcard(all_key(tag))
+                pipe.zcard(failed_key(tag))
+                pipe.zcard(paused_key(tag))
+                pipe.zintercard(2, [failed_key(tag), paused_key(tag)])
+
+        replies = await link.guarded(lambda: link.pipeline_once(cards))
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        total, failed, paused, both = (sum(int(r) for r in replies[k::4]) for k in range(4))
+        return {"total": total, "failed": failed, "paused": paused - both}
+
     async def workers(self) -> list[dict[str, Any]]:
         """The live workers: ``[{"id", "host", "pid", "actors", "turns", "started", "seen"}]``.
 

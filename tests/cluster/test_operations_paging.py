@@ -91,3 +91,22 @@ async def test_bad_page_arguments_raise_naming_the_argument(redis_url: str, kwar
     async with mvactors.connect(redis_url) as client:
         with pytest.raises(ValueError, match=f"^{named} must be"):
             await _page(client, **kwargs)
+
+
+async def test_counts_come_from_the_indexes(redis_url: str, ops_snapshot: bytes) -> None:
+    async with mvactors.connect(redis_url) as client:
+        assert await client.counts() == {"total": 0, "failed": 0, "paused": 0}
+        for n in range(40):
+            await client.spawn(ops_snapshot, imports="counter", actor_id=f"k{n}")
+        for n in range(3):
+            await client.pause(f"k{n}")
+        assert await client.counts() == {"total": 40, "failed": 0, "paused": 3}
+        await client.resume("k0")
+        await client.delete("k1")
+        assert await client.counts() == {"total": 39, "failed": 0, "paused": 1}
+        # An actor in both indexes (as describe() sees it: failed) is counted once, as failed.
+        keys = ActorKeys.of("k2")
+        await client.redis.hset(keys.state, "x", "broken on purpose")
+        await client.redis.zadd(keys.failed, {"k2": 0})
+        assert (await client.describe("k2"))["state"] == "failed"
+        assert await client.counts() == {"total": 39, "failed": 1, "paused": 0}
