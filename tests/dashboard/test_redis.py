@@ -102,6 +102,29 @@ async def test_a_search_that_walks_the_inventory_stops_at_its_budget_and_the_cli
         assert "data-actor=" not in (await http.get("/actors", params={"owner": "nobody"})).text
 
 
+async def test_the_overview_counts_by_state_from_the_indexes(redis_url: str, compile_js) -> None:  # type: ignore[no-untyped-def]
+    import re
+
+    snapshot = compile_js(GUEST)
+    async with mvactors.connect(redis_url) as client:
+        for i in range(30):
+            await client.spawn(snapshot, actor_id=f"s{i:02d}")
+        await client.pause("s00")
+        await client.pause("s01")
+    async with client_for(create_app(redis_url=redis_url)) as http:
+        page = (await http.get("/")).text
+
+    def tile(state: str) -> str:
+        found = re.search(rf'data-state="{state}">\s*(?:{{%[^%]*%}}\s*)*<span class="count">([^<]*)</span>', page)
+        assert found, (state, page)
+        return found.group(1).strip()
+
+    # Paused and failed are exact; no worker holds any, so running is 0 and idle the rest (both marked ≈).
+    assert (tile("paused"), tile("failed"), tile("running"), tile("idle")) == ("2", "0", "≈0", "≈28")
+    assert "30 actors; idle + running: 28 exactly" in page
+    assert "would take a walk" not in page
+
+
 async def test_paging_by_cursor_shows_every_actor_once(redis_url: str, compile_js) -> None:  # type: ignore[no-untyped-def]
     import html
     import re
