@@ -423,9 +423,11 @@ class Client:
         bounds: dict[str, bytes] = {partition_tag(i): start for i in range(PARTITIONS)}
         buffered: dict[str, collections.deque[bytes]] = {tag: collections.deque() for tag in bounds}
         while True:
-            empty = [tag for tag in bounds if not buffered[tag]]
+            fetch = min(want, _PAGE)
+            # Top up every partition below one read's worth, not only the empty ones: a round then
+            # takes at least `fetch` IDs (a full walk ~7,000+ per round), never a few at a time.
+            empty = [tag for tag in bounds if len(buffered[tag]) < fetch]
             if empty:
-                fetch = min(want, _PAGE)
 
                 def ranges(pipe: Any, tags: list[str] = empty, fetch: int = fetch) -> None:
                     for tag in tags:

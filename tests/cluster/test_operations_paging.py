@@ -110,3 +110,33 @@ async def test_counts_come_from_the_indexes(redis_url: str, ops_snapshot: bytes)
         await client.redis.zadd(keys.failed, {"k2": 0})
         assert (await client.describe("k2"))["state"] == "failed"
         assert await client.counts() == {"total": 39, "failed": 1, "paused": 0}
+
+
+async def test_a_full_walk_reads_in_large_rounds(redis_url: str, ops_snapshot: bytes,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # 8 IDs per partition per read stand for 256: each round must take at least a read's worth, or a
+    # walk of 100,000 would go a few actors per round trip once the partitions' buffers ran low.
+    monkeypatch.setattr(client_module, "_PAGE", 8)
+    monkeypatch.setattr(client_module, "_ROUND", 32 * 8)
+    async with mvactors.connect(redis_url) as client:
+        ids = [f"r{n:03d}" for n in range(600)]
+        for actor_id in ids:
+            await client.spawn(ops_snapshot, actor_id=actor_id)
+        rounds: list[int] = []
+        real = client_module.inventory_args
+        monkeypatch.setattr(client_module, "inventory_args", lambda keys: rounds.append(len(keys)) or real(keys))
+        pipelines = 0
+        link = client.link
+        run = link.pipeline_once
+
+        async def counted(build: Any) -> list[Any]:
+            nonlocal pipelines
+            pipelines += 1
+            return await run(build)
+
+        monkeypatch.setattr(link, "pipeline_once", counted)
+        assert [row["id"] async for row in client.actors()] == ids
+        assert sum(rounds) == 600
+        # 600 actors in rounds of at least 8: at most 75 rounds of two pipelines (IDs, describes).
+        print("PIPELINES", pipelines, len(rounds))
+        assert pipelines <= 2 * 75, pipelines
