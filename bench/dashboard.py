@@ -7,6 +7,10 @@ Spawns the actors through the client (no worker: they need not run to be listed)
 GET /actors (the first page), GET /actors?state=failed and GET / through the ASGI app in this
 process, so the figures are the app's and Redis's, not a browser's.  The listing needs the
 operations API's client.actors(); without it the script says so and times only the overview.
+The last row times the first page again as the dashboard read it before actors() took limit=.
+
+Recorded in the README's Dashboard section (100,000 actors, 2 shared cores, three runs): the
+first /actors page 5.8, 4.6 and 5.2 ms median; unsized (before) 321.6, 170.6 and 129.2 ms.
 """
 
 from __future__ import annotations
