@@ -58,6 +58,8 @@ class Overview:
     #: States whose count is an estimate (the page marks them "≈"), and how the counts were had.
     approximate: frozenset[str] = frozenset()
     remarks: list[str] = field(default_factory=list)
+    #: How the failures were chosen, when they are not simply the latest (shown under them).
+    failures_note: str | None = None
 
 
 class DataSource(Protocol):
@@ -398,10 +400,15 @@ class RedisSource:
             notes.append("idle and running counts: they would take a walk over every actor in Redis")
         else:
             notes.append("actors by state and the latest failures need client.actors() (the operations API)")
+        failures_note = None
         if self.has("actors"):
             failures, _ = await self._take(10, state="failed")  # the failed index, 10 rows
+            if counts["failed"] is None or counts["failed"] > len(failures):
+                # The failed index keeps no time (score 0), so "latest" cannot be read from it.
+                failures_note = ("the first 10 failed actors by ID: Redis keeps no time of failure, so which "
+                                 "failed last is not known; the actors table filtered by state=failed lists them all")
         return Overview(counts=counts, turns=turns, failures=failures, notes=notes, exact=exact,
-                        approximate=approximate, remarks=remarks)
+                        approximate=approximate, remarks=remarks, failures_note=failures_note)
 
     async def actors(self, filters: Mapping[str, str], cursor: str | None, limit: int) -> ActorPage:
         chosen: dict[str, Any] = {k: v for k, v in filters.items() if k in FILTERS and v}

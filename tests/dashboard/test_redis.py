@@ -144,3 +144,21 @@ async def test_paging_by_cursor_shows_every_actor_once(redis_url: str, compile_j
             if path is not None:
                 assert f"cursor={seen[-1]}" in path  # the cursor is the last ID shown, not a row count
     assert seen == [f"g{i:03d}" for i in range(120)]  # 50 + 50 + 20, in ID order, none twice
+
+
+async def test_more_failed_actors_than_shown_say_how_they_were_chosen(redis_url: str, compile_js) -> None:  # type: ignore[no-untyped-def]
+    from mvactors.cluster.keys import ActorKeys
+
+    snapshot = compile_js(GUEST)
+    async with mvactors.connect(redis_url) as client:
+        for i in range(12):
+            actor_id = f"f{i:02d}"
+            await client.spawn(snapshot, actor_id=actor_id)
+            keys = ActorKeys.of(actor_id)  # failed as a worker's mva_fail leaves it: reason and index
+            await client.redis.hset(keys.state, "x", f"reason {i}")
+            await client.redis.zadd(keys.failed, {actor_id: 0})
+    async with client_for(create_app(redis_url=redis_url)) as http:
+        page = (await http.get("/")).text
+    failures = page.split("Latest failures")[1]
+    assert failures.count("/actors/f") == 10 and "reason 11" not in failures
+    assert "the first 10 failed actors by ID" in failures and "12</span>" in page.split("Latest failures")[0]
