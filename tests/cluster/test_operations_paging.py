@@ -140,3 +140,26 @@ async def test_a_full_walk_reads_in_large_rounds(redis_url: str, ops_snapshot: b
         # 600 actors in rounds of at least 8: at most 75 rounds of two pipelines (IDs, describes).
         print("PIPELINES", pipelines, len(rounds))
         assert pipelines <= 2 * 75, pipelines
+
+
+async def test_pages_and_counts_over_a_redis_cluster(ops_snapshot: bytes) -> None:
+    from mvactors.testing import redis_cluster
+
+    # 32 partitions over 3 masters: the ID reads, describes and ZINTERCARDs go to their own slots.
+    with redis_cluster() as url:
+        async with mvactors.connect(url) as client:
+            ids = [f"k{n:03d}" for n in range(150)]
+            for actor_id in ids:
+                await client.spawn(ops_snapshot, actor_id=actor_id)
+            await client.pause("k005")
+            seen: list[str] = []
+            after: str | None = None
+            while True:
+                page = [row["id"] for row in await _page(client, limit=40, after=after)]
+                seen += page
+                if len(page) < 40:
+                    break
+                after = page[-1]
+            assert seen == ids
+            assert await client.counts() == {"total": 150, "failed": 0, "paused": 1}
+            assert [row["id"] for row in await _page(client, state="paused", limit=5)] == ["k005"]
