@@ -56,6 +56,15 @@ def _age(seen: Any) -> str:
         return "—"
 
 
+def _due(at: Any) -> str:
+    """When a pending call (a timer) is due, relative to now: its unix time read as "1796621415.96"."""
+    try:
+        left = float(at) - time.time()
+    except (TypeError, ValueError):
+        return "—"
+    return f"in {left:.1f} s" if left >= 0 else f"{-left:.1f} s ago"
+
+
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"),
@@ -67,6 +76,7 @@ def _environment() -> jinja2.Environment:
     )
     env.filters["pretty"] = _pretty
     env.filters["age"] = _age
+    env.filters["due"] = _due
     env.filters["quote_id"] = lambda actor_id: quote(str(actor_id), safe="")
     return env
 

@@ -53,6 +53,13 @@ class Overview:
     turns: int | None  # total turns so far, sampled by the page into a turns/s chart
     failures: list[dict[str, Any]] | None = None  # describe-dicts of failed actors (None: cannot tell)
     notes: list[str] = field(default_factory=list)  # what is not available, and why
+    #: States counted exactly, whatever their number (the others were counted up to COUNT_CAP).
+    exact: frozenset[str] = frozenset()
+    #: States whose count is an estimate (the page marks them "≈"), and how the counts were had.
+    approximate: frozenset[str] = frozenset()
+    remarks: list[str] = field(default_factory=list)
+    #: How the failures were chosen, when they are not simply the latest (shown under them).
+    failures_note: str | None = None
 
 
 class DataSource(Protocol):
@@ -182,7 +189,8 @@ class RuntimeSource:
             counts[state] = (counts.get(state) or 0) + 1
             if (actor.failure is not None or actor.last_failure is not None) and len(failures) < 10:
                 failures.append(self.describe(actor))
-        return Overview(counts=counts, turns=int(self.runtime.stats()["turns"]), failures=failures)
+        return Overview(counts=counts, turns=int(self.runtime.stats()["turns"]), failures=failures,
+                        exact=frozenset(STATES))
 
     async def actors(self, filters: Mapping[str, str], cursor: str | None, limit: int) -> ActorPage:
         state = filters.get("state")
@@ -342,6 +350,10 @@ class RedisSource:
         if self.has("actors"):
             await self.client()  # connected outside the budget: a cut connect would leak its pool
         # A scope, not a check per row: a filter nothing matches yields no row to check at.
+        if self._accepts("actors", "limit"):
+            # Sized reads: the first page of 100,000 describes ~limit actors, not the 8,192 of a
+            # plain stream's first round (that took the 100k first page to ~300 ms under load).
+            filters["limit"] = limit
         with anyio.move_on_after(math.inf if budget is None else budget) as scope:
             async for info in self._iterate(**filters):
                 rows.append(info)
@@ -351,24 +363,52 @@ class RedisSource:
 
     async def overview(self) -> Overview:
         notes: list[str] = []
+        remarks: list[str] = []
         counts: dict[str, int | None] = dict.fromkeys(STATES)
+        exact: frozenset[str] = frozenset()
+        approximate: frozenset[str] = frozenset()
         failures: list[dict[str, Any]] | None = None
         turns: int | None = None
-        if self.has("actors"):
-            # Failed and paused actors are read from their indexes (small); idle and running
-            # would take a walk over every actor, so the overview leaves them out.
-            for state in ("failed", "paused"):
-                found, _ = await self._take(COUNT_CAP + 1, state=state)
-                counts[state] = len(found)  # COUNT_CAP + 1 reads "1000+" on the page
-                if state == "failed":
-                    failures = found[:10]
-            notes.append("idle and running counts: they would take a walk over every actor in Redis")
-        else:
-            notes.append("actors by state and the latest failures need client.actors() (the operations API)")
+        workers: list[dict[str, Any]] | None = None
         if self.has("workers"):  # (without it, the page says so where it lists workers)
             workers = await self.workers()
             turns = sum(int(w.get("turns") or 0) for w in workers)
-        return Overview(counts=counts, turns=turns, failures=failures, notes=notes)
+        if self.has("counts"):
+            # Exact totals from the indexes' sizes: 128 reads in one pipeline at any number of actors.
+            known: dict[str, int] = await getattr(await self.client(), "counts")()  # noqa: B009
+            counts["failed"], counts["paused"] = known["failed"], known["paused"]
+            exact = frozenset({"failed", "paused"})
+            rest = max(0, known["total"] - known["failed"] - known["paused"])
+            if workers is not None:
+                # No index says who holds an actor (only its lease key does), so running is what the
+                # live workers held at their last heartbeat (every quarter lease), and idle the rest.
+                running = min(rest, sum(int(w.get("actors") or 0) for w in workers))
+                counts["running"], counts["idle"] = running, rest - running
+                approximate = frozenset({"idle", "running"})
+                remarks.append(f"{known['total']} actors; idle + running: {rest} exactly. Running is what live "
+                               "workers held at their last heartbeat and idle the rest (≈): Redis indexes failed "
+                               "and paused actors, not which worker holds one")
+            else:
+                remarks.append(f"{known['total']} actors; idle + running: {rest} (Redis indexes failed and paused "
+                               "actors, not which worker holds one)")
+        elif self.has("actors"):
+            # A client without counts(): failed and paused are read from their indexes (small);
+            # idle and running would take a walk over every actor, so the overview leaves them out.
+            for state in ("failed", "paused"):
+                found, _ = await self._take(COUNT_CAP + 1, state=state)
+                counts[state] = len(found)  # COUNT_CAP + 1 reads "1000+" on the page
+            notes.append("idle and running counts: they would take a walk over every actor in Redis")
+        else:
+            notes.append("actors by state and the latest failures need client.actors() (the operations API)")
+        failures_note = None
+        if self.has("actors"):
+            failures, _ = await self._take(10, state="failed")  # the failed index, 10 rows
+            if counts["failed"] is None or counts["failed"] > len(failures):
+                # The failed index keeps no time (score 0), so "latest" cannot be read from it.
+                failures_note = ("the first 10 failed actors by ID: Redis keeps no time of failure, so which "
+                                 "failed last is not known; the actors table filtered by state=failed lists them all")
+        return Overview(counts=counts, turns=turns, failures=failures, notes=notes, exact=exact,
+                        approximate=approximate, remarks=remarks, failures_note=failures_note)
 
     async def actors(self, filters: Mapping[str, str], cursor: str | None, limit: int) -> ActorPage:
         chosen: dict[str, Any] = {k: v for k, v in filters.items() if k in FILTERS and v}

@@ -96,3 +96,26 @@ async def test_every_field_of_the_operations_api_renders_escaped() -> None:
                                headers={"HX-Request": "true"})
         assert fork.text.strip().endswith("fork plain done</p>")
         assert source.done == [("plain", "fork", {"action": "fork", "turn": "1", "csrf": token})]
+
+
+class WithTimer(Complete):
+    async def actor(self, actor_id: str) -> dict[str, Any] | None:
+        import time
+
+        info = await super().actor(actor_id)
+        if info is not None:
+            info["pending_calls"] = [{"import": 9, "args": [1000], "due": time.time() + 30},
+                                     {"import": 4, "args": [], "due": None}]
+        return info
+
+
+async def test_a_timer_shows_when_it_is_due_and_an_empty_chart_says_why() -> None:
+    async with client_for(create_app(source=WithTimer())) as http:
+        actor = (await http.get("/actors/plain")).text
+        # Relative to now, not a raw unix time such as 1796621415.9555628.
+        due = actor.split("<th>due</th>")[1]
+        assert "in 29." in due or "in 30.0 s" in due, due
+        assert "— (a host call, no timer)" in due
+        assert "179" not in due.split("</table>")[0]
+        first = (await http.get("/")).text
+        assert "the line starts at the next poll" in first  # one sample of the turn count: no rate yet

@@ -100,3 +100,65 @@ async def test_a_search_that_walks_the_inventory_stops_at_its_budget_and_the_cli
             listing = (await http.get("/actors")).text
             assert listing.count("data-actor=") == 50 and 'rel="next"' in listing
         assert "data-actor=" not in (await http.get("/actors", params={"owner": "nobody"})).text
+
+
+async def test_the_overview_counts_by_state_from_the_indexes(redis_url: str, compile_js) -> None:  # type: ignore[no-untyped-def]
+    import re
+
+    snapshot = compile_js(GUEST)
+    async with mvactors.connect(redis_url) as client:
+        for i in range(30):
+            await client.spawn(snapshot, actor_id=f"s{i:02d}")
+        await client.pause("s00")
+        await client.pause("s01")
+    async with client_for(create_app(redis_url=redis_url)) as http:
+        page = (await http.get("/")).text
+
+    def tile(state: str) -> str:
+        found = re.search(rf'data-state="{state}">\s*(?:{{%[^%]*%}}\s*)*<span class="count">([^<]*)</span>', page)
+        assert found, (state, page)
+        return found.group(1).strip()
+
+    # Paused and failed are exact; no worker holds any, so running is 0 and idle the rest (both marked ≈).
+    assert (tile("paused"), tile("failed"), tile("running"), tile("idle")) == ("2", "0", "≈0", "≈28")
+    assert "30 actors; idle + running: 28 exactly" in page
+    assert "would take a walk" not in page
+
+
+async def test_paging_by_cursor_shows_every_actor_once(redis_url: str, compile_js) -> None:  # type: ignore[no-untyped-def]
+    import html
+    import re
+
+    snapshot = compile_js(GUEST)
+    async with mvactors.connect(redis_url) as client:
+        for i in range(120):
+            await client.spawn(snapshot, actor_id=f"g{i:03d}")
+    seen: list[str] = []
+    async with client_for(create_app(redis_url=redis_url)) as http:
+        path: str | None = "/actors"
+        while path is not None:
+            page = (await http.get(path)).text
+            seen += [html.unescape(i) for i in re.findall(r'data-actor="([^"]*)"', page)]
+            link = re.search(r'<a href="([^"]*)" rel="next">', page)
+            path = html.unescape(link.group(1)) if link else None
+            if path is not None:
+                assert f"cursor={seen[-1]}" in path  # the cursor is the last ID shown, not a row count
+    assert seen == [f"g{i:03d}" for i in range(120)]  # 50 + 50 + 20, in ID order, none twice
+
+
+async def test_more_failed_actors_than_shown_say_how_they_were_chosen(redis_url: str, compile_js) -> None:  # type: ignore[no-untyped-def]
+    from mvactors.cluster.keys import ActorKeys
+
+    snapshot = compile_js(GUEST)
+    async with mvactors.connect(redis_url) as client:
+        for i in range(12):
+            actor_id = f"f{i:02d}"
+            await client.spawn(snapshot, actor_id=actor_id)
+            keys = ActorKeys.of(actor_id)  # failed as a worker's mva_fail leaves it: reason and index
+            await client.redis.hset(keys.state, "x", f"reason {i}")
+            await client.redis.zadd(keys.failed, {actor_id: 0})
+    async with client_for(create_app(redis_url=redis_url)) as http:
+        page = (await http.get("/")).text
+    failures = page.split("Latest failures")[1]
+    assert failures.count("/actors/f") == 10 and "reason 11" not in failures
+    assert "the first 10 failed actors by ID" in failures and "12</span>" in page.split("Latest failures")[0]
