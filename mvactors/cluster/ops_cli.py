@@ -45,6 +45,8 @@ def add_parsers(commands: Any) -> None:
     p.add_argument("--imports", metavar="NAME", help="only actors with this import table")
     p.add_argument("--owner", metavar="WORKER", help="only actors this worker holds")
     p.add_argument("--code", metavar="DIGEST", help="only actors running this code (a digest prefix)")
+    p.add_argument("--limit", type=_positive, metavar="N", help="at most N actors (a page)")
+    p.add_argument("--after", metavar="ID", help="start after this actor ID (the last one of the previous page)")
     p.set_defaults(run=lambda args: _run(args, _list))
     p = sub.add_parser("show", parents=[common], help="describe one actor")
     p.add_argument("id")
@@ -166,9 +168,20 @@ def _state(info: dict[str, Any]) -> str:
     return str(info["state"])
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, not {text!r}")
+    return value
+
+
 async def _list(client: Client, args: argparse.Namespace) -> int:
     rows = []
-    async for info in client.actors(state=args.state, imports=args.imports, owner=args.owner, code=args.code):
+    async for info in client.actors(state=args.state, imports=args.imports, owner=args.owner, code=args.code,
+                                    limit=args.limit, after=args.after):
         if args.json:
             print(json.dumps(info, default=str))
         else:

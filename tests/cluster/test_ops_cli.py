@@ -41,6 +41,19 @@ def test_list_filters_and_prints_one_json_object_per_line(redis_url: str, spawne
     assert "a0" in table and "paused (operator)" in table
 
 
+def test_list_pages_with_limit_and_after(redis_url: str, spawned: list[str],
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["actors", "list", "--redis", redis_url, "--json", "--limit", "2"]) == 0
+    first = [r["id"] for r in _lines(capsys.readouterr().out)]
+    assert len(first) == 2
+    assert main(["actors", "list", "--redis", redis_url, "--json", "--limit", "2", "--after", str(first[-1])]) == 0
+    rest = [r["id"] for r in _lines(capsys.readouterr().out)]
+    assert sorted(first + rest) == spawned  # type: ignore[type-var]
+    with pytest.raises(SystemExit) as exited:
+        main(["actors", "list", "--redis", redis_url, "--limit", "0"])
+    assert exited.value.code == 2 and "whole number >= 1" in capsys.readouterr().err
+
+
 def test_redis_defaults_to_the_environment(redis_url: str, spawned: list[str], monkeypatch: pytest.MonkeyPatch,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("MVACTORS_REDIS", redis_url)
