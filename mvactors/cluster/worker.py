@@ -465,8 +465,8 @@ class Worker:
             self._tg.start_soon(self._release, records, "an upgrade is next in its mailbox")
 
     def _release_quiet(self) -> None:
-        """Hand idle actors back to Redis (they hibernate there) once quiet for ``idle_release_s``, or
-        for a quarter lease when this worker holds more than its share (or is at ``max_actors``).
+        """Hand idle actors back to Redis (they hibernate there) once quiet for ``idle_release_s`` (a
+        quarter lease at ``max_actors``), and shed quiet ones while this worker holds more than its share.
 
         Releasing sooner made actors that receive mail every second or so move between healthy
         workers (each move is a rehydrate and a lease round trip): 381 owner changes in 10 s for 200
@@ -499,20 +499,22 @@ class Worker:
             if owned.quiet_since is None:
                 owned.quiet_since = now
                 continue
-            # (shed: any actor seen quiet on two passes: one with mail every half second is never
-            # quiet for long, and it must be able to move to a worker that joined later)
             quiet_for = now - owned.quiet_since
-            if quiet_for >= self.idle_release_s or (at_cap and quiet_for >= grace) or shed > 0:
+            if quiet_for >= self.idle_release_s or (at_cap and quiet_for >= grace):
                 why = "idle"
-                if quiet_for < self.idle_release_s and not (at_cap and quiet_for >= grace):
-                    # Leave it to the others for two leases (it is acquired back after, if nobody does).
-                    shed -= 1
-                    self._yielded[owned.actor_id] = now + 2 * self.lease_ms / 1000
-                    why = f"this worker holds more than its share of {fair} actors"
-                records = self._take_out([owned])
-                if records:
-                    assert self._tg is not None
-                    self._tg.start_soon(self._release, records, why)
+            elif shed > 0:
+                # Any actor seen quiet on two passes: one with mail every half second is never quiet
+                # for long, and it must be able to move to a worker that joined later.  The others
+                # get it for two leases (this worker takes it back after, if none of them did).
+                shed -= 1
+                self._yielded[owned.actor_id] = now + 2 * self.lease_ms / 1000
+                why = f"this worker holds more than its share of {fair} actors"
+            else:
+                continue
+            records = self._take_out([owned])
+            if records:
+                assert self._tg is not None
+                self._tg.start_soon(self._release, records, why)
 
     def _take_out(self, batch: list[Owned]) -> dict[Owned, tuple[ActorRecord, str]]:
         """Evict actors from the runtime (no turn runs after this) for a final, releasing commit."""
