@@ -18,8 +18,9 @@ from typing import Any
 import anyio
 
 from ..errors import ClusterError, UpgradeFailed
-from .client import STATES, Client
+from .client import Client
 from .errors import ActorNotFound
+from .inventory import STATES
 
 _ENV = "MVACTORS_REDIS"
 

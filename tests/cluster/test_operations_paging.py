@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import mvactors
-from mvactors.cluster import client as client_module
+from mvactors.cluster import inventory as inventory_module
 from mvactors.cluster.keys import ActorKeys
 
 pytestmark = pytest.mark.anyio
@@ -70,13 +70,13 @@ async def test_a_page_describes_about_a_page_not_thousands(redis_url: str, ops_s
         for n in range(600):
             await client.spawn(ops_snapshot, actor_id=f"q{n:03d}")
         described: list[int] = []
-        real = client_module.inventory_args
+        real = inventory_module.inventory_args
 
         def counting(keys: list[ActorKeys]) -> list[Any]:
             described.append(len(keys))
             return real(keys)
 
-        monkeypatch.setattr(client_module, "inventory_args", counting)
+        monkeypatch.setattr(inventory_module, "inventory_args", counting)
         assert len(await _page(client, limit=50)) == 50
         # Without a limit the first round described up to 8,192 (all 600 here) before the first row.
         assert sum(described) <= 51, described
@@ -116,15 +116,15 @@ async def test_a_full_walk_reads_in_large_rounds(redis_url: str, ops_snapshot: b
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     # 8 IDs per partition per read stand for 256: each round must take at least a read's worth, or a
     # walk of 100,000 would go a few actors per round trip once the partitions' buffers ran low.
-    monkeypatch.setattr(client_module, "_PAGE", 8)
-    monkeypatch.setattr(client_module, "_ROUND", 32 * 8)
+    monkeypatch.setattr(inventory_module, "_PAGE", 8)
+    monkeypatch.setattr(inventory_module, "_ROUND", 32 * 8)
     async with mvactors.connect(redis_url) as client:
         ids = [f"r{n:03d}" for n in range(600)]
         for actor_id in ids:
             await client.spawn(ops_snapshot, actor_id=actor_id)
         rounds: list[int] = []
-        real = client_module.inventory_args
-        monkeypatch.setattr(client_module, "inventory_args", lambda keys: rounds.append(len(keys)) or real(keys))
+        real = inventory_module.inventory_args
+        monkeypatch.setattr(inventory_module, "inventory_args", lambda keys: rounds.append(len(keys)) or real(keys))
         pipelines = 0
         link = client.link
         run = link.pipeline_once
