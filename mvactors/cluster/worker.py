@@ -45,6 +45,7 @@ from .keys import ActorKeys
 from .lease import Lease, Leases
 from .link import REPLICA_WAIT_MS, Redis, RedisLink
 from .owned import Owned
+from .release import Releases
 from .stats import WorkerStats
 from .wire import UPGRADE_BARRIER, Acquired, CorruptState, stored_record
 
@@ -101,8 +102,6 @@ class Worker:
             raise ValueError(f"idle_release_s must be a number of seconds >= 0, not {idle_release_s!r}")
         self.url = url
         self.idle_release_s = float(idle_release_s)
-        self._yielded: dict[str, float] = {}  # actors shed to balance load -> monotonic time to take them again
-        self._shed_beat = 0  # the heartbeat whose view of the loads the last shedding used
         self.replica_acks = replica_acks
         self.imports = imports
         self.worker_id = worker_id
@@ -118,6 +117,7 @@ class Worker:
         self._tg: anyio.abc.TaskGroup | None = None
         self._leases: Leases | None = None
         self._discovery: Discovery | None = None
+        self._releases: Releases | None = None
         self._committer: Committer | None = None
         self._host = socket.gethostname()
         self._started = round(time.time(), 3)
@@ -133,8 +133,11 @@ class Worker:
         leases = self._leases = Leases(link, self.worker_id, self.lease_ms, self._owned, self._drop, self._info)
         self._committer = Committer(link, self.worker_id, self.checkpoint_every, leases.safe, self._stats,
                                     _CommitHooks(self))
-        self._discovery = Discovery(link, self.worker_id, leases, self._owned, self._committer.failing, self._yielded,
-                                    lambda: self.max_actors, self._adopt, self._feed, self._release_quiet)
+        releases = self._releases = Releases(leases, self.lease_ms, self.idle_release_s, self._owned,
+                                             lambda: self.max_actors)
+        self._discovery = Discovery(link, self.worker_id, leases, self._owned, self._committer.failing,
+                                    releases.yielded, lambda: self.max_actors, self._adopt, self._feed,
+                                    self._release_quiet)
         journal = RedisJournal(link, self.worker_id, self._owned, leases.safe, self._drop, self._fail_now)
         try:
             await link.guarded(lambda: check_deployment(link.redis, warn_persistence=True))
@@ -465,52 +468,17 @@ class Worker:
             self._tg.start_soon(self._release, records, "an upgrade is next in its mailbox")
 
     def _release_quiet(self) -> None:
-        """Hand idle actors back to Redis (they hibernate there) once quiet for ``idle_release_s`` (a
-        quarter lease at ``max_actors``), and shed quiet ones while this worker holds more than its share.
-
-        Releasing sooner made actors that receive mail every second or so move between healthy
-        workers (each move is a rehydrate and a lease round trip): 381 owner changes in 10 s for 200
-        actors messaged every 0.5 s on 2 workers (bench/cluster.py's moves row)."""
-        leases = self._leases
-        if leases is None or leases.redis_full:
+        """Hand quiet actors back to Redis as :class:`~.release.Releases` rules (each discovery pass)."""
+        leases, releases = self._leases, self._releases
+        if leases is None or releases is None or leases.redis_full:
             return  # a releasing commit would be refused: keep them, leased, until memory is freed
-        now = time.monotonic()
-        grace = self.lease_ms / 1000 / 4
-        for actor_id in [a for a, until in self._yielded.items() if until <= now]:
-            del self._yielded[actor_id]
-        # Hysteresis: shed only beyond the fair share plus 10% (at least 2 actors), so two workers with
-        # nearly equal loads do not trade actors back and forth; and at most half the excess per fresh
-        # view of the others' loads (a heartbeat), as they may be taking actors meanwhile.
-        fair = leases.fair_share()
-        shed = 0
-        if len(self._owned) - fair > max(2, fair // 10) and leases.beats > self._shed_beat:
-            shed = max(1, (len(self._owned) - fair) // 2)
-            self._shed_beat = leases.beats
-        at_cap = self.max_actors is not None and len(self._owned) >= self.max_actors
+        candidates = []
         for owned in list(self._owned.values()):
             if owned.buffer and owned.buffer[0].export_id == UPGRADE_BARRIER:
                 self._at_barrier(owned)  # (its host call or timer may have completed since)
-                continue
-            if not owned.quiet() or owned.awaiting_host:
-                owned.quiet_since = None
-                continue
-            if owned.next_due is not None and owned.next_due - time.time() < 2 * grace:
-                continue  # a timer fires soon: keep it resident
-            if owned.quiet_since is None:
-                owned.quiet_since = now
-                continue
-            quiet_for = now - owned.quiet_since
-            if quiet_for >= self.idle_release_s or (at_cap and quiet_for >= grace):
-                why = "idle"
-            elif shed > 0:
-                # Any actor seen quiet on two passes: one with mail every half second is never quiet
-                # for long, and it must be able to move to a worker that joined later.  The others
-                # get it for two leases (this worker takes it back after, if none of them did).
-                shed -= 1
-                self._yielded[owned.actor_id] = now + 2 * self.lease_ms / 1000
-                why = f"this worker holds more than its share of {fair} actors"
             else:
-                continue
+                candidates.append(owned)
+        for owned, why in releases.due(candidates):
             records = self._take_out([owned])
             if records:
                 assert self._tg is not None
