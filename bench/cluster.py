@@ -149,10 +149,12 @@ async def commit_vs_set(url: str, snapshot: bytes, n: int, rounds: int, prefix: 
     return {"commits_per_s": n * rounds / commit_s, "sets_per_s": n * rounds / set_s}
 
 
-def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of another process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+async def redis_cpu_s(client: mvactors.cluster.Client) -> float:
+    """User + system CPU seconds redis-server used so far, to the microsecond (INFO cpu).  /proc counts in
+    clock ticks (10 ms): over the --quick row's 1,500 turns that is a step of 6.7 µs per turn, and two runs
+    of the same code read 27 or 33 µs."""
+    info = await client.redis.info("cpu")
+    return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
 
 
 async def runtime_turns(snapshot: bytes, n: int, per_actor: int) -> tuple[float, float]:
@@ -171,18 +173,17 @@ async def runtime_turns(snapshot: bytes, n: int, per_actor: int) -> tuple[float,
 async def one_worker_turns(server: RedisServer, snapshot: bytes, n: int, per_actor: int) -> dict[str, float]:
     """Committed turns/s of a worker in this process, and the CPU µs per turn it and redis-server used
     (wall-clock rates on a shared machine swing with the load; CPU per turn much less)."""
-    assert server.process is not None
     async with mvactors.connect(server.url) as client:
         ids = await spawn_many(client, snapshot, n, "turns")
         await fill(client, ids, per_actor)
         async with mvactors.Worker(server.url, IMPORTS, checkpoint_every=1) as worker:
-            start, cpu, redis_cpu = time.perf_counter(), time.process_time(), process_cpu_s(server.process.pid)
+            start, cpu, redis_cpu = time.perf_counter(), time.process_time(), await redis_cpu_s(client)
             while worker.stats()["committed_turns"] < n * per_actor:
                 await anyio.sleep(0.005)
             turns = n * per_actor
             return {"per_s": turns / (time.perf_counter() - start),
                     "cpu_us": (time.process_time() - cpu) / turns * 1e6,
-                    "redis_us": (process_cpu_s(server.process.pid) - redis_cpu) / turns * 1e6}
+                    "redis_us": (await redis_cpu_s(client) - redis_cpu) / turns * 1e6}
 
 
 async def replica_acks_turns(snapshot: bytes, n: int, per_actor: int) -> dict[int, float]:
@@ -254,8 +255,22 @@ async def warm_up(client: mvactors.cluster.Client, snapshot: bytes, workers: int
         owners.add((await client.describe(actor_id))["owner"])
 
 
-async def worker_processes_turns(url: str, snapshot: bytes, n: int, per_actor: int, workers: int) -> float:
-    """Committed turns/s of ``workers`` worker processes draining mailboxes filled beforehand.
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds of every thread of another process so far, to the nanosecond (/proc/PID/task/*/schedstat;
+    /proc/PID/stat counts 10 ms ticks)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (FileNotFoundError, ProcessLookupError):  # (a thread that ended meanwhile)
+            pass
+    return total / 1e9
+
+
+async def worker_processes_turns(url: str, snapshot: bytes, n: int, per_actor: int,
+                                 workers: int) -> tuple[float, float]:
+    """Committed turns/s of ``workers`` worker processes (``mvactors worker``) draining mailboxes filled
+    beforehand, and the CPU µs the worker processes spent per committed turn.
 
     The mail is queued with the work index hidden, then shown at once when every worker is up and
     knows its peers: timing the fill would time this one client, and the first worker up would take
@@ -275,16 +290,17 @@ async def worker_processes_turns(url: str, snapshot: bytes, n: int, per_actor: i
             pipe = client.redis.pipeline(transaction=False)
             for actor_id in ids:
                 pipe.zadd(ActorKeys.of(actor_id).work, {actor_id: 0})
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), sum(process_cpu_s(p.pid) for p in procs)
             await pipe.execute()
             await wait_committed(client, ids, n * per_actor)
             seconds = time.perf_counter() - start
+            cpu = sum(process_cpu_s(p.pid) for p in procs) - cpu
         finally:
             for p in procs:
                 p.send_signal(signal.SIGTERM)
             for p in procs:
                 p.wait(30)
-        return n * per_actor / seconds
+        return n * per_actor / seconds, cpu / (n * per_actor) * 1e6
 
 
 async def moves_per_minute(url: str, snapshot: bytes, n: int, period: float, seconds: float,
@@ -439,8 +455,8 @@ async def main_async(quick: bool) -> None:
         rows.append(["committed turns/s, 1 worker, per-turn checkpoints", f"{one:,.0f}/s",
                      f"in-process Runtime {in_process:,.0f}/s", f"{one / in_process:.2f}x",
                      "report; ≥ 20,000/s", one >= 20_000])
-        p1 = await worker_processes_turns(url, snapshot, n, per_actor, 1)
-        p2 = await worker_processes_turns(url, snapshot, n, per_actor, 2)
+        p1, p1_cpu = await worker_processes_turns(url, snapshot, n, per_actor, 1)
+        p2, _ = await worker_processes_turns(url, snapshot, n, per_actor, 2)
         rows.append(["2 workers vs 1 (processes)", f"{p2:,.0f}/s vs {p1:,.0f}/s", "—", f"{p2 / p1:.2f}x",
                      "report", None])
         m = await moves_per_minute(url, snapshot, 200, 0.5, 10 if quick else 30)
@@ -483,6 +499,8 @@ async def main_async(quick: bool) -> None:
           f"{worker_run['redis_us']:.0f} µs; the in-process Runtime used {in_process_cpu:.0f} µs per turn.  "
           f"On an otherwise idle machine the worker's rate is bounded by about "
           f"{1e6 / max(worker_run['cpu_us'], worker_run['redis_us']):,.0f}/s (the two run on separate cores).")
+    print(f"A `mvactors worker` process (the 1-worker processes row, GC tuned as the CLI does) used "
+          f"{p1_cpu:.0f} µs per committed turn.")
     print(f"Migration ms: graceful {[round(x) for x in graceful]}, crash {[round(x) for x in crash]}. "
           f"Hibernated actor: record {h['record']:,} B; its mailbox stream and dedupe set add {h['rest']:,} B "
           "(the dedupe set keeps a day of message IDs).")

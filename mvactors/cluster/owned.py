@@ -72,6 +72,9 @@ class Owned:
 
     def at_rest_with(self, pending: tuple[PendingCall, ...]) -> None:
         """Note what the record now in Redis awaits: a host call, and the earliest sleep."""
+        if not pending:  # (most commits: nothing pending)
+            self.awaiting_host, self.next_due = False, None
+            return
         self.awaiting_host = any(p.due is None for p in pending)
         dues = [p.due for p in pending if p.due is not None]
         self.next_due = min(dues) if dues else None

@@ -381,12 +381,18 @@ class CommitStatus(NamedTuple):
         return self.status in ("OK", "DUP")
 
 
+_COMMIT_OK = CommitStatus("OK")
+
+
 def commit_statuses(raw: Any, count: int) -> list[CommitStatus]:
     """``mva_commit``'s reply (or the error the pipeline gave in its place) for ``count`` actors."""
     if isinstance(raw, Exception):
         return [CommitStatus("ERROR", str(raw))] * count
     out = []
     for one in raw:
+        if one == b"OK":  # (nearly every status: one shared tuple, no decoding)
+            out.append(_COMMIT_OK)
+            continue
         status, _, detail = text(one).partition(" ")
         out.append(CommitStatus(status, detail))
     return out
