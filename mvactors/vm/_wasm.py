@@ -156,12 +156,21 @@ _RAW_CALL = ctypes.CFUNCTYPE(
 _RAW_SLOT = 16  # bytes per wasmtime_val_raw_t
 
 
+def raw_call_address() -> int:
+    """Address of ``wasmtime_func_call_unchecked`` in the library wasmtime-py loaded.
+
+    The C call path (_fastcall.c) calls it through this address, so it links
+    nothing and always matches the pinned wasmtime wheel.
+    """
+    address = ctypes.cast(ffi._wasmtime_func_call_unchecked, ctypes.c_void_p).value
+    assert address is not None
+    return address
+
+
 def _raw_call_fn() -> Callable[..., int | None]:
     # The binding's own restype builds a POINTER object per call; a c_void_p
     # prototype returns a plain int (or None), which is cheaper to test.
-    address = ctypes.cast(ffi._wasmtime_func_call_unchecked, ctypes.c_void_p).value
-    assert address is not None
-    return _RAW_CALL(address)  # type: ignore[no-any-return]
+    return _RAW_CALL(raw_call_address())  # type: ignore[no-any-return]
 
 
 # ---- the hard stop: epoch interruption with a per-call time limit ----
@@ -800,4 +809,5 @@ __all__ = [
     "c_fmod",
     "c_pow",
     "native_library_path",
+    "raw_call_address",
 ]

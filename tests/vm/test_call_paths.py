@@ -1,0 +1,155 @@
+"""The two paths of the trivial guest call: the C extension and the pure-Python code it falls back to.
+
+``mvactors.vm._fastcall`` makes GuestFunction.__call__ in C for int14, None and
+bool arguments and int14 results; everything else goes to the Python closure in
+_calls.py.  Both must give the same values and raise the same exceptions with
+the same messages.  The Python path stays reachable in-process as the class's
+``_py_call``; ``MVACTORS_PURE=1`` (CI runs the VM suites again with it) makes
+it the only one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import mvactors
+from mvactors.vm import _calls
+
+GUEST = """
+const host = vmImport(1);
+vmExport(1, (x) => x);
+vmExport(2, (x) => x + 1);
+vmExport(3, (a, b, c) => [a, b, c].length === 3 ? a : b);
+vmExport(4, (x) => { throw x; });
+vmExport(5, (n) => { let i = 0; while (i < n) { i++; } return i; });
+vmExport(6, () => { while (true) {} });
+vmExport(7, (x) => host(x) + 1);
+vmExport(8, () => undefined);
+vmExport(9, (a, b) => a === b);
+"""
+
+INT14_EDGES = [-0x2001, -0x2000, -0x1FFF, -1, 0, 1, 0x1FFE, 0x1FFF, 0x2000, 2**31, -(2**31), 2**53 - 1, -(2**53) + 1]
+VALUES: list[Any] = [
+    *INT14_EDGES,
+    0.5, -0.0, 0.0, math.nan, math.inf, -math.inf, 1e300, 1.0,
+    True, False, None, mvactors.null,
+    "", "a", "héllo", "日本語", "emoji 🎉",
+]
+
+
+def outcome(call: Callable[[], Any]) -> tuple[str, str]:
+    """What a call gave, comparable across paths: (repr of the value) or (exception type, message)."""
+    try:
+        value = call()
+    except Exception as exc:
+        return type(exc).__name__, str(exc)
+    return "value", repr(value) if not isinstance(value, mvactors.GuestRef) else type(value).__name__
+
+
+@pytest.fixture
+def guest(compile_js: Callable[[str], bytes]) -> bytes:
+    return compile_js(GUEST)
+
+
+def both(fn: Any, *args: Any) -> tuple[tuple[str, str], tuple[str, str]]:
+    """The outcome of ``fn(*args)`` by the active path and by the pure-Python path."""
+    return outcome(lambda: fn(*args)), outcome(lambda: type(fn)._py_call(fn, *args))
+
+
+def test_the_active_path_is_reported() -> None:
+    expected = "python" if os.environ.get("MVACTORS_PURE", "") not in ("", "0") else "c"
+    assert expected == _calls.CALL_PATH, _calls.CALL_PATH_REASON
+
+
+def test_pure_forces_the_python_path() -> None:
+    script = "from mvactors.vm import _calls; print(_calls.CALL_PATH, '|', _calls.CALL_PATH_REASON)"
+    out = subprocess.run([sys.executable, "-c", script], env={**os.environ, "MVACTORS_PURE": "1"},
+                         capture_output=True, text=True, check=True).stdout
+    assert out.startswith("python | MVACTORS_PURE"), out
+
+
+@pytest.mark.parametrize("export_id", [1, 2])
+def test_values_agree(guest: bytes, export_id: int) -> None:
+    with mvactors.VM.restore(guest, {1: lambda x: x}) as vm:
+        fn = vm.exports[export_id]
+        for value in VALUES:
+            fast, pure = both(fn, value)
+            assert fast == pure, value
+
+
+def test_several_arguments_agree(guest: bytes) -> None:
+    with mvactors.VM.restore(guest, {1: lambda x: x}) as vm:
+        pick, same = vm.exports[3], vm.exports[9]
+        for args in [(1, 2, 3), (None, True, False), (0x1FFF, -0x2000, 0), (2.5, "x", None), (1,), ()]:
+            assert both(pick, *args)[0] == both(pick, *args)[1], args
+        for args in [(1, 1), (True, True), (None, None), (-0x2000, -0x2000), (0x2000, 0x2000), ("a", "a")]:
+            assert both(same, *args) == (("value", "True"), ("value", "True")), args
+        assert both(vm.exports[8]) == (("value", "None"), ("value", "None"))
+        too_many = tuple(range(1000))
+        fast, pure = both(pick, *too_many)
+        assert fast == pure and fast[0] == "TypeError", fast
+
+
+def test_keyword_arguments_fail_alike(guest: bytes) -> None:
+    with mvactors.VM.restore(guest, {1: lambda x: x}) as vm:
+        fn = vm.exports[1]
+        assert outcome(lambda: fn(x=1)) == outcome(lambda: type(fn)._py_call(fn, x=1))
+
+
+def test_guest_errors_agree(guest: bytes) -> None:
+    with mvactors.VM.restore(guest, {1: lambda x: x}) as vm:
+        for value in [1, -0x2000, None, True, "boom", 1.5]:
+            fast, pure = both(vm.exports[4], value)
+            assert fast == pure and fast[0] == "GuestError", (value, fast, pure)
+
+
+def test_host_function_errors_agree(guest: bytes) -> None:
+    def host(x: int) -> int:
+        if x == 13:
+            raise ValueError("unlucky")
+        return x * 2
+
+    with mvactors.VM.restore(guest, {1: host}) as vm:
+        fn = vm.exports[7]
+        assert both(fn, 20) == (("value", "41"), ("value", "41"))
+        fast, pure = both(fn, 13)
+        assert fast == pure and fast[0] == "HostFunctionError", fast
+
+
+def test_gas_exhaustion_agrees(guest: bytes) -> None:
+    with mvactors.VM.restore(guest, {1: lambda x: x}) as vm:
+        fn = vm.exports[5]
+        results = []
+        for call in (lambda: fn(1000), lambda: type(fn)._py_call(fn, 1000)):
+            vm.stop_after_n_instructions(50)
+            results.append(outcome(call))
+            vm.stop_after_n_instructions(-1)
+        assert results[0] == results[1] and results[0][0] == "GasExhausted", results
+        assert both(fn, 100) == (("value", "100"), ("value", "100"))  # the VM stays usable
+
+
+def test_hard_stop_agrees(guest: bytes) -> None:
+    results = []
+    for pure in (False, True):
+        vm = mvactors.VM.restore(guest, {1: lambda x: x}, time_limit=0.05)
+        fn = vm.exports[6]
+        results.append(outcome(lambda: type(fn)._py_call(fn) if pure else fn()))  # noqa: B023
+        results.append(outcome(lambda: vm.exports[2](1)))  # noqa: B023 - the VM is unusable after
+        vm.close()
+    assert results[0] == results[2] and results[0][0] == "TimeLimitExceeded", results
+    assert results[1] == results[3] and results[1][0] == "VMUnusable", results
+
+
+def test_closed_vm_agrees(guest: bytes) -> None:
+    vm = mvactors.VM.restore(guest, {1: lambda x: x})
+    fn = vm.exports[2]
+    vm.close()
+    fast, pure = both(fn, 1)
+    assert fast == pure and fast[0] == "VMUnusable", fast
