@@ -45,7 +45,7 @@ bare mvactors --version
 # The C call path is what a user installing the wheel gets (setup.py builds it as optional: a
 # compiler failure at build time would silently leave the pure-Python path).
 bare python -c 'from mvactors.vm import _calls; assert _calls.CALL_PATH == "c", _calls.CALL_PATH_REASON'
-bare env MVACTORS_PURE=1 python -c 'from mvactors.vm import _calls; assert _calls.CALL_PATH == "python"'
+env PATH="$work/venv/bin" MVACTORS_PURE=1 python -c 'from mvactors.vm import _calls; assert _calls.CALL_PATH == "python"'
 bare python -m mvactors call "$root/examples/hello/hello.js" 1 '"wheel"' --print-import 1 | tee "$work/out"
 grep -qx "Hello, wheel! (greeting #1)" "$work/out"
 # The dashboard extra: its pages and vendored htmx come from the wheel itself.

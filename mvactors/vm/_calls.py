@@ -6,9 +6,7 @@ the native reference driver uses it too, so both report failures alike.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 from ..errors import (
@@ -44,22 +42,9 @@ if TYPE_CHECKING:
     from .machine import VM
 
 
-def _load_fastcall() -> tuple[ModuleType | None, str]:
-    """The C call path's module, or None and why the pure-Python path is used."""
-    if os.environ.get("MVACTORS_PURE", "") not in ("", "0"):
-        return None, "MVACTORS_PURE is set"
-    try:
-        from . import _fastcall
-    except ImportError as exc:  # no compiler at install time, or a build for another platform
-        return None, (f"the C extension mvactors.vm._fastcall did not import ({exc}); reinstall mvactors "
-                      "where a C compiler works (pip install --force-reinstall --no-binary mvactors mvactors) "
-                      "for ~4x cheaper guest calls")
-    return _fastcall, "the C extension mvactors.vm._fastcall is loaded"
-
-
-_fastcall, CALL_PATH_REASON = _load_fastcall()
+_fastcall, CALL_PATH_REASON = _wasm.FASTCALL, _wasm.FASTCALL_REASON
 CALL_PATH: Literal["c", "python"] = "python" if _fastcall is None else "c"
-"""Which path makes the trivial guest call: ``"c"`` (the optional extension) or ``"python"``.
+"""Which path makes the trivial guest call and host calls: ``"c"`` (the optional extension) or ``"python"``.
 
 ``MVACTORS_PURE=1`` in the environment forces the pure-Python path; ``CALL_PATH_REASON`` says why.
 """

@@ -10,6 +10,7 @@ it the only one.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -153,3 +154,76 @@ def test_closed_vm_agrees(guest: bytes) -> None:
     vm.close()
     fast, pure = both(fn, 1)
     assert fast == pure and fast[0] == "VMUnusable", fast
+
+
+# ---- host calls: the C dispatcher against the Python callback (in a MVACTORS_PURE=1 process) ----
+
+HOST_GUEST = """
+const h = vmImport(1);
+vmExport(1, (x) => h(x));
+vmExport(2, (a, b, c) => h(a, b, c));
+vmExport(3, (x) => { try { return h(x); } catch (e) { return 'caught'; } });
+vmExport(4, (x) => h(x) === x);
+"""
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class _Awaitable:
+    def __await__(self) -> Any:
+        yield
+
+
+def host_table() -> list[tuple[str, str]]:
+    """Outcomes of guest -> host calls over a table of arguments, results and failures (both paths run it)."""
+    from tests.conftest import compile_source
+
+    data = compile_source(HOST_GUEST)
+    found: list[tuple[str, str]] = []
+    seen: list[Any] = []
+
+    def echo(*args: Any) -> Any:
+        seen.append(args)
+        return args[0] if len(args) == 1 else list(args)
+
+    with mvactors.VM.restore(data, {1: echo}) as vm:
+        for value in VALUES:
+            found.append(outcome(lambda: vm.exports[1](value)))  # noqa: B023
+            found.append(outcome(lambda: vm.exports[4](value)))  # noqa: B023
+        for args in [(1, True, None), (0x1FFF, -0x2000, False), (2.5, "x", mvactors.null), ()]:
+            found.append(outcome(lambda: vm.exports[2](*args)))  # noqa: B023
+        found.append(("seen", repr(seen)))
+    results: list[Any] = [None, True, False, 0, -0x2000, 0x1FFF, 0x2000, -0x2001, 2**40, 0.5, -0.0, math.nan,
+                          "", "héllo", [1, 2], {"a": 1}, mvactors.null, 2**60, object(), _Awaitable()]
+    for result in results:
+        with mvactors.VM.restore(data, {1: lambda _x: result}) as vm:  # noqa: B023
+            found.append(outcome(lambda: vm.exports[1](1)))
+            found.append(outcome(lambda: vm.exports[3](1)))
+
+    def boom(_x: Any) -> Any:
+        raise KeyError("boom")
+
+    with mvactors.VM.restore(data, {1: boom}) as vm:
+        found.append(outcome(lambda: vm.exports[1](1)))
+        found.append(outcome(lambda: vm.exports[3](1)))  # a host error unwinds past guest try/catch
+        try:
+            vm.exports[1](1)
+        except mvactors.HostFunctionError as exc:
+            found.append(("cause", repr(exc.__cause__) + str(exc.__cause__.__traceback__ is not None)))
+    vms: list[mvactors.VM] = []
+
+    def close_me(x: Any) -> Any:
+        vms[0].close()
+        return x
+
+    vms.append(mvactors.VM.restore(data, {1: close_me}))
+    found.append(outcome(lambda: vms[0].exports[1](1)))
+    return found
+
+
+def test_host_calls_agree_with_the_pure_path() -> None:
+    script = "import json; from tests.vm.test_call_paths import host_table; print(json.dumps(host_table()))"
+    pure = subprocess.run([sys.executable, "-c", script], env={**os.environ, "MVACTORS_PURE": "1"}, cwd=ROOT,
+                          capture_output=True, text=True, check=True).stdout
+    expected = [tuple(row) for row in json.loads(pure)]
+    assert host_table() == expected
