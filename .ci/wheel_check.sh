@@ -9,8 +9,13 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 .venv/bin/python -m build --outdir "$work/dist" . >"$work/build.log" 2>&1 || { cat "$work/build.log"; exit 1; }
-# One abi3 wheel for every CPython >= 3.11: the optional C call path (mvactors/vm/_fastcall.c).
+# One abi3 wheel for every CPython >= 3.11: the optional C call path (mvactors/vm/_fastcall.c),
+# compiled by the pinned zig against glibc 2.17 on Linux (setup.py), hence manylinux.
 wheel=$(ls "$work"/dist/mvactors-*-cp311-abi3-*.whl)
+case "$(uname -s)-$(uname -m)" in
+  Linux-x86_64|Linux-aarch64)
+    case "$wheel" in *-manylinux_2_17_*.whl) ;; *) echo "not a manylinux wheel: $wheel" >&2; exit 1 ;; esac ;;
+esac
 echo "built $(basename "$wheel") ($(du -k "$wheel" | cut -f1) KB) from $(basename "$(ls "$work"/dist/*.tar.gz)")"
 .venv/bin/python - "$wheel" <<'PY'
 import sys, zipfile

@@ -76,6 +76,20 @@ def test_pure_forces_the_python_path() -> None:
     assert out.startswith("python | MVACTORS_PURE"), out
 
 
+def test_a_missing_extension_falls_back_to_python() -> None:
+    # What a user without a C compiler at install time gets: the import fails, calls still work.
+    script = ("import sys; sys.modules['mvactors.vm._fastcall'] = None\n"
+              "import mvactors; from mvactors.vm import _calls; from tests.conftest import compile_source\n"
+              "vm = mvactors.VM.restore(compile_source('const h = vmImport(1); vmExport(1, (x) => h(x) + 1);'),"
+              " {1: lambda x: x * 2})\n"
+              "print(_calls.CALL_PATH, vm.exports[1](20), '|', _calls.CALL_PATH_REASON)")
+    env = {k: v for k, v in os.environ.items() if k != "MVACTORS_PURE"}
+    out = subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout
+    assert out.startswith("python 41 | the C extension mvactors.vm._fastcall did not import"), out
+    assert "reinstall mvactors where a C compiler works" in out, out
+
+
 @pytest.mark.parametrize("export_id", [1, 2])
 def test_values_agree(guest: bytes, export_id: int) -> None:
     with mvactors.VM.restore(guest, {1: lambda x: x}) as vm:
