@@ -4,8 +4,8 @@
  * arguments and getting a small int back.  Through ctypes its floor is one
  * ctypes call (~1 us here) plus the Python frame of GuestFunction.__call__;
  * this module does the same work in one C function: encode the arguments
- * (int14, undefined, true, false), make the raw wasm call, decode an int14
- * result.  Everything else (other argument types, other results, errors,
+ * (int14, undefined, true, false), make the raw wasm call, decode an int14,
+ * undefined, true or false result.  Everything else (other argument types, other results, errors,
  * traps, a VM on its slow path) goes back to the Python code in _calls.py, so
  * behaviour and error messages stay that code's.
  *
@@ -120,11 +120,12 @@ typedef struct {
      * engine instances are pooled for the process's lifetime, never freed. */
     PyObject *last_inst;
     uintptr_t last_base, last_func;
-    Field f_heap, f_slot, f_slow, f_inst, f_current;
+    Field f_heap, f_slot, f_slow, f_inst, f_current, f_pending, f_breakpoint_exception;
 } FastCall;
 
 /* Attribute names, interned once. */
 static PyObject *s_heap, *s_slot, *s_slow, *s_base, *s_call_address, *s_inst, *s_current, *s_call_result;
+static PyObject *s_pending, *s_breakpoint_exception;
 
 static int
 fastcall_traverse(FastCall *self, visitproc visit, void *arg)
@@ -133,7 +134,8 @@ fastcall_traverse(FastCall *self, visitproc visit, void *arg)
     Py_VISIT(self->raise_trapped);
     Py_VISIT(self->entry);
     Py_VISIT(self->last_inst);
-    Field *fields[] = {&self->f_heap, &self->f_slot, &self->f_slow, &self->f_inst, &self->f_current};
+    Field *fields[] = {&self->f_heap, &self->f_slot, &self->f_slow, &self->f_inst, &self->f_current,
+                       &self->f_pending, &self->f_breakpoint_exception};
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
         int err = field_traverse(fields[i], visit, arg);
         if (err)
@@ -154,6 +156,8 @@ fastcall_clear(FastCall *self)
     field_clear(&self->f_slow);
     field_clear(&self->f_inst);
     field_clear(&self->f_current);
+    field_clear(&self->f_pending);
+    field_clear(&self->f_breakpoint_exception);
     return 0;
 }
 
@@ -349,6 +353,28 @@ fastcall_call(FastCall *self, PyObject *args, PyObject *kwds)
     if (r < self->trapped_below || *self->trap != NULL) {
         result = PyObject_CallFunctionObjArgs(self->raise_trapped, vm, Py_None, NULL);
         goto done;
+    }
+    /* undefined, true, false: VM._call_result's answer when no promise is awaited and no breakpoint
+     * hook raised (both are checked after the call, as there); one Python method call fewer. */
+    if (r == self->undefined || r == self->true_value || r == self->false_value) {
+        PyObject *pending = field_get(&self->f_pending, vm, s_pending);
+        if (pending == NULL)
+            goto done;
+        int busy = PyObject_IsTrue(pending);
+        Py_DECREF(pending);
+        if (busy < 0)
+            goto done;
+        if (!busy) {
+            PyObject *raised = field_get(&self->f_breakpoint_exception, vm, s_breakpoint_exception);
+            if (raised == NULL)
+                goto done;
+            Py_DECREF(raised);
+            if (raised == Py_None) {
+                result = r == self->undefined ? Py_None : r == self->true_value ? Py_True : Py_False;
+                Py_INCREF(result);
+                goto done;
+            }
+        }
     }
     PyObject *code = PyLong_FromLong(r);
     if (code != NULL) {
@@ -720,6 +746,8 @@ fastcall_exec(PyObject *module)
     INTERN(s_inst, "_inst");
     INTERN(s_current, "current");
     INTERN(s_call_result, "_call_result");
+    INTERN(s_pending, "_pending");
+    INTERN(s_breakpoint_exception, "_breakpoint_exception");
     INTERN(s_on_host_call, "on_host_call");
     INTERN(s_host_returned, "_host_returned");
     INTERN(s_imports, "_imports");
