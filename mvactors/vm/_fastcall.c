@@ -442,6 +442,7 @@ typedef struct {
     long small_min, small_max;
     uint16_t undefined, true_value, false_value;
     int info_args, info_argc, info_result, info_async;
+    Field f_imports, f_inst, f_host_exception;
 } HostDispatch;
 
 static PyObject *s_on_host_call, *s_host_returned, *s_imports, *s_host_exception;
@@ -451,6 +452,12 @@ dispatch_traverse(HostDispatch *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->hosts);
     Py_VISIT(self->bases);
+    Field *fields[] = {&self->f_imports, &self->f_inst, &self->f_host_exception};
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        int err = field_traverse(fields[i], visit, arg);
+        if (err)
+            return err;
+    }
     return 0;
 }
 
@@ -459,6 +466,9 @@ dispatch_clear(HostDispatch *self)
 {
     Py_CLEAR(self->hosts);
     Py_CLEAR(self->bases);
+    field_clear(&self->f_imports);
+    field_clear(&self->f_inst);
+    field_clear(&self->f_host_exception);
     return 0;
 }
 
@@ -560,7 +570,7 @@ host_raised(HostDispatch *self, PyObject *host, PyObject *id)
     if (traceback != NULL && value != NULL)
         PyException_SetTraceback(value, traceback);
     PyObject *pair = PyTuple_Pack(2, id, value ? value : Py_None);
-    if (pair == NULL || PyObject_SetAttr(host, s_host_exception, pair) < 0)
+    if (pair == NULL || field_set(&self->f_host_exception, host, s_host_exception, pair) < 0)
         PyErr_WriteUnraisable(NULL);
     Py_XDECREF(pair);
     Py_XDECREF(type);
@@ -596,7 +606,7 @@ dispatch_call(HostDispatch *self, int64_t packed)
     char *base = (char *)PyLong_AsVoidPtr(base_obj);
     const uint32_t *info = (const uint32_t *)(base + self->call_info);
     uint32_t argc = info[self->info_argc];
-    imports = PyObject_GenericGetAttr(host, s_imports);
+    imports = field_get(&self->f_imports, host, s_imports);
     if (imports == NULL || info[self->info_async] || !PyDict_Check(imports)) {
         PyErr_Clear();
         code = dispatch_python(self, host, id);
@@ -663,7 +673,7 @@ dispatch_call(HostDispatch *self, int64_t packed)
         simple = 0;
     }
     if (simple) {  /* still the VM's instance?  (a host function may close its VM) */
-        PyObject *inst = PyObject_GenericGetAttr(host, s_inst);
+        PyObject *inst = field_get(&self->f_inst, host, s_inst);
         simple = inst != NULL && inst != Py_None;
         if (inst == NULL)
             PyErr_Clear();
