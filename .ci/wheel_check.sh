@@ -9,7 +9,13 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 .venv/bin/python -m build --outdir "$work/dist" . >"$work/build.log" 2>&1 || { cat "$work/build.log"; exit 1; }
-wheel=$(ls "$work"/dist/mvactors-*-py3-none-any.whl)
+# One abi3 wheel for every CPython >= 3.11: the optional C call path (mvactors/vm/_fastcall.c),
+# compiled by the pinned zig against glibc 2.17 on Linux (setup.py), hence manylinux.
+wheel=$(ls "$work"/dist/mvactors-*-cp311-abi3-*.whl)
+case "$(uname -s)-$(uname -m)" in
+  Linux-x86_64|Linux-aarch64)
+    case "$wheel" in *-manylinux_2_17_*.whl) ;; *) echo "not a manylinux wheel: $wheel" >&2; exit 1 ;; esac ;;
+esac
 echo "built $(basename "$wheel") ($(du -k "$wheel" | cut -f1) KB) from $(basename "$(ls "$work"/dist/*.tar.gz)")"
 .venv/bin/python - "$wheel" <<'PY'
 import sys, zipfile
@@ -20,7 +26,8 @@ assert "mvactors/_compiler/microvium.cjs" in names, "wheel has no bundled compil
 for shipped in ("static/htmx.min.js", "static/htmx.LICENSE.txt", "static/dashboard.css", "templates/actor.html"):
     assert f"mvactors/dashboard/{shipped}" in names, f"wheel has no dashboard {shipped}"
 assert "Provides-Extra: dashboard" in meta, meta
-assert not [n for n in names if n.endswith((".so", ".dylib", ".dll"))], "a py3-none-any wheel with native code"
+native = [n for n in names if n.endswith((".so", ".dylib", ".dll", ".pyd"))]
+assert native == ["mvactors/vm/_fastcall.abi3.so"], f"the wheel's native code should be the C call path only: {native}"
 assert "License-Expression: MIT" in meta and "Requires-Dist: sniffio" in meta, meta
 print("wheel contents and metadata ok:", len(names), "files")
 PY
@@ -40,6 +47,10 @@ bare pip install --quiet "$wheel[compiler]" 2>&1 | grep -v "is ignored: it is ne
 bare python "$root/.ci/readme_tour.py" "$root/README.md" | tee "$work/out"
 grep -qx "Hello, World!" "$work/out"
 bare mvactors --version
+# The C call path is what a user installing the wheel gets (setup.py builds it as optional: a
+# compiler failure at build time would silently leave the pure-Python path).
+bare python -c 'from mvactors.vm import _calls; assert _calls.CALL_PATH == "c", _calls.CALL_PATH_REASON'
+env PATH="$work/venv/bin" MVACTORS_PURE=1 python -c 'from mvactors.vm import _calls; assert _calls.CALL_PATH == "python"'
 bare python -m mvactors call "$root/examples/hello/hello.js" 1 '"wheel"' --print-import 1 | tee "$work/out"
 grep -qx "Hello, wheel! (greeting #1)" "$work/out"
 # The dashboard extra: its pages and vendored htmx come from the wheel itself.

@@ -40,7 +40,7 @@ from wasmtime import _bindings as ffi
 
 import mvactors
 from mvactors.testing import NativeVM, native_available
-from mvactors.vm import _pool
+from mvactors.vm import _calls, _pool
 from mvactors.vm import _wasm as _engine
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -226,6 +226,33 @@ def trivial_call_ns(s: Settings, small: bytes) -> float:
 
     try:
         return median_ns(batch, s.batches)
+    finally:
+        vm.close()
+
+
+def trivial_call_paths_ns(s: Settings, small: bytes) -> tuple[float, float]:
+    """The trivial call by the active path and by the pure-Python path, batches alternated: (active, pure).
+
+    Without the C extension (or with MVACTORS_PURE=1) both are the Python path.
+    """
+    vm = mvactors.VM.restore(small, {1: lambda count: None})
+    inc = vm.exports[1]
+    pure = type(inc)._py_call
+    calls = s.calls
+    active_ns: list[float] = []
+    pure_ns: list[float] = []
+    try:
+        for i in range(2 * s.batches + 2):
+            t0 = time.perf_counter_ns()
+            if i % 2:
+                for _ in range(calls):
+                    pure(inc, 5)
+            else:
+                for _ in range(calls):
+                    inc(5)
+            if i >= 2:  # the first pair warms up
+                (pure_ns if i % 2 else active_ns).append((time.perf_counter_ns() - t0) / calls)
+        return statistics.median(active_ns), statistics.median(pure_ns)
     finally:
         vm.close()
 
@@ -451,6 +478,9 @@ def main() -> None:
 
     floor = floor_call_ns(s)
     ratio_row("trivial export call, int arg → int result", trivial_call_ns(s, small), floor, "floor call", 2)
+    active, pure = trivial_call_paths_ns(s, small)
+    rows.append((f"trivial export call, {_calls.CALL_PATH} path vs pure-Python path", us(active),
+                 f"pure-Python path {us(pure)}", f"{active / pure:.2f}{TIMES}", "—", None))
     floor_import = floor_import_ns(s)
     ratio_row("guest→host import round trip", import_round_trip_ns(s), floor_import, "empty import", 2)
     floor = floor_call_ns(s)  # re-measured next to the rows that use it

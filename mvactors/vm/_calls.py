@@ -7,7 +7,7 @@ the native reference driver uses it too, so both report failures alike.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 from ..errors import (
     E_HOST_ERROR,
@@ -23,6 +23,7 @@ from . import _wasm
 from ._abi import (
     CALL_ARGC_SHIFT,
     CALL_GUARD,
+    FALSE,
     INT14_BIAS,
     INT14_MAX,
     INT14_MIN,
@@ -32,11 +33,26 @@ from ._abi import (
     PHASE_GC,
     PHASE_SNAPSHOT,
     TRAPPED_BELOW,
+    TRUE,
+    UNDEFINED,
 )
 from .values import GuestFunction
 
 if TYPE_CHECKING:
     from .machine import VM
+
+
+_fastcall, CALL_PATH_REASON = _wasm.FASTCALL, _wasm.FASTCALL_REASON
+CALL_PATH: Literal["c", "python"] = "python" if _fastcall is None else "c"
+"""Which path makes the trivial guest call and host calls: ``"c"`` (the optional extension) or ``"python"``.
+
+``MVACTORS_PURE=1`` in the environment forces the pure-Python path; ``CALL_PATH_REASON`` says why.
+"""
+
+
+def _raise_trapped(vm: VM, error: int | None) -> NoReturn:
+    """The C call path's way out when a raw call trapped or was stopped: the Python path's exception."""
+    raise vm._trapped(error)
 
 _CALL_HINTS = {
     "MVM_E_TYPE_ERROR": "a guest operation was applied to a value of the wrong type",
@@ -163,7 +179,18 @@ def fast_function_class(inst: _wasm.Instance) -> type[GuestFunction]:
             raise vm._trapped()
         return vm._call_result(r)
 
-    cls = type("GuestFunction", (GuestFunction,), {"__slots__": (), "__call__": __call__,
+    call: Any = __call__
+    if _fastcall is not None:
+        # The same call in C for int14, None and bool arguments and int14 results (see
+        # _fastcall.c); everything else it hands to the closure above, with the same arguments.
+        call = _fastcall.FastCall(
+            fallback=__call__, raise_trapped=_raise_trapped, entry=entry, call_address=_wasm.raw_call_address(),
+            ctx=ctx, raw=raw, trap=trap_addr, arg0=layout.args, stride=layout.handle_size, max_args=max_args,
+            guard=guard, argc_shift=argc_shift, trapped_below=trapped_below, small_min=small_min,
+            small_max=INT14_MAX, tag=tag, sign=sign, bias=bias, undefined=UNDEFINED, true_value=TRUE,
+            false_value=FALSE)
+    # ``_py_call`` keeps the pure-Python path reachable in-process (tests compare the two paths).
+    cls = type("GuestFunction", (GuestFunction,), {"__slots__": (), "__call__": call, "_py_call": __call__,
                                                    "__module__": GuestFunction.__module__,
                                                    "__doc__": GuestFunction.__doc__})
     _function_classes[engine] = cls

@@ -130,7 +130,19 @@ class HostSide(Marshal):
                 self._start_async(import_id, fn, py_args)
                 return 0
             ret = fn(*py_args)
-            if self._inst is None:  # the host function closed this VM: unwind the guest
+        except BaseException as exc:
+            self._host_exception = (import_id, exc)
+            return E_HOST_ERROR
+        return self._host_returned(import_id, ret)
+
+    def _host_returned(self, import_id: int, ret: Any) -> int:
+        """Write what host function ``import_id`` returned as the guest's result; an mvm_TeError.
+
+        The C host-call path (_fastcall.c) calls this for results it does not encode itself.
+        """
+        try:
+            info = self._inst.call_info if self._inst is not None else None
+            if info is None:  # the host function closed this VM: unwind the guest
                 self._host_exception = None
                 return E_HOST_ERROR
             if ret is None:

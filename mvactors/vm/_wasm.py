@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any, ClassVar, Literal, Protocol
 
 import wasmtime
@@ -26,6 +27,23 @@ from wasmtime import _ffi
 from ..errors import E_HOST_ERROR
 from . import _abi
 from ._abi import Field, Op
+
+
+def _load_fastcall() -> tuple[ModuleType | None, str]:
+    """The C call path's module (_fastcall.c), or None and why the pure-Python path is used."""
+    if os.environ.get("MVACTORS_PURE", "") not in ("", "0"):
+        return None, "MVACTORS_PURE is set"
+    try:
+        from . import _fastcall
+    except ImportError as exc:  # no compiler at install time, or a build for another platform
+        return None, (f"the C extension mvactors.vm._fastcall did not import ({exc}); reinstall mvactors "
+                      "where a C compiler works (pip install --force-reinstall --no-binary mvactors mvactors) "
+                      "for ~3x cheaper guest calls")
+    return _fastcall, "the C extension mvactors.vm._fastcall is loaded"
+
+
+FASTCALL, FASTCALL_REASON = _load_fastcall()
+"""The C call path's module (the trivial guest call and the host-call dispatch), or None."""
 
 ENGINE_DIR = Path(__file__).resolve().parent / "_engine"
 WASM_PATH = ENGINE_DIR / "mvx.wasm"
@@ -156,12 +174,21 @@ _RAW_CALL = ctypes.CFUNCTYPE(
 _RAW_SLOT = 16  # bytes per wasmtime_val_raw_t
 
 
+def raw_call_address() -> int:
+    """Address of ``wasmtime_func_call_unchecked`` in the library wasmtime-py loaded.
+
+    The C call path (_fastcall.c) calls it through this address, so it links
+    nothing and always matches the pinned wasmtime wheel.
+    """
+    address = ctypes.cast(ffi._wasmtime_func_call_unchecked, ctypes.c_void_p).value
+    assert address is not None
+    return address
+
+
 def _raw_call_fn() -> Callable[..., int | None]:
     # The binding's own restype builds a POINTER object per call; a c_void_p
     # prototype returns a plain int (or None), which is cheaper to test.
-    address = ctypes.cast(ffi._wasmtime_func_call_unchecked, ctypes.c_void_p).value
-    assert address is not None
-    return _RAW_CALL(address)  # type: ignore[no-any-return]
+    return _RAW_CALL(raw_call_address())  # type: ignore[no-any-return]
 
 
 # ---- the hard stop: epoch interruption with a per-call time limit ----
@@ -383,9 +410,16 @@ class WasmEngine:
         return cookie
 
     def _define(self, name: str, params: list[wasmtime.ValType], results: list[wasmtime.ValType], fn: Any,
-                raw_address: bool = False) -> None:
+                raw_address: bool = False, c_callback: tuple[int, Any] | None = None) -> None:
         functype = wasmtime.FuncType(params, results)
-        if raw_address:
+        env = None
+        if c_callback is not None:
+            # A C function (_fastcall.c) and the object it receives as env, kept alive here.
+            address, owner = c_callback
+            self._callbacks.append(owner)
+            callback = _UNCHECKED_CB(address)
+            env = ctypes.c_void_p(id(owner))
+        elif raw_address:
             # Receiving the raw buffer as a plain address avoids building a ctypes
             # pointer object on every call.
             own = _ADDRESS_CB(fn)
@@ -403,7 +437,7 @@ class WasmEngine:
             len(name),
             functype.ptr(),
             callback,
-            None,
+            env,
             _FINALIZER(0),
         )
         if error:
@@ -418,6 +452,16 @@ class WasmEngine:
 
         views: dict[int, Any] = {}  # raw buffer address -> int64 view (a handful of addresses recur)
         cookie_shift, max_id = _abi.HOST_CALL_COOKIE_SHIFT, _abi.MAX_ID
+        # The same dispatch in C when the extension is there: a ctypes callback's entry alone
+        # costs more than the rest of the round trip (see _fastcall.c's host-call section).
+        self.dispatch: Any = None
+        if FASTCALL is not None:
+            self.dispatch = FASTCALL.HostDispatch(
+                hosts=hosts, bases=bases, cookie_shift=cookie_shift, max_id=max_id, tag=_abi.INT14_TAG,
+                sign=_abi.INT14_SIGN, bias=_abi.INT14_BIAS, host_error=E_HOST_ERROR, small_min=_abi.INT14_MIN,
+                small_max=_abi.INT14_MAX, undefined=_abi.UNDEFINED, true_value=_abi.TRUE, false_value=_abi.FALSE,
+                info_args=_abi.CALL_INFO_ARGS, info_argc=_abi.CALL_INFO_ARGC, info_result=_abi.CALL_INFO_RESULT,
+                info_async=_abi.CALL_INFO_ASYNC)
 
         def call(_env: Any, _caller: Any, raw: int, _n: int) -> int:
             # The guest's details of the call are in the instance's memory; the raw
@@ -460,7 +504,10 @@ class WasmEngine:
             p[0] = len(text)
             return 0
 
-        self._define("call", [i64], [i32], call, raw_address=True)
+        if self.dispatch is not None:
+            self._define("call", [i64], [i32], None, c_callback=(self.dispatch.callback_address(), self.dispatch))
+        else:
+            self._define("call", [i64], [i32], call, raw_address=True)
         self._define("breakpoint", [i32, i32], [], breakpoint)
         self._define("fmod", [f64, f64], [f64], fmod)
         self._define("pow", [f64, f64], [f64], pow_)
@@ -527,6 +574,8 @@ class Instance:
         self.stopped_after: float | None = None  # the time limit the hard stop enforced, if it did
         if engine.layout is None:
             engine.layout = Layout(self.layout_value)
+            if engine.dispatch is not None:
+                engine.dispatch.set_call_info(engine.layout.call_info)
         self.layout = layout = engine.layout
         self.cookie = engine.new_cookie(self.base)
         ctypes.c_uint32.from_address(self.base + layout.cookie).value = self.cookie
@@ -800,4 +849,5 @@ __all__ = [
     "c_fmod",
     "c_pow",
     "native_library_path",
+    "raw_call_address",
 ]

@@ -115,7 +115,7 @@ KEPT = {
     "mvactors.vm._wasm": {"_context", "_from_ptr"},
     # The trivial call's hot path reads its VM's flat fields: a method in between costs ~0.1 µs
     # of a ~1.7 µs call (bench/vm.py).  Its instance and memory view too (one class per engine,
-    # not per instance: ~2.5 KiB per live VM).
+    # not per instance: ~2.5 KiB per live VM).  _fastcall.c, its C version, reads the same fields.
     "mvactors.vm._calls": {"_slow", "_to_guest", "_trapped", "_call_result", "_inst", "_mem16",
                            "_call_address"},
     # VM.wake finishes the VM it has just made; _wake_refs is VM's own (from its Persistence mixin).

@@ -17,6 +17,10 @@ EXCEPTIONS: dict[str, set[str]] = {
     # The trivial call's hot path: a GuestFunction subclass whose __call__ reads its VM's flat
     # fields.  A public method in between would cost ~0.1 µs of the ~1.7 µs call (bench/vm.py).
     # Its instance, memory view and export address too: one class per engine, not per instance (~2.5 KiB/VM).
+    # The C version of that call (_fastcall.c, invisible to this check) reads fn._heap, fn._slot,
+    # vm._slow, vm._inst, vm._base and vm._call_address, and calls vm._call_result and vm._trapped;
+    # its host-call dispatch reads vm._imports and vm._inst, sets vm._host_exception as
+    # on_host_call does, and calls vm._host_returned.
     "_calls.py": {"vm._slow", "vm._to_guest", "vm._trapped", "vm._call_result", "vm._inst", "vm._mem16",
                   "vm._call_address"},
     # wasmtime-py's C bindings: the public call path costs 10-48 µs per call.  _wasm is the only
