@@ -24,20 +24,7 @@ STATES = ("idle", "running", "paused", "failed")
 async def actors(link: RedisLink, state: str | None = None, imports: str | None = None, owner: str | None = None,
                  code: str | None = None, *, limit: int | None = None,
                  after: str | None = None) -> AsyncIterator[dict[str, Any]]:
-    """Every stored actor matching the filters, as :meth:`Client.describe` dicts plus ``"id"``, streamed in ID
-    order (by the IDs' UTF-8 bytes).
-
-    ``state`` is "idle", "running", "paused" or "failed" (None: any); "failed" and "paused"
-    read their own indexes, so finding a few among many costs a few reads.  ``imports``,
-    ``owner`` (a worker ID) and ``code`` (a digest, or a prefix of one) narrow it further.
-
-    ``limit`` stops after that many actors and sizes the reads to it: the first 50 of 100,000
-    cost one pipeline of ID reads and one of about 50 describes (None: all of them, read 8,192
-    at a time).  ``after`` starts after that actor ID (it need not exist any more), so a page
-    resumes where the last one's last ID left off: paging by ``after=`` visits every actor
-    stored throughout exactly once.  Actors spawned or deleted meanwhile may or may not appear.
-    ValueError names a bad argument (raised when iteration starts).
-    """
+    """:meth:`Client.actors` (its docstring says what each argument does), on ``link``."""
     if state is not None and state not in STATES:
         raise ValueError(f"state must be one of {', '.join(STATES)} or None, not {state!r}")
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
@@ -125,13 +112,7 @@ async def actors(link: RedisLink, state: str | None = None, imports: str | None 
             want = min(want * 2, _ROUND)
 
 async def counts(link: RedisLink) -> dict[str, int]:
-    """How many actors are stored, failed and paused: ``{"total", "failed", "paused"}``, read from
-    the indexes (one pipeline of 128 small reads, whatever the number of actors).
-
-    ``paused`` leaves out paused actors that have also failed (:meth:`Client.describe` says "failed" for
-    them).  Idle and running are not indexed (who holds an actor is only in its lease key):
-    together they are ``total - failed - paused``; :func:`workers` says how many each worker holds.
-    """
+    """:meth:`Client.counts`, on ``link``."""
     tags = [partition_tag(i) for i in range(PARTITIONS)]
 
     def cards(pipe: Any) -> None:
@@ -149,11 +130,7 @@ async def counts(link: RedisLink) -> dict[str, int]:
     return {"total": total, "failed": failed, "paused": paused - both}
 
 async def workers(link: RedisLink) -> list[dict[str, Any]]:
-    """The live workers: ``[{"id", "host", "pid", "actors", "turns", "started", "seen"}]``.
-
-    ``actors`` held and ``turns`` run are as of the worker's last heartbeat (every quarter
-    lease); ``started`` and ``seen`` (its last heartbeat) are unix seconds on Redis's clock.
-    """
+    """:meth:`Client.workers`, on ``link``."""
     seen: list[tuple[bytes, float]] = await link.guarded(
         lambda: link.redis.zrange(WORKERS, 0, -1, withscores=True))  # type: ignore[arg-type,return-value]
     ids = [text(member) for member, _ in seen]
