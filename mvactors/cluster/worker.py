@@ -36,9 +36,10 @@ from ..errors import ActorError, EngineExhausted
 from ..imports import Journaled
 from ..vm import load_engine
 from .committer import Committer
-from .crash import crash_point, snapshot_point
+from .crash import crash_point
 from .deployment import check_deployment
 from .discovery import HINT_BLOCK_MS, Discovery
+from .handover import HandOver
 from .history import note_turn, recording
 from .journal import RedisJournal
 from .keys import ActorKeys
@@ -54,7 +55,7 @@ log = logging.getLogger("mvactors")
 ImportTables = Mapping[str, Mapping[int, Callable[..., Any]]]
 
 
-class Worker:
+class Worker(HandOver):
     """Runs the actors stored in Redis at ``url`` (``redis://`` or ``redis+cluster://``).
 
     ``imports`` maps import-table names (an actor's ``spawn(imports=...)``) to import maps;
@@ -451,89 +452,6 @@ class Worker:
         except Exception as exc:  # failed actors are gone from the runtime already
             log.debug("evicting %s: %s", owned.actor_id, exc)
             return None
-
-    # ---- release and hand-over ----
-
-    def _at_barrier(self, owned: Owned) -> None:
-        """An upgrade's mail is next: once every turn before it is committed and the actor awaits no host
-        call or timer, hand it back to Redis paused (reason "upgrade"); the client that sent the upgrade
-        applies it there (``Client.upgrade``), fenced by the epoch, and resumes it."""
-        if owned.submitted or owned.committing or owned.uncommitted or owned.awaiting_host or owned.gone:
-            return
-        if owned.next_due is not None or (owned.actor is not None and owned.actor.awaiting()):
-            return  # (a timer, or an async export's promise: it waits; the client's timeout names them)
-        assert self._leases is not None
-        owned.pause = json.dumps({"reason": "upgrade", "since": round(self._leases.redis_time(), 3),
-                                  "detail": "an upgrade is being applied at this turn boundary",
-                                  "message_id": owned.buffer[0].message_id})
-        records = self._take_out([owned])
-        if records:
-            assert self._tg is not None
-            self._tg.start_soon(self._release, records, "an upgrade is next in its mailbox")
-
-    def _release_quiet(self) -> None:
-        """Hand quiet actors back to Redis as :class:`~.release.Releases` rules (each discovery pass)."""
-        leases, releases = self._leases, self._releases
-        if leases is None or releases is None or leases.redis_full:
-            return  # a releasing commit would be refused: keep them, leased, until memory is freed
-        candidates = []
-        for owned in list(self._owned.values()):
-            if owned.buffer and owned.buffer[0].export_id == UPGRADE_BARRIER:
-                self._at_barrier(owned)  # (its host call or timer may have completed since)
-            else:
-                candidates.append(owned)
-        for owned, why in releases.due(candidates):
-            records = self._take_out([owned])
-            if records:
-                assert self._tg is not None
-                self._tg.start_soon(self._release, records, why)
-
-    def _take_out(self, batch: list[Owned]) -> dict[Owned, tuple[ActorRecord, str]]:
-        """Evict actors from the runtime (no turn runs after this) for a final, releasing commit."""
-        records: dict[Owned, tuple[ActorRecord, str]] = {}
-        for owned in batch:
-            if owned.gone or owned.committing:
-                continue
-            try:
-                snapshot_point(owned.actor_id)
-            except Exception as exc:  # its record cannot be taken: it fails, the others are handed over
-                self._fail(owned, f"its record could not be taken: {type(exc).__name__}: {exc}")
-                continue
-            # Before the eviction answers the waiting callers with ActorEvicted here.
-            settling = "" if owned.actor is None else owned.settling_refs(owned.actor)
-            record = self._evict(owned)
-            actor = owned.actor
-            if record is None and actor is not None and actor.failure is not None:
-                # Its VM failed while the runtime took its record: it fails, the others are handed over.
-                self._fail(owned, f"its record could not be taken: {actor.failure}")
-                continue
-            self._forget(owned)
-            if record is not None:
-                records[owned] = record, settling
-        return records
-
-    async def _release(self, records: dict[Owned, tuple[ActorRecord, str]], why: str = "idle") -> None:
-        assert self._committer is not None
-        await self._committer.commit(list(records), release=True, records=records)
-        self._stats.released += len(records)
-        # One line per batch, naming each actor (a log record per actor was a few % of a busy worker's CPU).
-        # (each actor keeps its "released actor <id> (<why>)" phrase, for grep)
-        log.info("worker %s %s", self.worker_id,
-                 "; ".join(f"released actor {owned.actor_id} ({why})" for owned in records))
-
-    async def _hand_over_all(self, quiesce_s: float) -> None:
-        """Graceful close: commit every actor as it is now and release its lease.  An actor whose
-        commit is still in flight after ``quiesce_s`` is left to its lease's lapse."""
-        assert self._committer is not None and self._leases is not None
-        # A commit in flight must land before the releasing one.  (The leases are still renewed
-        # meanwhile: the renewal task runs until the worker's task group ends.)
-        with anyio.move_on_after(quiesce_s):
-            await self._committer.quiesce()
-        records = self._take_out([o for o in self._owned.values() if not o.gone])
-        if records:
-            await self._release(records, "the worker is closing")
-        await self._leases.leave()
-        log.info("worker %s handed over %d actors", self.worker_id, len(records))
 
 
 
