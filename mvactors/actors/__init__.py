@@ -4,8 +4,9 @@ Imports only the public names of :mod:`mvactors.vm`.
 """
 
 from ..errors import ActorError, ActorEvicted, ActorExists, ActorFailed, MailboxFull, RecordCorrupt, RuntimeNotRunning
+from ._turns import TurnOutcome
 from .actor import Actor
-from .cell import ActorState, TurnOutcome
+from .cell import ActorState
 from .clock import Clock, VirtualClock, WallClock
 from .effects import AsyncCall, HostCalls
 from .gas import GasPolicy, HostCallRecord, PauseEvent

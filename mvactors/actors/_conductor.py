@@ -16,7 +16,7 @@ from ..imports import AsyncCall
 from ._residency import Residency
 from ._scheduler import Scheduler
 from ._timers import REFILL, Timers
-from .cell import TurnOutcome
+from ._turns import TurnOutcome
 from .clock import Clock
 from .effects import HostCalls
 from .gas import PauseEvent

@@ -11,7 +11,8 @@ import anyio.lowlevel
 from ..errors import ActorError, ActorEvicted, ActorFailed, MailboxFull, RuntimeNotRunning, UpgradeFailed
 from ..vm import SnapshotLike
 from ..vm.snapshot import export_ids, snapshot_bytes
-from .cell import UPGRADE, ActorState, Cell
+from ._turns import UPGRADE
+from .cell import ActorState, Cell
 from .clock import WallClock
 from .gas import GasPolicy, PauseEvent, PauseReason
 from .mailbox import Message, Reply, check_message
