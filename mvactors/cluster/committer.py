@@ -289,9 +289,7 @@ class Committer:
             return
         # The sync + WAIT comes after the reads: it covers the commits that staged what was read.
         for group in await self.link.by_master(sorted({keys.tag for keys, _ in found})):
-            async def synced(tag: str = group[0]) -> list[Any]:
-                return await self.link.acked(tag, lambda pipe: None)
-            await self.link.retrying("waiting for the replicas", synced)
+            await self.link.synced(group[0])
         await self._publish(found)
 
     async def _send(self, work: list[tuple[Owned, ActorRecord, CommitEntry]], release: bool) -> None:
@@ -369,10 +367,7 @@ class Committer:
                 break
             read_pos = await self._read_callers(owned, read_pos, waiting)
         if reply.status == "OK" and self.link.replica_acks and waiting:
-            # (the sync + WAIT covers the failure's write, made on another connection before it)
-            async def synced() -> list[Any]:
-                return await self.link.acked(owned.keys.tag, lambda pipe: None)
-            await self.link.retrying("waiting for the replicas", synced)
+            await self.link.synced(owned.keys.tag)  # (covers the failure's write, made on another connection)
             await self._publish([(owned.keys, waiting)])
         if reply.status == "OK":
             self.stats.failed += 1

@@ -260,6 +260,12 @@ class RedisLink:
             except Exception as exc:  # the cluster is mid-failover: the next attempt reads it again
                 log.debug("%s: reading the slot map failed: %s", self.who, exc)
 
+    async def synced(self, tag: str) -> None:
+        """Return once ``replica_acks`` replicas of ``tag``'s master hold every write it took so far,
+        on any connection (``mva_sync`` + WAIT, retried while they lag: the offset WAIT waits for
+        is the master's, so it covers earlier writes made elsewhere)."""
+        await self.retrying("waiting for the replicas", lambda: self.acked(tag, lambda pipe: None))
+
     async def acked(self, tag: str, build: Callable[[Any], object]) -> list[Any]:
         """One attempt at ``build``'s commands (all of partition ``tag``) on one connection to its master,
         then ``mva_sync`` and ``WAIT replica_acks``; their replies (a failed command's is its exception).
