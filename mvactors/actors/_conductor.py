@@ -13,6 +13,7 @@ import anyio.lowlevel
 
 from ..errors import RuntimeNotRunning
 from ..imports import AsyncCall
+from ._checkpoint import Checkpoint, checkpoint_for_running_loop
 from ._residency import Residency
 from ._scheduler import Scheduler
 from ._timers import REFILL, Timers
@@ -60,6 +61,7 @@ class Conductor:
         self.totals = ActorMetrics()
         self.unawaited_failures = 0
         self._idle_waiters: list[anyio.Event] = []
+        self.checkpoint: Checkpoint = anyio.lowlevel.checkpoint
 
     # ---- lifecycle ----
 
@@ -70,6 +72,7 @@ class Conductor:
     def start(self, tg: anyio.abc.TaskGroup) -> None:
         """Run the scheduler and the timers as tasks of ``tg`` (the runtime's)."""
         self.tg = tg
+        self.checkpoint = checkpoint_for_running_loop()
         tg.start_soon(self.scheduler.run, self.turn, self.residency.enforce, self._when_idle)
         tg.start_soon(self.timers.run)
 

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import anyio
-import anyio.lowlevel
 
+from ._checkpoint import checkpoint_for_running_loop
 from .clock import Clock
 
 if TYPE_CHECKING:
@@ -54,6 +54,7 @@ class Scheduler:
         """Run turns forever.  ``when_idle()`` does idle duties and returns when to look again (or None)."""
         ready = self.ready
         queued = self._queued
+        checkpoint = checkpoint_for_running_loop()
         turns = 0
         while True:
             if not ready:
@@ -76,4 +77,4 @@ class Scheduler:
             turns += 1
             if turns % _TURNS_BETWEEN_YIELDS == 0:
                 between_turns()
-                await anyio.lowlevel.checkpoint()
+                await checkpoint()

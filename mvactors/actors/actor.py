@@ -107,8 +107,8 @@ class Actor:
             self.cell.mail().append(message)
             services.run_inline(self)
             # A cancellation point (and a turn of the loop for others) as the scheduled path has.
-            await anyio.lowlevel.checkpoint()
-            return await reply.wait()
+            await services.checkpoint()
+            return reply.result() if reply.done else await reply.wait()
         try:
             if timeout is None:
                 await self._enqueue(message)
@@ -153,7 +153,14 @@ class Actor:
 
     async def send(self, export_id: int, *args: Any) -> None:
         """Queue a call of ``export_id`` without waiting for it; returns once accepted."""
-        await self._enqueue(Message(export_id=export_id, args=args))
+        # _enqueue's body, without its coroutine: send() is the fleet's per-message path.
+        message = Message(export_id, args)
+        self._check(message)
+        cell = self.cell
+        if cell.full():
+            await self._room()
+        cell.mail().append(message)
+        self.services.schedule(self)
 
     def send_nowait(self, export_id: int, *args: Any) -> None:
         """Queue a call of ``export_id`` from synchronous code; MailboxFull if there is no room.
@@ -186,13 +193,19 @@ class Actor:
     async def _enqueue(self, message: Message) -> None:
         self._check(message)
         cell = self.cell
+        if cell.full():
+            await self._room()
+        cell.mail().append(message)
+        self.services.schedule(self)
+
+    async def _room(self) -> None:
+        """Wait until the mailbox has room (MailboxFull at once under the "raise" policy)."""
+        cell = self.cell
         while cell.full():
             if cell.overflow == "raise":
                 raise self._mailbox_full()
             await cell.room()
             self._check_alive()  # the actor may have failed while we waited
-        cell.mail().append(message)
-        self.services.schedule(self)
 
     async def upgrade(self, snapshot: SnapshotLike, migrate: tuple[int, int] | None = None,
                       timeout: float | None = None) -> None:

@@ -56,7 +56,7 @@ class Reply:
         return self._outcome
 
 
-@dataclass(eq=False)  # mailbox operations compare by identity, never by arguments
+@dataclass(eq=False, slots=True)  # mailbox operations compare by identity, never by arguments
 class Message:
     """A mailbox entry: a call of ``export_id`` or the completion of async host call ``token``."""
 

@@ -57,6 +57,11 @@ class RuntimeServices(Protocol):
         (only after :meth:`can_run_inline` said so, with nothing awaited in between)."""
         ...
 
+    def checkpoint(self) -> Awaitable[None]:
+        """A cancellation point that lets other tasks run: ``anyio.lowlevel.checkpoint`` without its
+        per-call backend lookup (the runtime's loop cannot change while it runs)."""
+        ...
+
     def hibernate(self, actor: Actor) -> bool:
         """Hibernate ``actor`` now if it can be (False if not: running, failed, not snapshottable)."""
         ...
