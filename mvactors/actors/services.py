@@ -52,9 +52,10 @@ class RuntimeServices(Protocol):
         ``actor`` is idle with an empty mailbox)."""
         ...
 
-    def run_inline(self, actor: Actor) -> None:
+    def run_inline(self, actor: Actor) -> bool:
         """Run the turn of the message just put in ``actor``'s empty mailbox, here and now
-        (only after :meth:`can_run_inline` said so, with nothing awaited in between)."""
+        (only after :meth:`can_run_inline` said so, with nothing awaited in between).
+        True when the caller should now let other tasks run (:meth:`checkpoint`)."""
         ...
 
     def checkpoint(self) -> Awaitable[None]:
