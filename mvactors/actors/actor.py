@@ -102,10 +102,10 @@ class Actor:
         in the caller's task, which lets other tasks run every 64th such call.
         """
         reply = Reply()
-        message = Message(export_id=export_id, args=args, reply=reply)
+        message = Message(export_id, args, reply)
         services = self.services
         if timeout is None and services.can_run_inline(self):
-            self._check(message)
+            check_message(export_id, args)  # (can_run_inline saw it alive, not evicted, runtime running)
             self.cell.mail().append(message)
             if services.run_inline(self):
                 await services.checkpoint()  # let others run: this caller may be looping over calls
