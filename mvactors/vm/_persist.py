@@ -103,7 +103,7 @@ class Persistence(HostSide):
             why = (": the program and the heap together exceed the 65,535 bytes a snapshot holds; the VM runs "
                    "on, and can be snapshotted once it holds less" if name == "MVM_E_SNAPSHOT_TOO_LARGE" else "")
             raise MicroviumError(f"cannot create snapshot{why} ({name})", -size)
-        return ctypes.string_at(self._base + self._scratch, size)
+        return _wasm.bytes_at(self._base + self._scratch, size)
 
     def run_gc(self, squeeze: bool = False) -> None:
         """Collect garbage; ``squeeze`` also compacts the heap into as few buckets as possible."""
@@ -218,8 +218,8 @@ class Persistence(HostSide):
         for rolling a turn back); ``None`` collects only when it pays (see create_snapshot).
         """
         inst = self._live()
-        keep = dict(keep or {})
-        slots = {key: slot_in(ref, self) if isinstance(ref, GuestRef) else -1 for key, ref in keep.items()}
+        slots = {key: slot_in(ref, self) if isinstance(ref, GuestRef) else -1
+                 for key, ref in (keep or {}).items()}
         if any(slot < 0 for slot in slots.values()):
             raise TypeError("hibernate() keeps only guest values of this VM")
         snapshot = self.create_snapshot(collect=collect)
@@ -229,11 +229,13 @@ class Persistence(HostSide):
             offset = int(inst.heap_offset(value))
             return offset if offset >= 0 else ~value  # non-heap values (ROM, well-known) as-is
 
+        # (Most records, a cluster worker's one per committed turn, keep nothing and await nothing.)
+        async_ops = self._async_ops
         return Hibernation(
-            snapshot=snapshot,
-            async_calls={token: locate(slot) for token, slot in self._async_ops.items()},
-            refs={key: locate(slot) for key, slot in slots.items()},
-            next_token=self._next_token,
+            snapshot,
+            {token: locate(slot) for token, slot in async_ops.items()} if async_ops else {},
+            {key: locate(slot) for key, slot in slots.items()} if slots else {},
+            self._next_token,
         )
 
     def _wake_refs(self, hibernation: Hibernation) -> dict[Any, Any]:

@@ -523,6 +523,12 @@ _RAW_ADDR = ctypes.addressof(_RAW)
 _TRAP = ctypes.c_void_p()
 _TRAP_ADDR = ctypes.addressof(_TRAP)
 
+if FASTCALL is not None:
+    FASTCALL.configure_ops(raw_call_address(), _RAW_ADDR, _TRAP_ADDR)
+# Instance._op's raw call in C (~0.3 µs where ctypes takes ~1.8 µs), and a copy of memory.
+_C_OP: Callable[..., int] | None = FASTCALL.op if FASTCALL is not None else None
+bytes_at: Callable[[int, int], bytes] = FASTCALL.bytes_at if FASTCALL is not None else ctypes.string_at
+
 _FUNC_SLOTS = {"mvx_op": 0, "mvx_call": 1, "mvx_noop": 2}
 """The function exports the host calls, and their slots in ``Instance._funcs``."""
 
@@ -656,6 +662,8 @@ class Instance:
         return direct if export == "call" else noop
 
     def _op(self, op: int, a: int = 0, b: int = 0, c: int = 0) -> int:
+        if _C_OP is not None:
+            return _C_OP(self._ctx_addr, self._op_addr, self.entry, self, op, a, b, c)
         i32 = _RAW_I32
         i32[0] = op
         i32[4] = a
