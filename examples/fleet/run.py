@@ -154,7 +154,7 @@ async def simulate(args: argparse.Namespace) -> dict[str, Any]:
     wall_start = time.perf_counter()
     cpu_start = time.process_time()
     rss_before, _ = rss_kib()
-    async with mvactors.Runtime(clock="virtual", max_resident=args.max_resident,
+    async with mvactors.Runtime(clock="virtual", max_resident=args.max_resident, eviction=args.eviction,
                              hibernate_after=args.hibernate_after) as rt, serve_dashboard(rt, args.dashboard):
         try:
             actors = await spawn_devices(rt, snapshot, args.devices, args.seed, args.period, samples, rooms,
@@ -234,6 +234,7 @@ async def simulate(args: argparse.Namespace) -> dict[str, Any]:
         "rehydrations": stats["rehydrations"],
         "resident": stats["resident"],
         "max_resident": args.max_resident,
+        "eviction": args.eviction,
         "hibernate_after": args.hibernate_after,
         "failed": stats["failed"],
         "rss_mib": rss_after / 1024,
@@ -262,7 +263,7 @@ def summary_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
         *status_rows(result),
         ("hibernations", f"{result['hibernations']}  rehydrations {result['rehydrations']}"),
         ("resident", f"{result['resident']} at the end (max_resident {result['max_resident']}, "
-                     f"hibernate_after {result['hibernate_after']} s)"),
+                     f"eviction {result['eviction']}, hibernate_after {result['hibernate_after']} s)"),
         ("failed actors", f"{result['failed']}"),
         ("RSS", f"{result['rss_mib']:.0f} MiB (peak {result['rss_peak_mib']:.0f} MiB, "
                 f"+{result['rss_growth_mib']:.0f} MiB during the run)"),
@@ -295,13 +296,16 @@ def resolve_run_length(parser: argparse.ArgumentParser, args: argparse.Namespace
             parser.error("--workers needs at least 1 worker process")
         if args.max_resident == "auto":
             args.max_resident = None
-        for flag, value in (("--max-resident", args.max_resident), ("--hibernate-after", args.hibernate_after)):
+        for flag, value in (("--max-resident", args.max_resident), ("--hibernate-after", args.hibernate_after),
+                            ("--eviction", args.eviction)):
             if value is not None:
                 parser.error(f"{flag} applies to the in-process fleet only, not with --workers")
         defaults = {"devices": 20, "seconds": 6.0, "period": 0.5}
     else:
         if args.redis is not None:
             parser.error("--redis needs --workers N")
+        if args.eviction is None:
+            args.eviction = "lru"
         defaults = {"devices": 10_000, "seconds": 3600.0, "period": 60}
     if args.devices is None:
         args.devices = defaults["devices"]
@@ -339,6 +343,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-resident", type=optional_resident, default="auto",
                         help="live VMs at most; idle devices beyond it hibernate ('none': no cap; default "
                              "'auto': no cap unless the fleet would not fit in half the available memory)")
+    # A cap below the fleet hibernates, with LRU, the device due next (every sample a miss);
+    # "segmented" keeps 90% of the cap resident through the cycle (docs/perf-notes.md).
+    parser.add_argument("--eviction", choices=("lru", "segmented"), default=None,
+                        help="which devices the cap hibernates: the least recently active ('lru', the "
+                             "default) or those outside an established 90%% of the cap ('segmented')")
     parser.add_argument("--hibernate-after", type=float, default=None,
                         help="also hibernate devices idle this many simulated seconds")
     parser.add_argument("--backend", choices=("asyncio", "trio"), default="asyncio")

@@ -26,7 +26,7 @@ from ..store.base import CheckpointStore
 from ..vm import SnapshotLike
 from ..vm.machine import DEFAULT_TIME_LIMIT, check_time_limit
 from ._conductor import Conductor, ErrorHook, PauseHook, TurnHook
-from ._residency import Residency
+from ._residency import Eviction, residency_for
 from .actor import Actor
 from .cell import Cell
 from .clock import Clock, VirtualClock, WallClock
@@ -45,7 +45,11 @@ class Runtime:
     time that jumps to the next timer when every task is blocked) or a Clock.
     ``max_resident`` caps live VMs: when a VM wakes beyond it, the least
     recently active other actors hibernate at once (also with queued mail or a
-    paused turn; never the one running).  ``hibernate_after`` hibernates
+    paused turn; never the one running).  ``eviction`` picks which:
+    ``"lru"`` (default) the least recently active, ``"segmented"`` those outside
+    an established set of about 90% of ``max_resident``, which a scan of one-shot
+    actors or a cycle of more actors than the cap (a fleet polled in turn) does
+    not flush (see docs/perf-notes.md).  ``hibernate_after`` hibernates
     actors idle that many seconds of the runtime's clock.
     ``store`` is a CheckpointStore for :meth:`Actor.checkpoint` / :meth:`restore`.
     ``on_pause(actor, event)`` is called (as a task; it may be async) when an actor runs out of gas.
@@ -70,6 +74,7 @@ class Runtime:
         store: CheckpointStore | None = None,
         *,
         hibernate_after: float | None = None,
+        eviction: Eviction = "lru",
         mailbox_size: int | None = None,
         overflow: Literal["wait", "raise"] = "wait",
         on_pause: PauseHook | None = None,
@@ -95,7 +100,7 @@ class Runtime:
         self.mailbox_size = mailbox_size
         self.overflow: Literal["wait", "raise"] = overflow
         self._actors: dict[str, Actor] = {}
-        self._residency = Residency(self.clock, max_resident, hibernate_after)
+        self._residency = residency_for(eviction, self.clock, max_resident, hibernate_after)
         # The turn machinery, and the RuntimeServices every Actor and the HostCalls use.
         self._conductor = Conductor(self, self.clock, self._residency,
                                     host_calls if host_calls is not None else HostCalls(), on_turn, on_error, on_pause)
@@ -143,6 +148,11 @@ class Runtime:
     @max_resident.setter
     def max_resident(self, value: int | None) -> None:
         self._residency.max_resident = value
+
+    @property
+    def eviction(self) -> Eviction:
+        """Which actors ``max_resident`` hibernates: ``"lru"`` or ``"segmented"`` (fixed at construction)."""
+        return self._residency.eviction
 
     @property
     def hibernate_after(self) -> float | None:
@@ -370,4 +380,4 @@ def _stopped_error(actor_id: str) -> Callable[[], BaseException]:
     return lambda: RuntimeNotRunning(f"the runtime stopped before actor {actor_id} answered")
 
 
-__all__ = ["Runtime"]
+__all__ = ["Eviction", "Runtime"]
