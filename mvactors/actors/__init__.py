@@ -13,7 +13,7 @@ from .gas import GasPolicy, HostCallRecord, PauseEvent
 from .mailbox import Reply
 from .metrics import ActorMetrics
 from .record import ActorRecord, PendingCall
-from .runtime import Runtime
+from .runtime import Eviction, Runtime
 
 __all__ = [
     "Actor",
@@ -26,6 +26,7 @@ __all__ = [
     "ActorState",
     "AsyncCall",
     "Clock",
+    "Eviction",
     "GasPolicy",
     "HostCallRecord",
     "HostCalls",
