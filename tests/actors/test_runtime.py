@@ -535,6 +535,40 @@ async def test_a_call_runs_inline_only_when_nothing_else_waits():
         assert a.metrics.turns == 2 and b.metrics.turns == 2
 
 
+async def test_a_caller_looping_over_inline_calls_lets_other_tasks_run_and_be_cancelled():
+    """Inline calls yield to the loop every 64th time: a loop of them neither starves others nor ignores
+    a cancelled scope for longer than that."""
+    snapshot = mvactors.compile("let n = 0; vmExport(1, () => { n = n + 1; return n; });")
+    async with mvactors.Runtime() as rt:
+        actor = await rt.spawn(snapshot)
+        ticks: list[int] = []
+        calls = 0
+
+        async def ticker() -> None:
+            while True:
+                ticks.append(calls)
+                await anyio.sleep(0)
+
+        with anyio.fail_after(TIMEOUT):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(ticker)
+                await anyio.sleep(0)
+                for _ in range(1000):
+                    calls = await actor.call(1)
+                tg.cancel_scope.cancel()
+        assert calls == 1000
+        # The other task ran at every yield or the next (trio may order a batch's tasks either way).
+        progress = [b - a for a, b in itertools.pairwise(sorted(set(ticks)))]
+        assert len(progress) >= 1000 // 128 and max(progress) <= 128
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            for _ in range(200):
+                await actor.call(1)
+        assert scope.cancelled_caught
+        ran = await actor.call(1) - 1001
+        assert 0 <= ran <= 64  # calls made after the cancel, before a yield noticed it
+
+
 async def test_time_limit_ends_a_runaway_turn_and_fails_that_actor_only(rt_actor, host):
     async with mvactors.Runtime(time_limit=0.05) as rt:
         victim = await rt.spawn(rt_actor, host.imports("v"))
