@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from common import cpu_model
+from common import cpu_model, rss_kib
 
 import mvactors
 
@@ -59,14 +59,6 @@ TARGET_PAUSE_US = 50.0  # * pause + rollback + resume: about two rehydrations
 
 
 # ---------------------------------------------------------------- measuring helpers
-
-
-def rss_kib() -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 class Stopwatch:

@@ -13,3 +13,15 @@ def cpu_model() -> str:
     except OSError:
         pass
     return "unknown"
+
+
+def rss_kib() -> int:
+    """This process's resident set size in KiB (/proc/self/status VmRSS; 0 where it cannot be read)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0

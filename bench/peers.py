@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from common import rss_kib
 
 import mvactors
 from mvactors.vm import _calls, _pool
@@ -441,14 +442,6 @@ def compute_row(s: Settings) -> Row:
 
 
 # ---------------------------------------------------------------- memory (subprocesses)
-
-
-def rss_kib() -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def context_maker(engine: str, trivial: bytes) -> Callable[[], object]:

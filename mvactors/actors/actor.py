@@ -154,14 +154,7 @@ class Actor:
 
     async def send(self, export_id: int, *args: Any) -> None:
         """Queue a call of ``export_id`` without waiting for it; returns once accepted."""
-        # _enqueue's body, without its coroutine: send() is the fleet's per-message path.
-        message = Message(export_id, args)
-        self._check(message)
-        cell = self.cell
-        if cell.full():
-            await self._room()
-        cell.mail().append(message)
-        self.services.schedule(self)
+        await self._enqueue(Message(export_id, args))
 
     def send_nowait(self, export_id: int, *args: Any) -> None:
         """Queue a call of ``export_id`` from synchronous code; MailboxFull if there is no room.
