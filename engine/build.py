@@ -405,6 +405,69 @@ ENGINE_PATCHES = [
         "  r->globalVariablesSize = getSectionSize(vm, BCS_IMPORT_TABLE);",
         "  r->globalVariablesSize = getSectionSize(vm, BCS_GLOBALS);",
     ),
+    # Walks along chains of allocations that a corrupt snapshot can make cyclic: the engine
+    # looped forever inside one instruction (bench/fuzz.py found a cyclic property list under
+    # Object.keys), out of reach of the hard stop's instruction counter.  Each walk now counts
+    # its steps (MVX_WALK_STEP, engine/src/microvium_port.h) and dies of
+    # MVM_E_INVALID_BYTECODE past any length a sound heap allows.
+    (  # getProperty: own cells, then the prototype chain
+        "      while (lpPropertyList) {\n"
+        "        uint16_t headerWord = readAllocationHeaderWord_long(lpPropertyList);\n",
+        "      uint32_t mvxSteps = 0;\n"
+        "      while (lpPropertyList) {\n"
+        "        MVX_WALK_STEP(mvxSteps);\n"
+        "        uint16_t headerWord = readAllocationHeaderWord_long(lpPropertyList);\n",
+    ),
+    (  # vm_objectKeys: its second walk follows the chain the first one measured
+        "  uint16_t propsSize = 0;\n  Value propList = obj;\n",
+        "  uint16_t propsSize = 0;\n  Value propList = obj;\n  uint32_t mvxSteps = 0;\n",
+    ),
+    (
+        "    propsSize += segmentSize;\n    propList = LongPtr_read2_aligned(lpPropList) /* dpNext */;\n",
+        "    propsSize += segmentSize;\n    MVX_WALK_STEP(mvxSteps);\n"
+        "    propList = LongPtr_read2_aligned(lpPropList) /* dpNext */;\n",
+    ),
+    (  # setProperty: looking for the key among the object's cells
+        "      while (true) {\n"
+        "        CODE_COVERAGE(367); // Hit\n",
+        "      uint32_t mvxSteps = 0;\n"
+        "      while (true) {\n"
+        "        CODE_COVERAGE(367); // Hit\n"
+        "        MVX_WALK_STEP(mvxSteps);\n",
+    ),
+    (  # setProperty: finding the last cell to append to
+        "      while (true) {\n"
+        "        DynamicPtr dpNext = MVM_GET_LOCAL(pPropertyList)->dpNext;\n",
+        "      mvxSteps = 0;\n"
+        "      while (true) {\n"
+        "        MVX_WALK_STEP(mvxSteps);\n"
+        "        DynamicPtr dpNext = MVM_GET_LOCAL(pPropertyList)->dpNext;\n",
+    ),
+    (  # a call: a closure's target may be another closure
+        "  reg3 /* scope */ = VM_VALUE_UNDEFINED;\n\n  while (true) {\n",
+        "  reg3 /* scope */ = VM_VALUE_UNDEFINED;\n\n  uint32_t mvxSteps = 0;\n  while (true) {\n"
+        "    MVX_WALK_STEP(mvxSteps);\n",
+    ),
+    (  # a scoped variable: up the chain of closure scopes
+        "  Value scope = vm->stack->reg.closure;\n  while (true)\n  {\n",
+        "  Value scope = vm->stack->reg.closure;\n  uint32_t mvxSteps = 0;\n  while (true)\n  {\n"
+        "    MVX_WALK_STEP(mvxSteps);\n",
+    ),
+    (  # the GC's merge of a property list's cells (sized first: see the patches above)
+        "      for (Value dp = dpNext; dp != VM_VALUE_NULL; mergedChildren++) {\n",
+        "      uint32_t mvxSteps = 0;\n"
+        "      for (Value dp = dpNext; dp != VM_VALUE_NULL; mergedChildren++) {\n"
+        "        MVX_WALK_STEP(mvxSteps);\n",
+    ),
+    # The hard stop (mvactors/vm/_wasm.py, _HardStop) ends a running call by writing 0 into the
+    # instruction counter from the host's ticker thread.  The interpreter must read the counter
+    # from memory at every instruction, not from a register it loaded earlier: the read that
+    # decides whether the counter is armed is volatile (the rest of the check only runs when
+    # the counter is armed, i.e. when it is being read anyway).
+    (
+        "  #ifdef MVM_GAS_COUNTER\n  if (vm->stopAfterNInstructions >= 0) {\n",
+        "  #ifdef MVM_GAS_COUNTER\n  if (*(volatile int32_t*)&vm->stopAfterNInstructions >= 0) {\n",
+    ),
 ]
 
 
