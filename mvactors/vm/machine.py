@@ -18,7 +18,14 @@ from typing import Any, NoReturn
 
 import anyio
 
-from ..errors import E_HOST_ERROR, ExportNotFound, MicroviumError, TimeLimitExceeded, VMUnusable
+from ..errors import (
+    E_HOST_ERROR,
+    E_INSTRUCTION_COUNT_REACHED,
+    ExportNotFound,
+    MicroviumError,
+    TimeLimitExceeded,
+    VMUnusable,
+)
 from . import _pool
 from . import _wasm as _engine
 from ._abi import CALL_ARGC_SHIFT, CALL_GUARD, INT14_BIAS, INT14_MAX, INT14_MIN, INT14_SIGN, INT14_TAG, MAX_ID
@@ -253,10 +260,21 @@ class VM(Persistence):
         if not isinstance(n, int) or n < -1 or n > 0x7FFFFFFF:
             raise ValueError(f"instruction count must be -1 or 0..2**31-1, got {n!r}")
         self._gas_counter().value = n
+        inst = self._inst
+        if inst is not None and inst.stoppable:
+            inst.clear_stop()  # a hard stop that landed after its call ended no longer owns the counter
 
     def get_remaining_instructions(self) -> int:
         """Instructions left before the VM stops, or -1 when the counter is disabled."""
-        return int(self._gas_counter().value)
+        remaining = int(self._gas_counter().value)
+        if remaining == 0:
+            inst = self._inst
+            # The hard stop writes 0 into the counter; one that landed after its call had
+            # ended holds the counter's real value until the next call puts it back.
+            stale = inst.stale_stop_count() if inst is not None and inst.stoppable else None
+            if stale is not None:
+                return stale
+        return remaining
 
     def _gas_counter(self) -> Any:
         # The engine's counter is a plain field of its VM struct: metered actors read and
@@ -349,6 +367,10 @@ class VM(Persistence):
         raise AssertionError("unreachable")
 
     def _raise_call_error(self, err: int) -> NoReturn:
+        if err == E_INSTRUCTION_COUNT_REACHED:
+            inst = self._inst
+            if inst is not None and inst.stoppable and inst.hard_stopped():
+                raise self._trapped()  # the hard stop, not a gas budget: the VM is unusable
         if self._pending:
             self._settle_promises()
         if err == E_HOST_ERROR and self._inst is None:  # a host function closed this VM
