@@ -460,6 +460,10 @@ MVX_API(mvx_restore) int32_t mvx_restore(uint32_t size, int32_t with_breakpoints
   mvx.imports = (uint32_t*)(mvx_rom + MVX_ALIGN8(size));
   mvx.handles = (mvm_Handle*)((uint8_t*)mvx.imports + MVX_ALIGN8(4 * mvx.import_count));
   mvx.scratch = mvx_rom + MVX_SCRATCH_OFFSET;
+  /* No VM until mvm_restore hands over a whole one: the hard stop's ticker writes into the
+   * instruction counter of `vm` (mvactors/vm/_wasm.py, Instance.stop_now), and the previous
+   * VM's struct is about to become part of the new heap. */
+  vm = NULL;
   mvx_heap_reset();
   mvx.fatal_code = 0;
   mvx_phase = 0;
