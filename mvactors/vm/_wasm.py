@@ -245,12 +245,13 @@ class _HardStop:
     (``Instance.hard_stopped``).  The caller sees the same TimeLimitExceeded as
     from a trap, and the VM is unusable after it.
 
-    The engine is compiled without wasmtime's epoch checks, which cost 1.28x
-    the instructions of the guest loop (bench/hardstop.py): the stop costs
-    nothing until it fires.  It does not reach loops inside the engine that
-    run no guest instruction (garbage collection, snapshot decoding, property
-    walks): restore-time checks of the snapshot keep those bounded (the glue's
-    ``mvx_check_restored``; bench/fuzz.py is the evidence).
+    The engine is compiled without wasmtime's epoch checks, which cost 1.27x
+    of the guest loop (bench/hardstop.py): the stop costs nothing until it
+    fires.  It does not reach loops inside the engine that run no guest
+    instruction (the GC, restore, property and scope walks): restore-time checks
+    (the glue's ``mvx_check_restored``) and step limits on the walks along
+    allocation chains (engine/build.py) keep those bounded on a corrupt
+    snapshot; bench/fuzz.py is the evidence (docs/perf-notes.md).
     """
 
     def __init__(self, entry: Entry) -> None:
@@ -330,7 +331,10 @@ def _size_memories_to_fit(config: wasmtime.Config) -> None:
     mappings each.  Measured on bench/vm.py's guest loop (interleaved, median
     of 40 pairs): 1.00-1.04x of 4 GiB reservations with the hard stop's epoch checks
     compiled in, but 1.33x without them, so the ``time_limit=None`` engine, which
-    exists to be fast, keeps the default reservations.
+    exists to be fast, keeps the default reservations.  Since the hard stop needs
+    no epoch checks (issue 18), these bounds checks are all the default engine
+    costs over ``time_limit=None``: 1.15-1.21x of the guest loop (in-process,
+    thread CPU time), varying with the build's code layout.
 
     Cranelift's Spectre guard on heap accesses (a conditional move per load and
     store) cost 1.09x of the guest loop here, and is turned off: it stops

@@ -123,16 +123,18 @@ class VM(Persistence):
         functions (or ones wrapped with :func:`mvactors.async_import`) give the
         guest a promise.  ``breakpoint_hit(address)`` is called at breakpoints.
 
-        ``time_limit`` is the hard stop: seconds (default 5) that one entry
-        into the engine (a call, or a host-side operation such as a property
-        read) may run before it is ended with :class:`TimeLimitExceeded`,
-        whatever the guest or a corrupt snapshot does; the VM is unusable
-        afterwards.  Time spent in host functions does not count, and a host
-        function calling back into the VM starts a new entry.  ``None``
-        disables it and runs the VM on an engine compiled without the stop's
-        checks, which make guest-heavy code ~25% slower (bench/hardstop.py):
-        for snapshots you trust.  For a budget the guest can recover from,
-        use :meth:`stop_after_n_instructions`.
+        ``time_limit`` is the hard stop: seconds (default 5) that one call
+        into the guest may run before it is ended with
+        :class:`TimeLimitExceeded`; the VM is unusable afterwards.  Time spent
+        in host functions does not count, and a host function calling back
+        into the VM starts a new call.  (The engine's own walks, which run no
+        guest instruction, are bounded instead: a corrupt snapshot that would
+        make one endless is a fatal :class:`VMUnusable`.)  ``None`` disables it
+        and runs the VM on an engine with 4 GiB memory reservations (about
+        32,000 such VMs fit in a process), without the explicit bounds checks
+        of the default engine's 384 KiB memories, which make guest-heavy code
+        ~15-20% slower (bench/hardstop.py).  For a budget the guest can recover
+        from, use :meth:`stop_after_n_instructions`.
         """
         data = _snapshot_bytes(snapshot)
         imports, table = prepare_imports(imports)
