@@ -344,8 +344,7 @@ def guest_loop_ns(s: Settings, objects: bytes, time_limit: float | None) -> tupl
 
     Runs alternate between the two builds, and the ratio is taken per adjacent
     pair, so drift in machine speed (a shared 2-vCPU box) hits both alike.
-    ``time_limit=None`` runs on the engine with 4 GiB reservations (no explicit bounds checks); the
-    default one has 384 KiB memories, and (since issue 18) no epoch checks.
+    ``time_limit=None`` runs on the engine without the hard stop's epoch checks.
     """
     vm = mvactors.VM.restore(objects, time_limit=time_limit)
     setup, passes = vm.exports[1], vm.exports[2]

@@ -159,7 +159,6 @@ class Field:
     CALL_INFO = 29
     VM_PTR = 30
     GAS_OFFSET = 31  # of the instruction counter in the engine's VM struct
-    HARD_STOP = 32  # mvx.stop, then stop_saved and entry_depth: the hard stop's words (see _wasm._HardStop)
 
 
 class PromiseState:

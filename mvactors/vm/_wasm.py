@@ -119,7 +119,6 @@ class Layout:
         self.call_info = state + layout(Field.CALL_INFO)
         self.vm_ptr = state + layout(Field.VM_PTR)
         self.gas_offset = layout(Field.GAS_OFFSET)  # of the instruction counter in the engine's VM struct
-        self.hard_stop = state + layout(Field.HARD_STOP)  # mvx.stop, stop_saved, entry_depth (see _HardStop)
         self.handle_size = layout(Field.HANDLE_SIZE)
         self.max_handles = _abi.MAX_HANDLES
         self.max_args = _abi.MAX_ARGS
@@ -135,10 +134,6 @@ class Layout:
         self.handles_word = self.word(self.handles_ptr)
         self.out_size_word = self.word(self.out_size)
         self.vm_word = self.word(self.vm_ptr)
-        self.stop_word = self.word(self.hard_stop)
-        self.stop_saved_word = self.stop_word + 1
-        self.entry_depth_word = self.stop_word + 2
-        self.call_depth_word = self.word(self.call_info) + _abi.CALL_INFO_DEPTH
 
     def word(self, field: int) -> int:
         """Index into Instance.state32 of the state field at address ``field``."""
@@ -196,12 +191,15 @@ def _raw_call_fn() -> Callable[..., int | None]:
     return _RAW_CALL(raw_call_address())  # type: ignore[no-any-return]
 
 
-# ---- the hard stop: a per-call time limit, enforced through the engine's instruction counter ----
+# ---- the hard stop: epoch interruption with a per-call time limit ----
 
 TICK_SECONDS = 0.01
-"""How often the ticker looks at the running call: the hard stop's resolution."""
+"""How often the ticker advances the engine's epoch: the hard stop's resolution."""
 DEFAULT_TIME_LIMIT = 5.0
 """Seconds one entry into the engine may run before the hard stop ends it (``VM.restore(time_limit=)``)."""
+
+_DEADLINE_CB = ffi._wasmtime_store_epoch_deadline_callback.argtypes[1]
+_DEADLINE_FINALIZER = ffi._wasmtime_store_epoch_deadline_callback.argtypes[3]
 
 
 class Entry:
@@ -231,30 +229,20 @@ class Watch:
 
 
 class _HardStop:
-    """Ends any call into the engine that runs longer than its instance's time limit.
+    """Ends any entry into the engine that runs longer than its instance's time limit.
 
-    A ticker thread looks at the running call every TICK_SECONDS (raw calls
-    release the GIL, as ctypes does).  The engine's ``Entry`` names the
-    instance whose code runs (its time limit applies) and tells the call from
-    a later one; the glue's ``call_depth`` above its ``entry_depth`` means a
-    host function runs, and that time does not count.  A call seen running for
-    ``time_limit`` is ended by writing 0 into its VM's instruction counter
-    (``Instance.stop_now``): the interpreter checks the counter before every
-    instruction, so it returns MVM_E_INSTRUCTION_COUNT_REACHED at the next one,
-    and the glue's ``stop`` word tells that from a gas budget running out
-    (``Instance.hard_stopped``).  The caller sees the same TimeLimitExceeded as
-    from a trap, and the VM is unusable after it.
-
-    The engine is compiled without wasmtime's epoch checks, which cost 1.27x
-    of the guest loop (bench/hardstop.py): the stop costs nothing until it
-    fires.  It does not reach loops inside the engine that run no guest
-    instruction (the GC, restore, property and scope walks): restore-time checks
-    (the glue's ``mvx_check_restored``) and step limits on the walks along
-    allocation chains (engine/build.py) keep those bounded on a corrupt
-    snapshot; bench/fuzz.py is the evidence (docs/perf-notes.md).
+    A ticker thread advances the engine's epoch every TICK_SECONDS; compiled
+    code checks the epoch at every loop back-edge and function entry, so even
+    a loop inside the engine (a cyclic list in a corrupt snapshot) sees it.
+    Each tick that finds wasm running calls ``on_tick`` on the running thread:
+    the engine's ``Entry`` names the instance whose code runs (its time limit
+    applies) and tells the call from a later one, and a call seen running for
+    ``time_limit`` (time in host functions excluded) is ended with an error,
+    which the caller sees as a trap of that instance.
     """
 
-    def __init__(self, entry: Entry) -> None:
+    def __init__(self, engine: wasmtime.Engine, store: wasmtime.Store, entry: Entry) -> None:
+        self.engine = engine
         self.entry = entry
         # The mark put on the entry seen running at the last tick (None: none yet).  It holds the
         # instance only: holding the caller's frame would keep its locals (guest proxies, VMs)
@@ -264,59 +252,62 @@ class _HardStop:
         self.ran = 0.0  # seconds that call has run in the engine, as the ticks saw it
         self.last = 0.0  # when the last tick saw it
         self.ticks = 0
-        self.seen = 0  # the tick at which engine code was last seen running
-        self.stops = 0  # writes of 0 into a running call's counter (a retry counts again)
+        self.seen = 0  # the tick at which wasm was last seen running
+        self.callback = _DEADLINE_CB(self.on_tick)
+        ffi._wasmtime_store_epoch_deadline_callback(store.ptr(), self.callback, None, _DEADLINE_FINALIZER(0))
+        ffi.wasmtime_context_set_epoch_deadline(store._context(), 1)
         self.start_ticker()
         os.register_at_fork(after_in_child=self.start_ticker)  # threads do not survive fork()
 
     def start_ticker(self) -> None:
+        engine = self.engine
+
         def tick() -> None:
             while True:
                 time.sleep(TICK_SECONDS)
                 self.ticks += 1
-                try:
-                    self.on_tick()
-                except Exception:  # pragma: no cover - the ticker must outlive any surprise
-                    pass
+                engine.increment_epoch()
 
-        threading.Thread(target=tick, name="mvactors-hard-stop-ticker", daemon=True).start()
+        threading.Thread(target=tick, name="mvactors-epoch-ticker", daemon=True).start()
 
-    def on_tick(self) -> None:
-        """Time the call running in the engine, and stop it once it has run for its time limit.
-
-        Runs on the ticker thread, holding the GIL: no call can begin or end its
-        Python side meanwhile, though the running one may finish its wasm side.
-        """
-        entry = self.entry
-        current = entry.current
-        # Wasm entered without naming its instance (instantiation, bench/vm.py's noop floor):
-        # no counter to write, and nothing there loops.
-        inst = current.instance if isinstance(current, Watch) else current
-        if inst is None or inst.dead:
-            return
-        words, layout = inst.state32, inst.layout
-        if words[layout.call_depth_word] != words[layout.entry_depth_word]:
-            return  # in a host function (or a breakpoint handler) of the running entry
-        now = time.monotonic()
-        # No engine code ran for two ticks (a host function ran, or no call): count afresh.
-        idle = self.ticks - self.seen > 2
-        self.seen = self.ticks
-        if idle or current is not self.watch:  # an entry since the last tick wrote over the mark
-            self.call += 1
-            self.watch = entry.current = Watch(inst)
-            self.ran, self.last = 0.0, now
-            return
-        # Time between two ticks counts up to two ticks' worth: longer means the
-        # thread was not scheduled, and an overloaded machine still adds up to the limit.
-        self.ran += min(now - self.last, 2 * TICK_SECONDS)
-        self.last = now
-        limit = inst.time_limit
-        if limit is None or self.ran < limit:
-            return
-        # Every tick from now on writes again while this call runs: the interpreter's own
-        # decrement of an armed gas budget can write over the 0.
-        self.stops += 1
-        inst.stop_now()
+    def on_tick(self, _ctx: Any, _env: Any, delta: Any, kind: Any) -> int:
+        delta[0] = 1
+        kind[0] = 0  # WASMTIME_UPDATE_DEADLINE_CONTINUE
+        try:
+            now = time.monotonic()
+            entry = self.entry
+            current = entry.current
+            # No wasm ran for two ticks (a host function ran, or the call is over): count afresh.
+            idle = self.ticks - self.seen > 2
+            self.seen = self.ticks
+            if idle or current is not self.watch:  # an entry since the last tick wrote over the mark
+                self.call += 1
+                if current is None:
+                    # Wasm entered without naming its instance (instantiation, bench/vm.py's noop
+                    # floor): nothing to mark, so it counts until wasm idles, under the default limit.
+                    self.watch = None
+                else:
+                    instance = current.instance if isinstance(current, Watch) else current
+                    self.watch = entry.current = Watch(instance)
+                self.ran, self.last = 0.0, now
+                return 0
+            # Time between two ticks counts up to two ticks' worth: longer means the
+            # call was in a host function (or the thread was not scheduled), and an
+            # overloaded machine still adds up to the limit.
+            self.ran += min(now - self.last, 2 * TICK_SECONDS)
+            self.last = now
+            inst = current.instance if current is not None else None
+            limit = DEFAULT_TIME_LIMIT if inst is None else inst.time_limit
+            if limit is None or self.ran < limit:
+                return 0
+            self.watch = Watch(None)  # a mark no entry holds: whatever runs next starts afresh
+            if inst is not None:
+                inst.stopped_after = limit
+            message = f"the hard stop ended a call that ran longer than its time limit of {limit:g} s"
+            error = ffi.wasmtime_error_new(ctypes.create_string_buffer(message.encode()))
+            return ctypes.cast(error, ctypes.c_void_p).value or 0
+        except BaseException:  # pragma: no cover - a ctypes callback must not raise
+            return 0
 
 
 def _size_memories_to_fit(config: wasmtime.Config) -> None:
@@ -331,10 +322,7 @@ def _size_memories_to_fit(config: wasmtime.Config) -> None:
     mappings each.  Measured on bench/vm.py's guest loop (interleaved, median
     of 40 pairs): 1.00-1.04x of 4 GiB reservations with the hard stop's epoch checks
     compiled in, but 1.33x without them, so the ``time_limit=None`` engine, which
-    exists to be fast, keeps the default reservations.  Since the hard stop needs
-    no epoch checks (issue 18), these bounds checks are all the default engine
-    costs over ``time_limit=None``: 1.15-1.21x of the guest loop (in-process,
-    thread CPU time), varying with the build's code layout.
+    exists to be fast, keeps the default reservations.
 
     Cranelift's Spectre guard on heap accesses (a conditional move per load and
     store) cost 1.09x of the guest loop here, and is turned off: it stops
@@ -353,12 +341,12 @@ def _size_memories_to_fit(config: wasmtime.Config) -> None:
 class WasmEngine:
     """The compiled engine module, linked once per process for each hard-stop setting.
 
-    The hard stop needs no compiled-in checks (see _HardStop), but its engine
-    reserves each instance's 384 KiB of memory only, so that 100,000+ VMs fit
-    (see _size_memories_to_fit), which costs explicit bounds checks.  VMs
-    restored with ``time_limit=None`` run on a second engine with wasmtime's
-    default 4 GiB reservations and no ticker, created on first use (one more
-    module compile, ~0.1 s).
+    The epoch checks that make the hard stop possible are compiled into the
+    module: callgrind counts 1.28x the instructions on bench/vm.py's guest
+    loop with them (an interpreter takes a back-edge per bytecode and a
+    function entry per helper call, each one check).  VMs restored with
+    ``time_limit=None`` therefore run on a second engine compiled without
+    them, created on first use (one more module compile, ~0.1 s).
     """
 
     _engines: ClassVar[dict[bool, WasmEngine]] = {}
@@ -374,6 +362,9 @@ class WasmEngine:
         config.memory_init_cow = False
         if hard_stop:
             _size_memories_to_fit(config)
+        # The hard stop (see _HardStop).  A serialized module only loads into an engine
+        # with the same setting.
+        config.epoch_interruption = hard_stop
         wasm = WASM_PATH.read_bytes()
         if _abi.digest_in(wasm) != _abi.digest():
             raise EngineMissing(f"the Microvium engine build {WASM_PATH} is stale: it was not built from this "
@@ -392,7 +383,7 @@ class WasmEngine:
         self.store.set_limits(instances=10_000_000, memories=10_000_000, tables=10_000_000)
         self.ctx = self.store._context()
         self.entry = Entry()
-        self.hard_stop = _HardStop(self.entry) if hard_stop else None
+        self.hard_stop = _HardStop(self.engine, self.store, self.entry) if hard_stop else None
         self.call_raw = _raw_call_fn()
         self.layout: Layout | None = None
 
@@ -794,52 +785,6 @@ class Instance:
     def value_at_offset(self, offset: int) -> int:
         """The value at heap ``offset`` of a freshly restored VM, or -1."""
         return self._op(Op.VALUE_AT_OFFSET, offset)
-
-    # ---- the hard stop (see _HardStop) ----
-
-    def gas_counter(self) -> ctypes.c_int32 | None:
-        """A view of the VM's instruction counter (None before a VM is restored)."""
-        vm_struct = self.state32[self.layout.vm_word]
-        if not vm_struct:
-            return None
-        return ctypes.c_int32.from_address(self.base + vm_struct + self.layout.gas_offset)
-
-    def stop_now(self) -> None:
-        """End the running call at its next guest instruction (the ticker thread calls this).
-
-        The glue's ``stop`` word marks the write, with the counter's value before it:
-        a call that ended before the write landed leaves both behind, and the next
-        entry puts the value back (glue.c, MVX_ENTER), so it is not stopped.
-        """
-        counter = self.gas_counter()
-        if counter is None:
-            return
-        words, layout = self.state32, self.layout
-        if not words[layout.stop_word]:
-            words[layout.stop_saved_word] = counter.value & 0xFFFFFFFF
-            words[layout.stop_word] = 1
-        counter.value = 0
-
-    def hard_stopped(self) -> bool:
-        """After a call ended with MVM_E_INSTRUCTION_COUNT_REACHED: True if the hard stop ended it.
-
-        Then ``fail()`` reports it as the trap the stop is (the VM is unusable).
-        """
-        if not self.state32[self.layout.stop_word]:
-            return False
-        self.stopped_after = self.time_limit if self.time_limit is not None else DEFAULT_TIME_LIMIT
-        return True
-
-    def clear_stop(self) -> None:
-        """Forget a stop that landed after its call had ended (the host sets the counter itself)."""
-        self.state32[self.layout.stop_word] = 0
-
-    def stale_stop_count(self) -> int | None:
-        """The counter's real value while a stop that landed too late holds it at 0, else None."""
-        words, layout = self.state32, self.layout
-        if not words[layout.stop_word]:
-            return None
-        return ctypes.c_int32(words[layout.stop_saved_word]).value
 
     # ---- lifetime ----
 

@@ -18,14 +18,7 @@ from typing import Any, NoReturn
 
 import anyio
 
-from ..errors import (
-    E_HOST_ERROR,
-    E_INSTRUCTION_COUNT_REACHED,
-    ExportNotFound,
-    MicroviumError,
-    TimeLimitExceeded,
-    VMUnusable,
-)
+from ..errors import E_HOST_ERROR, ExportNotFound, MicroviumError, TimeLimitExceeded, VMUnusable
 from . import _pool
 from . import _wasm as _engine
 from ._abi import CALL_ARGC_SHIFT, CALL_GUARD, INT14_BIAS, INT14_MAX, INT14_MIN, INT14_SIGN, INT14_TAG, MAX_ID
@@ -123,18 +116,16 @@ class VM(Persistence):
         functions (or ones wrapped with :func:`mvactors.async_import`) give the
         guest a promise.  ``breakpoint_hit(address)`` is called at breakpoints.
 
-        ``time_limit`` is the hard stop: seconds (default 5) that one call
-        into the guest may run before it is ended with
-        :class:`TimeLimitExceeded`; the VM is unusable afterwards.  Time spent
-        in host functions does not count, and a host function calling back
-        into the VM starts a new call.  (The engine's own walks, which run no
-        guest instruction, are bounded instead: a corrupt snapshot that would
-        make one endless is a fatal :class:`VMUnusable`.)  ``None`` disables it
-        and runs the VM on an engine with 4 GiB memory reservations (about
-        32,000 such VMs fit in a process), without the explicit bounds checks
-        of the default engine's 384 KiB memories, which make guest-heavy code
-        ~15-20% slower (bench/hardstop.py).  For a budget the guest can recover
-        from, use :meth:`stop_after_n_instructions`.
+        ``time_limit`` is the hard stop: seconds (default 5) that one entry
+        into the engine (a call, or a host-side operation such as a property
+        read) may run before it is ended with :class:`TimeLimitExceeded`,
+        whatever the guest or a corrupt snapshot does; the VM is unusable
+        afterwards.  Time spent in host functions does not count, and a host
+        function calling back into the VM starts a new entry.  ``None``
+        disables it and runs the VM on an engine compiled without the stop's
+        checks, which make guest-heavy code ~25% slower (bench/hardstop.py):
+        for snapshots you trust.  For a budget the guest can recover from,
+        use :meth:`stop_after_n_instructions`.
         """
         data = _snapshot_bytes(snapshot)
         imports, table = prepare_imports(imports)
@@ -262,21 +253,10 @@ class VM(Persistence):
         if not isinstance(n, int) or n < -1 or n > 0x7FFFFFFF:
             raise ValueError(f"instruction count must be -1 or 0..2**31-1, got {n!r}")
         self._gas_counter().value = n
-        inst = self._inst
-        if inst is not None and inst.stoppable:
-            inst.clear_stop()  # a hard stop that landed after its call ended no longer owns the counter
 
     def get_remaining_instructions(self) -> int:
         """Instructions left before the VM stops, or -1 when the counter is disabled."""
-        remaining = int(self._gas_counter().value)
-        if remaining == 0:
-            inst = self._inst
-            # The hard stop writes 0 into the counter; one that landed after its call had
-            # ended holds the counter's real value until the next call puts it back.
-            stale = inst.stale_stop_count() if inst is not None and inst.stoppable else None
-            if stale is not None:
-                return stale
-        return remaining
+        return int(self._gas_counter().value)
 
     def _gas_counter(self) -> Any:
         # The engine's counter is a plain field of its VM struct: metered actors read and
@@ -369,10 +349,6 @@ class VM(Persistence):
         raise AssertionError("unreachable")
 
     def _raise_call_error(self, err: int) -> NoReturn:
-        if err == E_INSTRUCTION_COUNT_REACHED:
-            inst = self._inst
-            if inst is not None and inst.stoppable and inst.hard_stopped():
-                raise self._trapped()  # the hard stop, not a gas budget: the VM is unusable
         if self._pending:
             self._settle_promises()
         if err == E_HOST_ERROR and self._inst is None:  # a host function closed this VM

@@ -25,7 +25,8 @@ EXCEPTIONS: dict[str, set[str]] = {
                   "vm._call_address"},
     # wasmtime-py's C bindings: the public call path costs 10-48 µs per call.  _wasm is the only
     # module that imports wasmtime.  (WasmEngine._next_cookie is the class's own counter.)
-    "_wasm.py": {"ffi._wasmtime_func_call_unchecked", "self.store._context", "wasmtime.WasmtimeError._from_ptr",
+    "_wasm.py": {"ffi._wasmtime_store_epoch_deadline_callback", "ffi._wasmtime_func_call_unchecked",
+                 "store._context", "self.store._context", "wasmtime.WasmtimeError._from_ptr",
                  "wasmtime.Trap._from_ptr", "WasmEngine._next_cookie"},
     # VM.restore and VM.wake finish the VM they have just made (own class); Exports is the VM's
     # view in the same module (its resolver, and cut loose when the VM closes).
