@@ -406,8 +406,9 @@ ENGINE_PATCHES = [
         "  r->globalVariablesSize = getSectionSize(vm, BCS_GLOBALS);",
     ),
     # Walks along chains of allocations that a corrupt snapshot can make cyclic: the engine
-    # looped forever inside one instruction (bench/fuzz.py found a cyclic property list under
-    # Object.keys), out of reach of the hard stop's instruction counter.  Each walk now counts
+    # looped inside one instruction until the hard stop ended the call, and a hard stop that
+    # only looks at instruction boundaries (issue 18: docs/perf-notes.md) never would
+    # (bench/fuzz.py found a cyclic property list under Object.keys).  Each walk now counts
     # its steps (MVX_WALK_STEP, engine/src/microvium_port.h) and dies of
     # MVM_E_INVALID_BYTECODE past any length a sound heap allows.
     (  # getProperty: own cells, then the prototype chain
@@ -497,15 +498,6 @@ ENGINE_PATCHES = [
         "      uint32_t mvxSteps = 0;\n"
         "      for (Value dp = dpNext; dp != VM_VALUE_NULL; mergedChildren++) {\n"
         "        MVX_WALK_STEP(mvxSteps);\n",
-    ),
-    # The hard stop (mvactors/vm/_wasm.py, _HardStop) ends a running call by writing 0 into the
-    # instruction counter from the host's ticker thread.  The interpreter must read the counter
-    # from memory at every instruction, not from a register it loaded earlier: the read that
-    # decides whether the counter is armed is volatile (the rest of the check only runs when
-    # the counter is armed, i.e. when it is being read anyway).
-    (
-        "  #ifdef MVM_GAS_COUNTER\n  if (vm->stopAfterNInstructions >= 0) {\n",
-        "  #ifdef MVM_GAS_COUNTER\n  if (*(volatile int32_t*)&vm->stopAfterNInstructions >= 0) {\n",
     ),
 ]
 

@@ -86,11 +86,6 @@ static struct {
     uint32_t call_result;            /*   where the result goes, */
     uint32_t call_async;             /*   and whether the import is asynchronous; */
     uint32_t call_depth;             /*   host calls (and breakpoints) in progress: the instance is busy */
-    /* The hard stop (mvactors/vm/_wasm.py, _HardStop): the host's ticker thread ends a call that
-     * outran its time limit by writing 0 into the VM's instruction counter, while the call runs. */
-    uint32_t stop;                   /* set by the ticker with that write: a count-reached error is its stop */
-    int32_t stop_saved;              /*   the counter's value before the write */
-    uint32_t entry_depth;            /*   call_depth when the innermost entry began: above it, a host function runs */
     mvm_Handle this_value;           /* `this` for method calls */
     mvm_Handle result;               /* result of the last call or accessor */
     mvm_Handle callback;             /* async continuation from mvm_asyncStart */
@@ -363,22 +358,6 @@ static mvm_TeError mvx_resolve_import(mvm_HostFunctionID id, void* context, mvm_
   return MVM_E_SUCCESS;
 }
 
-/*
- * Every entry from the host (mvx_call, mvx_op) begins and ends with these.  The entry runs engine
- * code until it calls a host function: the ticker times it only while call_depth is at
- * entry_depth.  A stop the ticker wrote for an entry that had ended by the time the write landed
- * (the GIL is released while wasm runs) must not end this one: the counter gets its value back.
- */
-static void mvx_drop_stale_stop(void) {
-  mvx.stop = 0;
-  if (vm && vm->stopAfterNInstructions == 0) vm->stopAfterNInstructions = mvx.stop_saved;
-}
-#define MVX_ENTER() \
-  uint32_t mvx_outer_entry_depth = mvx.entry_depth; \
-  mvx.entry_depth = mvx.call_depth; \
-  if (mvx.stop) mvx_drop_stale_stop()
-#define MVX_LEAVE() (mvx.entry_depth = mvx_outer_entry_depth)
-
 static void mvx_on_breakpoint(mvm_VM* v, uint16_t address) {
   (void)v;
   mvx.call_depth++;
@@ -423,7 +402,6 @@ MVX_API(mvx_layout) uintptr_t mvx_layout(int32_t what) {
     case MVX_L_CALL_INFO: return (uintptr_t)&mvx.call_args - (uintptr_t)&mvx;
     case MVX_L_VM_PTR: return (uintptr_t)&vm - (uintptr_t)&mvx; /* `vm` is the field mvx.vm (a macro) */
     case MVX_L_GAS_OFFSET: return offsetof(VM, stopAfterNInstructions); /* the gas counter is a plain field */
-    case MVX_L_HARD_STOP: return (uintptr_t)&mvx.stop - (uintptr_t)&mvx;
     default: return 0;
   }
 }
@@ -460,10 +438,6 @@ MVX_API(mvx_restore) int32_t mvx_restore(uint32_t size, int32_t with_breakpoints
   mvx.imports = (uint32_t*)(mvx_rom + MVX_ALIGN8(size));
   mvx.handles = (mvm_Handle*)((uint8_t*)mvx.imports + MVX_ALIGN8(4 * mvx.import_count));
   mvx.scratch = mvx_rom + MVX_SCRATCH_OFFSET;
-  /* No VM until mvm_restore hands over a whole one: the hard stop's ticker writes into the
-   * instruction counter of `vm` (mvactors/vm/_wasm.py, Instance.stop_now), and the previous
-   * VM's struct is about to become part of the new heap. */
-  vm = NULL;
   mvx_heap_reset();
   mvx.fatal_code = 0;
   mvx_phase = 0;
@@ -531,9 +505,7 @@ MVX_EXPORT(mvx_call) int32_t mvx_call(uint32_t target) {
    * for the whole call: the heap would depend on what the host did last (the native reference
    * driver and VM differ there, so near the heap limit one build's GC failed and not the other's). */
   mvx_clear_transient_handles();
-  MVX_ENTER();
   mvm_TeError err = mvm_call(vm, mvm_handleGet(MVX_HANDLE(target & MVX_CALL_SLOT_MASK)), &result, args, (uint8_t)argc);
-  MVX_LEAVE();
   return mvx_result_or_error(err, result);
 }
 
@@ -768,7 +740,7 @@ MVX_API(mvx_value_at_offset) int32_t mvx_value_at_offset(uint32_t offset) {
 #ifndef MVX_NATIVE
 /* One export for everything off the hot path; op numbers are part of the host
  * ABI (mvactors/vm/_abi.py, Op). Float parameters/results travel in mvx.f64. */
-static int32_t mvx_op(int32_t op, int32_t a, int32_t b, int32_t c) {
+MVX_EXPORT(mvx_op) int32_t mvx_op(int32_t op, int32_t a, int32_t b, int32_t c) {
   switch (op) {
     case MVX_OP_LAYOUT: return (int32_t)mvx_layout(a);
     case MVX_OP_RESTORE: return mvx_restore((uint32_t)a, b);
@@ -805,13 +777,5 @@ static int32_t mvx_op(int32_t op, int32_t a, int32_t b, int32_t c) {
     case MVX_OP_VALUE_AT_OFFSET: return mvx_value_at_offset((uint32_t)a);
     default: return -1;
   }
-}
-
-/* The export `mvx_op`: an entry from the host (see MVX_ENTER). */
-MVX_EXPORT(mvx_op) int32_t mvx_op_entry(int32_t op, int32_t a, int32_t b, int32_t c) {
-  MVX_ENTER();
-  int32_t r = mvx_op(op, a, b, c);
-  MVX_LEAVE();
-  return r;
 }
 #endif

@@ -65,8 +65,8 @@ void mvx_phase_leave(uint32_t outer);
 /*
  * Walks along chains of allocations (a property list's cells and prototypes, a closure's
  * targets, scopes) visit each allocation once on a sound heap; a corrupt snapshot can make
- * a chain a cycle, which the engine would walk forever inside one instruction, where the
- * hard stop's instruction counter is not looked at (engine/build.py patches each walk).
+ * a chain a cycle, which the engine would walk inside one instruction until the hard stop
+ * ended the call (engine/build.py patches each walk).
  * Allocations take 4 bytes or more of the 64 KB RAM page or the 64 KB ROM, so a walk of
  * more than 32,768 steps is a cycle: fatal, like other corruption the engine finds.
  */
