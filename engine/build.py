@@ -405,6 +405,100 @@ ENGINE_PATCHES = [
         "  r->globalVariablesSize = getSectionSize(vm, BCS_IMPORT_TABLE);",
         "  r->globalVariablesSize = getSectionSize(vm, BCS_GLOBALS);",
     ),
+    # Walks along chains of allocations that a corrupt snapshot can make cyclic: the engine
+    # looped inside one instruction until the hard stop ended the call, and a hard stop that
+    # only looks at instruction boundaries (issue 18: docs/perf-notes.md) never would
+    # (bench/fuzz.py found a cyclic property list under Object.keys).  Each walk now counts
+    # its steps (MVX_WALK_STEP, engine/src/microvium_port.h) and dies of
+    # MVM_E_INVALID_BYTECODE past any length a sound heap allows.
+    (  # getProperty: own cells, then the prototype chain
+        "      while (lpPropertyList) {\n"
+        "        uint16_t headerWord = readAllocationHeaderWord_long(lpPropertyList);\n",
+        "      uint32_t mvxSteps = 0;\n"
+        "      while (lpPropertyList) {\n"
+        "        MVX_WALK_STEP(mvxSteps);\n"
+        "        uint16_t headerWord = readAllocationHeaderWord_long(lpPropertyList);\n",
+    ),
+    (  # vm_objectKeys: its second walk follows the chain the first one measured
+        "  uint16_t propsSize = 0;\n  Value propList = obj;\n",
+        "  uint16_t propsSize = 0;\n  Value propList = obj;\n  uint32_t mvxSteps = 0;\n",
+    ),
+    (
+        "    propsSize += segmentSize;\n    propList = LongPtr_read2_aligned(lpPropList) /* dpNext */;\n",
+        "    propsSize += segmentSize;\n    MVX_WALK_STEP(mvxSteps);\n"
+        "    propList = LongPtr_read2_aligned(lpPropList) /* dpNext */;\n",
+    ),
+    (  # setProperty: looking for the key among the object's cells
+        "      while (true) {\n"
+        "        CODE_COVERAGE(367); // Hit\n",
+        "      uint32_t mvxSteps = 0;\n"
+        "      while (true) {\n"
+        "        CODE_COVERAGE(367); // Hit\n"
+        "        MVX_WALK_STEP(mvxSteps);\n",
+    ),
+    (  # setProperty: finding the last cell to append to
+        "      while (true) {\n"
+        "        DynamicPtr dpNext = MVM_GET_LOCAL(pPropertyList)->dpNext;\n",
+        "      mvxSteps = 0;\n"
+        "      while (true) {\n"
+        "        MVX_WALK_STEP(mvxSteps);\n"
+        "        DynamicPtr dpNext = MVM_GET_LOCAL(pPropertyList)->dpNext;\n",
+    ),
+    (  # a call: a closure's target may be another closure
+        "  reg3 /* scope */ = VM_VALUE_UNDEFINED;\n\n  while (true) {\n",
+        "  reg3 /* scope */ = VM_VALUE_UNDEFINED;\n\n  uint32_t mvxSteps = 0;\n  while (true) {\n"
+        "    MVX_WALK_STEP(mvxSteps);\n",
+    ),
+    (  # a scoped variable: up the chain of closure scopes
+        "  Value scope = vm->stack->reg.closure;\n  while (true)\n  {\n",
+        "  Value scope = vm->stack->reg.closure;\n  uint32_t mvxSteps = 0;\n  while (true)\n  {\n"
+        "    MVX_WALK_STEP(mvxSteps);\n",
+    ),
+    (  # interning a property name: the list of strings interned in RAM.  Restore checks that the
+        # list ends, but a cell pointer of a corrupt snapshot can point into another allocation
+        # the guest or host then writes, closing a cycle later (seed 1, cases 3056 and 18059)
+        "  Value spCell = vInternedStrings;\n  while (spCell != VM_VALUE_UNDEFINED) {\n",
+        "  Value spCell = vInternedStrings;\n  uint32_t mvxSteps = 0;\n  while (spCell != VM_VALUE_UNDEFINED) {\n"
+        "    MVX_WALK_STEP(mvxSteps);\n",
+    ),
+    (  # a cell smaller than a property list's header counted 16,383 properties (uint16_t wrap),
+        # and a cycle of those took minutes within the step limit (seed 1, case 13784)
+        "        uint16_t propCount = (size - sizeof (TsPropertyList)) / 4;\n\n"
+        "        LongPtr p = LongPtr_add(lpPropertyList, sizeof (TsPropertyList));\n",
+        "        if (size < sizeof (TsPropertyList)) mvx_fatal(MVM_E_INVALID_BYTECODE);\n"
+        "        uint16_t propCount = (size - sizeof (TsPropertyList)) / 4;\n\n"
+        "        LongPtr p = LongPtr_add(lpPropertyList, sizeof (TsPropertyList));\n",
+    ),
+    (
+        "        uint16_t propCount = (size - sizeof (TsPropertyList)) / 4;\n\n"
+        "        uint16_t* p = (uint16_t*)(MVM_GET_LOCAL(pPropertyList) + 1);\n",
+        "        if (size < sizeof (TsPropertyList)) mvx_fatal(MVM_E_INVALID_BYTECODE);\n"
+        "        uint16_t propCount = (size - sizeof (TsPropertyList)) / 4;\n\n"
+        "        uint16_t* p = (uint16_t*)(MVM_GET_LOCAL(pPropertyList) + 1);\n",
+    ),
+    # A class delegates property access to its staticProps (and an array's unknown names to the
+    # array prototype) by starting over: a class that is its own staticProps looped forever
+    # (seed 1, case 13784).  Each start counts as a step.
+    (  # getProperty
+        "  if (err != MVM_E_SUCCESS) return err;\n\nSUB_GET_PROPERTY:\n",
+        "  if (err != MVM_E_SUCCESS) return err;\n  uint32_t mvxHops = 0;\n\nSUB_GET_PROPERTY:\n"
+        "  MVX_WALK_STEP(mvxHops);\n",
+    ),
+    (  # vm_objectKeys
+        "  LongPtr lpClass;\n\nSUB_OBJECT_KEYS:\n",
+        "  LongPtr lpClass;\n  uint32_t mvxHops = 0;\n\nSUB_OBJECT_KEYS:\n  MVX_WALK_STEP(mvxHops);\n",
+    ),
+    (  # setProperty
+        "  MVM_LOCAL(Value, vPropertyValue, *pPropertyValue);\n\nSUB_SET_PROPERTY:\n",
+        "  MVM_LOCAL(Value, vPropertyValue, *pPropertyValue);\n  uint32_t mvxHops = 0;\n\nSUB_SET_PROPERTY:\n"
+        "  MVX_WALK_STEP(mvxHops);\n",
+    ),
+    (  # the GC's merge of a property list's cells (sized first: see the patches above)
+        "      for (Value dp = dpNext; dp != VM_VALUE_NULL; mergedChildren++) {\n",
+        "      uint32_t mvxSteps = 0;\n"
+        "      for (Value dp = dpNext; dp != VM_VALUE_NULL; mergedChildren++) {\n"
+        "        MVX_WALK_STEP(mvxSteps);\n",
+    ),
 ]
 
 

@@ -62,6 +62,17 @@ void mvx_fatal(int code) __attribute__((noreturn));
 uint32_t mvx_phase_enter_gc(uint16_t heapUsed);
 void mvx_phase_leave(uint32_t outer);
 
+/*
+ * Walks along chains of allocations (a property list's cells and prototypes, a closure's
+ * targets, scopes) visit each allocation once on a sound heap; a corrupt snapshot can make
+ * a chain a cycle, which the engine would walk inside one instruction until the hard stop
+ * ended the call (engine/build.py patches each walk).
+ * Allocations take 4 bytes or more of the 64 KB RAM page or the 64 KB ROM, so a walk of
+ * more than 32,768 steps is a cycle: fatal, like other corruption the engine finds.
+ */
+#define MVX_MAX_WALK 0x8000u
+#define MVX_WALK_STEP(steps) do { if (++(steps) > MVX_MAX_WALK) mvx_fatal(MVM_E_INVALID_BYTECODE); } while (0)
+
 /* Recoverable errors unwind and return codes so the VM stays usable. */
 #define MVM_ALL_ERRORS_FATAL 0
 
