@@ -15,7 +15,7 @@ from ..errors import RuntimeNotRunning
 from ..imports import AsyncCall
 from ._checkpoint import Checkpoint, checkpoint_for_running_loop
 from ._residency import Residency
-from ._scheduler import Scheduler
+from ._scheduler import TURNS_BETWEEN_YIELDS, Scheduler
 from ._timers import REFILL, Timers
 from ._turns import TurnOutcome
 from .clock import Clock
@@ -31,8 +31,6 @@ if TYPE_CHECKING:
 TurnHook = Callable[["Actor", TurnOutcome], None]
 ErrorHook = Callable[["Actor", BaseException], Any]
 PauseHook = Callable[["Actor", PauseEvent], Any]
-
-_INLINE_TURNS_BETWEEN_YIELDS = 64
 
 
 class Conductor:
@@ -76,7 +74,7 @@ class Conductor:
         """Run the scheduler and the timers as tasks of ``tg`` (the runtime's)."""
         self.tg = tg
         self.checkpoint = checkpoint_for_running_loop()
-        tg.start_soon(self.scheduler.run, self.turn, self.residency.enforce, self._when_idle)
+        tg.start_soon(self.scheduler.run, self.turn, self.residency.enforce, self._when_idle, self.checkpoint)
         tg.start_soon(self.timers.run)
 
     def stop(self) -> None:
@@ -108,7 +106,7 @@ class Conductor:
         # A yield per call would be a loop iteration per call (~40% of an inline call); every 64th
         # bounds what a caller looping over calls holds the loop for, as the scheduler does.
         self.inline_turns += 1
-        return self.inline_turns % _INLINE_TURNS_BETWEEN_YIELDS == 0
+        return self.inline_turns % TURNS_BETWEEN_YIELDS == 0
 
     def turn(self, actor: Actor) -> None:
         """Run one turn of ``actor`` (synchronously) and act on its outcome."""
@@ -177,7 +175,7 @@ class Conductor:
 
     async def wait_idle(self) -> None:
         if self.is_idle():
-            await anyio.lowlevel.checkpoint()
+            await self.checkpoint()
             return
         event = anyio.Event()
         self._idle_waiters.append(event)

@@ -8,13 +8,14 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from ._checkpoint import checkpoint_for_running_loop
+from ._checkpoint import Checkpoint
 from .clock import Clock
 
 if TYPE_CHECKING:
     from .actor import Actor
 
-_TURNS_BETWEEN_YIELDS = 64
+# Turns run back to back before the loop gets a turn (the inline call path counts the same way).
+TURNS_BETWEEN_YIELDS = 64
 
 
 class Scheduler:
@@ -50,11 +51,11 @@ class Scheduler:
                 self._idle_scope.cancel()
 
     async def run(self, turn: Callable[[Actor], None], between_turns: Callable[[], None],
-                  when_idle: Callable[[], float | None]) -> None:
-        """Run turns forever.  ``when_idle()`` does idle duties and returns when to look again (or None)."""
+                  when_idle: Callable[[], float | None], checkpoint: Checkpoint) -> None:
+        """Run turns forever.  ``when_idle()`` does idle duties and returns when to look again (or None);
+        ``checkpoint()`` lets the loop run others every TURNS_BETWEEN_YIELDS turns."""
         ready = self.ready
         queued = self._queued
-        checkpoint = checkpoint_for_running_loop()
         turns = 0
         while True:
             if not ready:
@@ -75,6 +76,6 @@ class Scheduler:
                 continue
             turn(actor)
             turns += 1
-            if turns % _TURNS_BETWEEN_YIELDS == 0:
+            if turns % TURNS_BETWEEN_YIELDS == 0:
                 between_turns()
                 await checkpoint()
